@@ -1,0 +1,345 @@
+"""TOML configuration → typed, validated settings.
+
+Every problem is reported at once, each as ``FILE: key.path: what is wrong``. Unknown keys are
+errors (they are usually typos). Relative paths resolve against the config file's folder.
+Secrets are never stored in the file: the file names an environment variable that holds them.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
+
+from digest.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/digest.toml")
+CONFIG_ENV = "DIGEST_CONFIG"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_address(value: str, *, display_name: bool) -> str:
+    name, addr = parseaddr(value)
+    if "@" not in addr or addr.startswith("@") or addr.endswith("@") or " " in addr:
+        form = '"Name <address@example.org>"' if display_name else '"address@example.org"'
+        raise ValueError(f"expected an e-mail address like {form}, got {value!r}")
+    return value
+
+
+class NewsletterSettings(_Section):
+    title: str
+    sender: str
+    reply_to: str | None = None
+    site_url: str
+    timezone: str = "UTC"
+    postal_address: str
+    language: str = "en"
+    description: str | None = None
+    unsubscribe_url: str | None = None
+    unsubscribe_mailto: str | None = None
+    archive_url: str | None = None
+
+    @field_validator("sender")
+    @classmethod
+    def _sender(cls, v: str) -> str:
+        return _check_address(v, display_name=True)
+
+    @field_validator("reply_to", "unsubscribe_mailto")
+    @classmethod
+    def _reply_to(cls, v: str | None) -> str | None:
+        return None if v is None else _check_address(v, display_name=False)
+
+    @field_validator("site_url", "unsubscribe_url", "archive_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL, got {v!r}")
+        return None if v is None else v.rstrip("/")
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        try:
+            ZoneInfo(v)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f'unknown time zone {v!r}; use an IANA name such as "Europe/London"') from None
+        return v
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+    @property
+    def sender_domain(self) -> str:
+        return self.sender_address.rpartition("@")[2]
+
+    @property
+    def unsubscribe_base(self) -> str:
+        return self.unsubscribe_url or f"{self.site_url}/unsubscribe"
+
+    @property
+    def archive_base(self) -> str:
+        return self.archive_url or f"{self.site_url}/archive"
+
+
+class SourceSettings(_Section):
+    name: str
+    kind: Literal["feed", "page", "folder"]
+    url: str | None = None
+    path: Path | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> "SourceSettings":
+        if (self.url is None) == (self.path is None):
+            raise ValueError("give exactly one of url or path")
+        if self.kind == "folder" and self.path is None:
+            raise ValueError("a folder source needs path, not url")
+        if self.url is not None and not self.url.startswith(("http://", "https://")):
+            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        return self
+
+
+class SelectionSettings(_Section):
+    window_days: int = Field(7, ge=1)
+    max_articles: int = Field(10, ge=1)
+    min_articles: int = Field(1, ge=0)
+
+
+class TeaserSettings(_Section):
+    max_chars: int = Field(220, ge=40)
+
+
+class ScheduleSettings(_Section):
+    cron: str = "0 8 * * mon"
+    misfire_grace_hours: float = Field(6.0, ge=0)
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from apscheduler.triggers.cron import CronTrigger
+
+        try:
+            CronTrigger.from_crontab(v, timezone="UTC")
+        except ValueError as exc:
+            raise ValueError(f'invalid cron expression {v!r} ({exc}); expected five fields like "0 8 * * mon"') from None
+        return v
+
+
+class SMTPSettings(_Section):
+    host: str = "localhost"
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["none", "starttls", "tls"] = "starttls"
+    username: str | None = None
+    password_env: str | None = None
+    timeout: float = Field(30.0, gt=0)
+    # Filled from the environment variable named by password_env; never read from the file.
+    password: SecretStr | None = Field(None, exclude=True, repr=False)
+
+
+class OutboxSettings(_Section):
+    path: Path = Path("outbox")
+
+
+class DeliverySettings(_Section):
+    backend: Literal["outbox", "smtp"] = "outbox"
+    smtp: SMTPSettings = SMTPSettings()
+    outbox: OutboxSettings = OutboxSettings()
+
+
+class SubscriberSettings(_Section):
+    csv: Path | None = None
+
+
+class StateSettings(_Section):
+    url: str | None = None
+
+
+class TemplateSettings(_Section):
+    path: Path | None = None
+
+
+class SecuritySettings(_Section):
+    secret_env: str = "DIGEST_SECRET"
+
+
+class Settings(_Section):
+    newsletter: NewsletterSettings
+    sources: list[SourceSettings] = []
+    selection: SelectionSettings = SelectionSettings()
+    teaser: TeaserSettings = TeaserSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
+    delivery: DeliverySettings = DeliverySettings()
+    subscribers: SubscriberSettings = SubscriberSettings()
+    state: StateSettings = StateSettings()
+    templates: TemplateSettings = TemplateSettings()
+    security: SecuritySettings = SecuritySettings()
+    # Where the settings came from; relative paths above are already resolved against its folder.
+    config_path: Path = Field(Path("."), exclude=True)
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[SourceSettings]) -> list[SourceSettings]:
+        seen: set[str] = set()
+        for s in v:
+            if s.name in seen:
+                raise ValueError(f"source name {s.name!r} is used twice; names must be unique")
+            seen.add(s.name)
+        return v
+
+    @property
+    def state_url(self) -> str:
+        return self.state.url or f"sqlite:///{self.config_path.parent / 'var' / 'digest.sqlite3'}"
+
+
+# --- loading -------------------------------------------------------------------------------------
+
+_TYPE_WORDS = {
+    "int": "an integer",
+    "float": "a number",
+    "string": "a string",
+    "bool": "true or false",
+    "list": "a list",
+    "dict": "a table",
+    "model": "a table",
+    "path": "a path string",
+}
+
+
+def _describe(err: dict[str, Any]) -> str:
+    kind: str = err["type"]
+    value = err.get("input")
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "extra_forbidden":
+        return "unknown key (check the spelling)"
+    if kind == "literal_error":
+        return f"expected {err['ctx']['expected']}, got {value!r}"
+    if kind == "value_error":
+        return str(err["ctx"]["error"])
+    for prefix, words in _TYPE_WORDS.items():
+        if kind.startswith(prefix + "_"):
+            return f"expected {words}, got {_show(value)}"
+    if kind in {"greater_than_equal", "less_than_equal", "greater_than", "less_than"}:
+        return f"{err['msg'].lower()}, got {_show(value)}"
+    return f"{err['msg']}, got {_show(value)}"
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _key_path(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out or "(top level)"
+
+
+def _resolve_paths(data: dict[str, Any], base: Path) -> None:
+    """Make relative paths absolute against the config file's folder, before validation."""
+
+    def fix(table: Any, key: str) -> None:
+        if isinstance(table, dict) and isinstance(table.get(key), str):
+            p = Path(table[key]).expanduser()
+            table[key] = str(p if p.is_absolute() else (base / p).resolve())
+
+    for src in data.get("sources", []) if isinstance(data.get("sources"), list) else []:
+        fix(src, "path")
+    delivery = data.get("delivery")
+    if isinstance(delivery, dict):
+        fix(delivery.get("outbox"), "path")
+        dkim = delivery.get("dkim")
+        fix(dkim, "key_path")
+    fix(data.get("subscribers"), "csv")
+    fix(data.get("templates"), "path")
+
+
+def _read_secrets(data: dict[str, Any], problems: list[str]) -> None:
+    delivery = data.get("delivery") if isinstance(data.get("delivery"), dict) else {}
+    smtp = delivery.get("smtp") if isinstance(delivery.get("smtp"), dict) else None
+    if smtp is None or delivery.get("backend", "outbox") != "smtp":
+        return
+    if "password" in smtp:
+        problems.append(
+            "delivery.smtp.password: secrets do not belong in the config file; "
+            'name an environment variable instead, e.g. password_env = "DIGEST_SMTP_PASSWORD"'
+        )
+        smtp.pop("password")
+    var = smtp.get("password_env")
+    if isinstance(var, str):
+        secret = os.environ.get(var)
+        if not secret:
+            problems.append(
+                f"delivery.smtp.password_env: environment variable {var} is not set; "
+                f"export {var} with the SMTP password before running"
+            )
+        else:
+            smtp["password"] = secret
+
+
+def config_path_from(option: str | os.PathLike[str] | None) -> Path:
+    """The config file to use: the --config option, else $DIGEST_CONFIG, else config/digest.toml."""
+    if option:
+        return Path(option)
+    env = os.environ.get(CONFIG_ENV)
+    return Path(env) if env else DEFAULT_CONFIG
+
+
+def load_config(path: str | os.PathLike[str]) -> Settings:
+    """Read and validate a config file. Raises :class:`ConfigError` listing every problem."""
+    p = Path(path)
+    where = str(p)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{where}: config file not found; pass --config FILE or set {CONFIG_ENV}"
+        ) from None
+    except OSError as exc:
+        raise ConfigError(f"{where}: cannot read config file: {exc.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{where}: not UTF-8 text; save the file as UTF-8") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{where}: not valid TOML: {exc}") from None
+    return settings_from_dict(data, p)
+
+
+def settings_from_dict(data: dict[str, Any], path: Path) -> Settings:
+    where = str(path)
+    base = path.resolve().parent
+    _resolve_paths(data, base)
+    problems: list[str] = []
+    _read_secrets(data, problems)
+    data["config_path"] = str(path.resolve())
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        problems.extend(f"{_key_path(e['loc'])}: {_describe(e)}" for e in exc.errors())  # type: ignore[arg-type]
+        settings = None
+    if problems:
+        raise ConfigError([f"{where}: {p}" for p in problems])
+    assert settings is not None
+    return settings

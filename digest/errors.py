@@ -1,0 +1,52 @@
+"""Typed errors. Library code raises these; only the CLI turns them into messages and exit codes."""
+
+from __future__ import annotations
+
+
+class DigestError(Exception):
+    """Root of every error digest reports to a user as one clear line."""
+
+    exit_code = 1
+
+
+class ConfigError(DigestError):
+    """The configuration is wrong. Carries every problem found, one line each."""
+
+    exit_code = 2
+
+    def __init__(self, problems: list[str] | str) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+class UsageError(DigestError):
+    """A command was called with arguments that do not fit."""
+
+    exit_code = 2
+
+
+class SourceError(DigestError):
+    """A source could not be read or parsed."""
+
+
+class RenderError(DigestError):
+    """A template or the MJML compiler failed."""
+
+
+class StateError(DigestError):
+    """The state database cannot be used (wrong schema version, unreachable URL)."""
+
+
+class DeliveryError(DigestError):
+    """Sending failed. ``transient`` errors may be retried; permanent ones may not."""
+
+    def __init__(self, message: str, *, transient: bool = False, recipient: str | None = None) -> None:
+        super().__init__(message)
+        self.transient = transient
+        self.recipient = recipient
+
+
+class DeliveryConfigError(DeliveryError):
+    """Bad credentials or settings: the whole send stops and nothing is marked sent."""
+
+    exit_code = 2

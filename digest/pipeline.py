@@ -1,0 +1,319 @@
+"""The order of the stages: ingest → select → teaser → render → deliver.
+
+Every function takes the settings, the store and the moment it runs for (``now``, a controllable
+clock), and returns a plain report. Only this module knows the order; each stage lives in its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from digest.config import Settings
+from digest.delivery.base import Backend, OutgoingMessage, backend_from_settings
+from digest.errors import DigestError, SourceError
+from digest.models import Issue, IssueEntry, RenderedIssue
+from digest.render.issue import render_issue
+from digest.render.message import build_message
+from digest.select import select_articles
+from digest.slots import issue_key, next_slot, slot_at_or_before, trigger_for
+from digest.sources import source_from_settings
+from digest.store import Store
+from digest.subscribers import read_subscriber_csv
+from digest.teaser import make_teaser
+from digest.tokens import TokenSigner, signer_for
+
+log = logging.getLogger(__name__)
+
+BATCH_SIZE = 100
+SAMPLE_RECIPIENT = "reader@example.org"
+
+
+# --- ingest ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SourceOutcome:
+    name: str
+    seen: int = 0
+    new: int = 0
+    updated: int = 0
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    sources: tuple[SourceOutcome, ...]
+
+    @property
+    def failed(self) -> tuple[SourceOutcome, ...]:
+        return tuple(s for s in self.sources if s.error)
+
+
+def ingest(settings: Settings, store: Store, *, now: datetime) -> IngestReport:
+    """Read every source and store what it offers. One failing source never stops the others."""
+    outcomes = []
+    tz = settings.newsletter.tz
+    for cfg in settings.sources:
+        source = source_from_settings(cfg, tz=tz)
+        try:
+            found = source.read(now)
+        except SourceError as exc:
+            log.warning("%s", exc)
+            store.record_source(cfg.name, source.location, error=str(exc), now=now)
+            outcomes.append(SourceOutcome(cfg.name, error=str(exc)))
+            continue
+        new, updated = store.upsert_articles(found, now=now)
+        store.record_source(cfg.name, source.location, error=None, now=now)
+        outcomes.append(SourceOutcome(cfg.name, len(found), new, updated))
+    return IngestReport(tuple(outcomes))
+
+
+# --- slots -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Slot:
+    key: str
+    at: datetime
+
+
+def due_slot(settings: Settings, moment: datetime) -> Slot:
+    """The scheduled slot at or before ``moment``: the issue that is due then."""
+    trig = trigger_for(settings.schedule.cron, settings.newsletter.tz)
+    at = slot_at_or_before(trig, moment)
+    return Slot(issue_key(trig, at), at)
+
+
+def upcoming_slot(settings: Settings, moment: datetime) -> Slot:
+    """The first scheduled slot after ``moment``: the issue that goes out next."""
+    trig = trigger_for(settings.schedule.cron, settings.newsletter.tz)
+    at = next_slot(trig, moment)
+    return Slot(issue_key(trig, at), at)
+
+
+# --- build -----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuiltIssue:
+    issue: Issue
+    rendered: RenderedIssue
+
+
+def build_issue(settings: Settings, store: Store, slot: Slot) -> BuiltIssue:
+    """Select, write teasers and render the issue for a slot, as of that slot."""
+    window = timedelta(days=settings.selection.window_days)
+    window_start = slot.at - window
+    # A wider net than the window, so the preview can say why nearby articles were left out.
+    candidates = store.articles_published_between(window_start - window, slot.at + window)
+    selection = select_articles(
+        candidates,
+        as_of=slot.at,
+        window_start=window_start,
+        already_sent=store.article_ids_in_issues(excluding=slot.key),
+        max_articles=settings.selection.max_articles,
+    )
+    entries = tuple(IssueEntry(a, make_teaser(a, settings.teaser.max_chars)) for a in selection.chosen)
+    issue = Issue(key=slot.key, slot=slot.at, window_start=window_start, entries=entries, skipped=selection.skipped)
+    return BuiltIssue(issue, render_issue(issue, settings))
+
+
+def token_signer(settings: Settings, store: Store) -> TokenSigner:
+    return signer_for(settings.security.secret_env, store.secret)
+
+
+@dataclass(frozen=True)
+class BuildOutput:
+    html: Path
+    text: Path
+    eml: Path
+
+
+def write_build(built: BuiltIssue, settings: Settings, signer: TokenSigner, out: Path, *, now: datetime) -> BuildOutput:
+    """Write issue.html, issue.txt and a sample issue.eml (addressed to a sample reader)."""
+    from digest.render.message import personalise
+
+    out.mkdir(parents=True, exist_ok=True)
+    token = signer.token(SAMPLE_RECIPIENT)
+    html, text = personalise(built.rendered, email=SAMPLE_RECIPIENT, token=token)
+    paths = BuildOutput(out / "issue.html", out / "issue.txt", out / "issue.eml")
+    paths.html.write_text(html, encoding="utf-8")
+    paths.text.write_text(text, encoding="utf-8")
+    msg = build_message(built.rendered, settings.newsletter, to=SAMPLE_RECIPIENT, token=token, now=now)
+    paths.eml.write_bytes(msg.as_bytes())
+    return paths
+
+
+# --- subscribers -----------------------------------------------------------------------------------
+
+
+def sync_subscribers(settings: Settings, store: Store, *, now: datetime) -> tuple[int, list[str]]:
+    """Add the addresses of the configured CSV that the store does not know yet. Existing
+    subscribers keep their status, so someone who unsubscribed is never re-added."""
+    if settings.subscribers.csv is None:
+        return 0, []
+    result = read_subscriber_csv(settings.subscribers.csv)
+    added, _ = store.add_subscribers(result.rows, now=now)
+    return added, result.problems
+
+
+# --- send ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class SendReport:
+    key: str
+    outcome: str  # sent | resumed | already-sent | skipped | dry-run | incomplete | claimed-elsewhere
+    message: str
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _batches(items: Iterator[tuple[str, str | None]], size: int) -> Iterator[list[tuple[str, str | None]]]:
+    batch: list[tuple[str, str | None]] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def send_issue(
+    settings: Settings,
+    store: Store,
+    slot: Slot,
+    *,
+    now: datetime,
+    clock: Callable[[], datetime] | None = None,
+    backend: Backend | None = None,
+    dry_run: bool = False,
+) -> SendReport:
+    """Send the issue of ``slot`` to every active subscriber, exactly once each.
+
+    The first run for a slot builds the issue and, in one transaction, records it and freezes
+    its recipients into pending deliveries. Any later run for the same slot resumes those
+    deliveries (after a crash or with retries) or, when all are done, sends nothing and says so.
+    """
+    clock = clock or (lambda: now)
+    row = store.issue(slot.key)
+    if row is not None and row.status == "sent":
+        counts = store.delivery_counts(slot.key)
+        return SendReport(
+            slot.key,
+            "already-sent",
+            f"issue {slot.key} was already sent ({counts.get('sent', 0)} delivered"
+            f"{', ' + str(counts['failed']) + ' failed' if counts.get('failed') else ''}); nothing to send",
+            counts,
+        )
+    if row is not None and row.status == "skipped":
+        return SendReport(slot.key, "skipped", f"issue {slot.key} was skipped: {row.note}; nothing to send")
+
+    resumed = row is not None
+    if row is None:
+        built = build_issue(settings, store, slot)
+        n = len(built.issue.entries)
+        if n < settings.selection.min_articles:
+            note = f"only {n} new article{'s' if n != 1 else ''}, fewer than selection.min_articles = {settings.selection.min_articles}"
+            if not dry_run:
+                store.record_skipped_issue(slot.key, slot=slot.at, note=note, now=now)
+            return SendReport(slot.key, "skipped", f"issue {slot.key} not sent: {note}")
+        recipients = store.active_recipients()
+        if dry_run:
+            return SendReport(
+                slot.key,
+                "dry-run",
+                f"dry run: issue {slot.key} with {n} articles would go to {len(recipients)} subscribers; nothing sent",
+                {"pending": len(recipients)},
+            )
+        claimed = store.claim_issue(
+            slot.key,
+            slot=slot.at,
+            rendered=built.rendered,
+            article_ids=[a.id for a in built.issue.articles],
+            recipients=recipients,
+            now=now,
+        )
+        if not claimed:
+            resumed = True
+    rendered = store.rendered_issue(slot.key)
+    assert rendered is not None
+    if dry_run:
+        pending = sum(1 for _ in store.pending_deliveries(slot.key))
+        return SendReport(slot.key, "dry-run", f"dry run: issue {slot.key} has {pending} deliveries left; nothing sent", {"pending": pending})
+
+    signer = token_signer(settings, store)
+    backend = backend or backend_from_settings(settings.delivery, issue_key=slot.key)
+    # Read the pending list up front: a batch's results are written while the next one is read.
+    pending = list(store.pending_deliveries(slot.key))
+    with backend:
+        for batch in _batches(iter(pending), BATCH_SIZE):
+            moment = clock()
+            messages = [
+                OutgoingMessage(email, build_message(rendered, settings.newsletter, to=email, token=signer.token(email), now=moment))
+                for email, _name in batch
+            ]
+            results = backend.send_batch(messages)
+            store.mark_deliveries(slot.key, results, now=clock())
+    counts = store.delivery_counts(slot.key)
+    failures = store.failed_deliveries(slot.key)
+    left = counts.get("pending", 0) + counts.get("retry", 0)
+    if left == 0:
+        store.finish_issue(slot.key, now=clock())
+        verb = "resumed and finished" if resumed else "sent"
+        return SendReport(
+            slot.key,
+            "resumed" if resumed else "sent",
+            f"issue {slot.key} {verb}: {counts.get('sent', 0)} delivered, {counts.get('failed', 0)} failed",
+            counts,
+            failures,
+        )
+    return SendReport(
+        slot.key,
+        "incomplete",
+        f"issue {slot.key}: {counts.get('sent', 0)} delivered, {left} to retry, {counts.get('failed', 0)} failed; "
+        "run `digest send` again to retry",
+        counts,
+        failures,
+    )
+
+
+def run_once(settings: Settings, store: Store, *, as_of: datetime, now: datetime, backend: Backend | None = None) -> tuple[IngestReport, SendReport]:
+    """Ingest, build and send the issue due at ``as_of``."""
+    slot = due_slot(settings, as_of)
+    existing = store.issue(slot.key)
+    if existing is not None and existing.status in ("sent", "skipped"):
+        # Nothing to do for this slot; do not touch the sources either.
+        return IngestReport(()), send_issue(settings, store, slot, now=now, backend=backend)
+    report = ingest(settings, store, now=now)
+    sync_subscribers(settings, store, now=now)
+    return report, send_issue(settings, store, slot, now=now, backend=backend)
+
+
+def check_sources_failing(store: Store, threshold: int = 3) -> list[str]:
+    return [
+        f"source {r.name!r} has failed {r.failures} runs in a row (last error: {r.last_error})"
+        for r in store.source_rows()
+        if r.failures >= threshold
+    ]
+
+
+__all__ = [
+    "BuiltIssue",
+    "DigestError",
+    "IngestReport",
+    "SendReport",
+    "Slot",
+    "build_issue",
+    "due_slot",
+    "ingest",
+    "run_once",
+    "send_issue",
+    "upcoming_slot",
+    "write_build",
+]

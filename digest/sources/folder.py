@@ -1,0 +1,122 @@
+"""A folder of article files: Markdown with YAML front matter, HTML, and plain-text page dumps."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+from digest.errors import SourceError
+from digest.models import Article
+from digest.sources.base import Source
+from digest.sources.markup import html_blocks, markdown_blocks, split_front_matter
+from digest.sources.text import as_aware, normalise_space, parse_loose_date
+from digest.sources.textpage import parse_text_page
+
+log = logging.getLogger(__name__)
+
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+TEXT_SUFFIXES = {".txt"}
+HTML_SUFFIXES = {".html", ".htm"}
+ARTICLE_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES
+
+
+class FolderSource(Source):
+    def read(self, now: datetime) -> list[Article]:
+        folder = self.settings.path
+        assert folder is not None
+        if not folder.is_dir():
+            raise SourceError(f"source {self.name!r}: folder {folder} does not exist; fix sources.path in the config")
+        found: list[Article] = []
+        for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES):
+            if any(part.startswith(".") for part in path.relative_to(folder).parts):
+                continue
+            try:
+                found.append(read_article_file(path, source=self.name, tz=self.tz, root=folder))
+            except (ValueError, OSError, UnicodeDecodeError) as exc:
+                log.warning("%s: skipped: %s", path, exc)
+        return found
+
+
+def read_article_file(path: Path, *, source: str, tz: Any, root: Path | None = None) -> Article:
+    """Read one article file of any supported format. Raises ValueError naming what is wrong."""
+    text = path.read_text(encoding="utf-8")
+    rel = path.relative_to(root).as_posix() if root else path.name
+    fallback_id = f"file:{source}/{rel}"
+    suffix = path.suffix.lower()
+    if suffix in TEXT_SUFFIXES:
+        page = parse_text_page(text)
+        if page.date is None:
+            raise ValueError("no date found on lines 2-4 (expected a date such as 'July 25, 2025')")
+        return Article(
+            id=fallback_id,
+            source=source,
+            title=page.headline,
+            dek=page.dek,
+            published=as_aware(page.date, tz),
+            body=page.body,
+            origin=str(path),
+        )
+    if suffix in MARKDOWN_SUFFIXES:
+        meta, body_text = split_front_matter(text)
+        return _from_front_matter(meta, markdown_blocks(body_text), path=path, source=source, tz=tz, fallback_id=fallback_id)
+    if suffix in HTML_SUFFIXES:
+        from digest.sources.page import extract_page
+
+        page = extract_page(text)
+        if page is None:
+            raise ValueError("no article text found in the HTML")
+        meta = {"title": page.title, "date": page.date, "url": page.url, "author": page.author,
+                "image": page.image, "summary": page.description}
+        return _from_front_matter(meta, page.body, path=path, source=source, tz=tz, fallback_id=fallback_id)
+    raise ValueError(f"unsupported file type {suffix!r}")
+
+
+def _date(value: Any, tz: Any, key: str) -> datetime:
+    if isinstance(value, datetime):
+        return as_aware(value, tz)
+    if isinstance(value, date):
+        return as_aware(value, tz)
+    if isinstance(value, str):
+        try:
+            return as_aware(datetime.fromisoformat(value.strip().replace("Z", "+00:00")), tz)
+        except ValueError:
+            d = parse_loose_date(value)
+            if d is not None:
+                return as_aware(d, tz)
+    raise ValueError(f"{key}: expected a date such as 2025-08-06 or 2025-08-06T10:30:00+01:00, got {value!r}")
+
+
+def _from_front_matter(meta: dict[str, Any], body: tuple, *, path: Path, source: str, tz: Any, fallback_id: str) -> Article:
+    known = {"title", "date", "updated", "url", "author", "summary", "teaser", "dek", "image", "image_alt", "tags", "section", "lang", "language", "draft", "id"}
+    for key in meta:
+        if key not in known:
+            log.debug("%s: front matter key %r ignored", path, key)
+    title = normalise_space(str(meta.get("title") or ""))
+    if not title:
+        raise ValueError("front matter has no title")
+    if meta.get("date") is None:
+        raise ValueError("front matter has no date")
+    tags = meta.get("tags") or ()
+    if isinstance(tags, str):
+        tags = [t.strip() for t in tags.split(",")]
+    url = str(meta["url"]).strip() if meta.get("url") else None
+    return Article(
+        id=str(meta.get("id") or url or fallback_id),
+        source=source,
+        title=title,
+        url=url,
+        published=_date(meta["date"], tz, "date"),
+        updated=_date(meta["updated"], tz, "updated") if meta.get("updated") else None,
+        author=normalise_space(str(meta["author"])) if meta.get("author") else None,
+        dek=normalise_space(str(meta["dek"])) if meta.get("dek") else None,
+        summary=normalise_space(str(meta.get("teaser") or meta.get("summary") or "")) or None,
+        image=str(meta["image"]) if meta.get("image") else None,
+        image_alt=normalise_space(str(meta["image_alt"])) if meta.get("image_alt") else None,
+        tags=tuple(normalise_space(str(t)) for t in tags if str(t).strip()),
+        section=normalise_space(str(meta["section"])) if meta.get("section") else None,
+        language=str(meta.get("language") or meta.get("lang") or "") or None,
+        body=body,
+        origin=str(path),
+    )

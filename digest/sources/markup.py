@@ -1,0 +1,160 @@
+"""Markdown with YAML front matter, and HTML fragments, turned into clean body blocks."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import yaml
+
+from digest.models import Block
+from digest.sources.text import clean_text
+
+_FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_REF_LINK = re.compile(r"\[([^\]]+)\]\[[^\]]*\]")
+_EMPH = re.compile(r"(\*\*|__|\*|_|~~|`)(?=\S)(.+?)(?<=\S)\1")
+_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
+_LIST_ITEM = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
+
+
+def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
+    """Return (front matter, body). Raises ValueError on front matter that is not a YAML mapping."""
+    m = _FRONT.match(text.lstrip("\ufeff"))
+    if not m:
+        return {}, text
+    try:
+        data = yaml.safe_load(m.group(1)) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 2})" if mark is not None else ""
+        raise ValueError(f"front matter is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ValueError("front matter must be a mapping of keys to values")
+    return data, text[m.end() :]
+
+
+def _inline(text: str) -> str:
+    text = _LINK.sub(r"\1", text)
+    text = _REF_LINK.sub(r"\1", text)
+    for _ in range(3):
+        text = _EMPH.sub(r"\2", text)
+    return clean_text(text)
+
+
+def markdown_blocks(text: str) -> tuple[Block, ...]:
+    """Paragraphs and headings of a Markdown body, inline markup removed."""
+    blocks: list[Block] = []
+    para: list[str] = []
+    in_fence = False
+
+    def flush() -> None:
+        if para:
+            joined = _inline(" ".join(para))
+            if joined:
+                blocks.append(Block(joined, "p"))
+            para.clear()
+
+    for raw in text.splitlines():
+        line = raw.rstrip()
+        if line.lstrip().startswith(("```", "~~~")):
+            in_fence = not in_fence
+            flush()
+            continue
+        if in_fence:
+            continue
+        if not line.strip() or _RULE.match(line):
+            flush()
+            continue
+        h = _HEADING.match(line)
+        if h:
+            flush()
+            title = _inline(h.group(2))
+            if title:
+                blocks.append(Block(title, "h"))
+            continue
+        if _LIST_ITEM.match(line):
+            flush()
+            para.append(_LIST_ITEM.sub("", line))
+            flush()
+            continue
+        para.append(line.lstrip("> ").strip() if line.lstrip().startswith(">") else line.strip())
+    flush()
+    return tuple(blocks)
+
+
+_BLOCK_TAGS = {"p", "li", "blockquote", "pre", "dd", "dt", "figcaption", "td", "th"}
+_HEAD_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
+_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "form", "nav", "iframe", "button"}
+
+
+def html_blocks(fragment: str) -> tuple[Block, ...]:
+    """Paragraphs and headings of an HTML fragment in reading order."""
+    import lxml.html
+    from lxml import etree
+
+    if not fragment or not fragment.strip():
+        return ()
+    try:
+        root = lxml.html.fragment_fromstring(fragment, create_parent="div")
+    except (etree.ParserError, ValueError):
+        text = clean_text(fragment)
+        return (Block(text),) if text else ()
+    blocks: list[Block] = []
+    loose: list[str] = []
+
+    def flush_loose() -> None:
+        text = clean_text(" ".join(loose))
+        if text:
+            blocks.append(Block(text))
+        loose.clear()
+
+    def walk(el: Any) -> None:
+        tag = el.tag if isinstance(el.tag, str) else ""
+        if tag in _SKIP_TAGS:
+            if el.tail:
+                loose.append(el.tail)
+            return
+        if tag in _HEAD_TAGS or tag in _BLOCK_TAGS:
+            flush_loose()
+            has_block_child = any(isinstance(c.tag, str) and (c.tag in _BLOCK_TAGS or c.tag in _HEAD_TAGS) for c in el)
+            if has_block_child:
+                if el.text:
+                    loose.append(el.text)
+                for child in el:
+                    walk(child)
+                flush_loose()
+            else:
+                text = clean_text(el.text_content())
+                if text:
+                    blocks.append(Block(text, "h" if tag in _HEAD_TAGS else "p"))
+            if el.tail:
+                loose.append(el.tail)
+            return
+        if tag == "br":
+            loose.append(" ")
+        elif tag in {"div", "section", "article", "main", "header", "footer", "aside", "figure", "ul", "ol", "table", "tr", "tbody", "thead", "dl"}:
+            flush_loose()
+            if el.text:
+                loose.append(el.text)
+            for child in el:
+                walk(child)
+            flush_loose()
+            if el.tail:
+                loose.append(el.tail)
+            return
+        else:
+            if el.text:
+                loose.append(el.text)
+            for child in el:
+                walk(child)
+        if el.tail:
+            loose.append(el.tail)
+
+    if root.text:
+        loose.append(root.text)
+    for child in root:
+        walk(child)
+    flush_loose()
+    return tuple(blocks)

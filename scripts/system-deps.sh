@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the test suite needs, when they are missing. CI runs as root; a
+# developer who is not root is told what to install, and the tests that need it skip meanwhile.
+set -euo pipefail
+# "command-that-shows-it-is-there:debian-package"
+REQUIRED=(
+)
+need=()
+for pair in "${REQUIRED[@]}"; do
+  cmd=${pair%%:*}; pkg=${pair#*:}
+  command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
+done
+[ ${#need[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+  echo "system-deps: not root; install these for the full test suite: ${need[*]}" >&2
+  exit 0
+fi
+echo "system-deps: installing ${need[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null

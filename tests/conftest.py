@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import socket
+import textwrap
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+EXAMPLES = ROOT / "examples" / "content"
+
+
+def shared_path(*parts: str) -> Path:
+    """A path under ../shared, skipping the test when that folder is absent (a fresh clone)."""
+    p = SHARED.joinpath(*parts)
+    if not p.exists():
+        pytest.skip(f"{p} is absent (../shared is only beside the project in CI and dev machines)")
+    return p
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+BASE_CONFIG = """
+[newsletter]
+title = "Test Weekly"
+sender = "Test Weekly <digest@news.example.org>"
+reply_to = "editor@news.example.org"
+site_url = "https://news.example.org"
+timezone = "Europe/London"
+postal_address = "1 Test Street, Testville"
+
+[[sources]]
+name = "articles"
+kind = "folder"
+path = "content"
+
+[selection]
+window_days = 7
+max_articles = 10
+min_articles = 1
+
+[schedule]
+cron = "0 8 * * mon"
+
+[delivery]
+backend = "outbox"
+
+[delivery.outbox]
+path = "outbox"
+
+[subscribers]
+csv = "subscribers.csv"
+"""
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[..., Path]:
+    """Write a config (BASE_CONFIG plus extra TOML) into tmp_path; returns its path."""
+
+    def write(extra: str = "", *, base: str = BASE_CONFIG, subscribers: list[str] | None = None) -> Path:
+        (tmp_path / "content").mkdir(exist_ok=True)
+        rows = subscribers if subscribers is not None else ["a@example.org", "b@example.org", "c@example.org"]
+        (tmp_path / "subscribers.csv").write_text("email,name\n" + "".join(f"{r},\n" for r in rows))
+        path = tmp_path / "digest.toml"
+        path.write_text(textwrap.dedent(base) + "\n" + textwrap.dedent(extra))
+        return path
+
+    return write
+
+
+def write_article(folder: Path, name: str, *, title: str, date: str, body: str, extra: str = "") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    p = folder / name
+    p.write_text(f'---\ntitle: "{title}"\ndate: {date}\n{extra}---\n\n{body}\n')
+    return p
+
+
+@pytest.fixture
+def fixed_now() -> datetime:
+    return datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
