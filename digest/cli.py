@@ -240,6 +240,23 @@ def subscribers_list(c: Context, status: str | None) -> None:
         echo("no subscribers" + (f" with status {status}" if status else ""))
 
 
+# === sources: health and listing ==================================================
+# (commands for ingest health go below this line)
+
+
+# === teasers ======================================================================
+# (teaser commands go below this line)
+
+
+# === schedule, preview, serve, hold ===============================================
+# (scheduler and web commands go below this line)
+
+
+# === delivery: status, retries ====================================================
+# (delivery commands go below this line)
+
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning digest's errors into one line and an exit status."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])

@@ -4,6 +4,8 @@
 set -euo pipefail
 # "command-that-shows-it-is-there:debian-package"
 REQUIRED=(
+  "chromium:chromium"
+  "spamassassin:spamassassin"
 )
 need=()
 for pair in "${REQUIRED[@]}"; do
