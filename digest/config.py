@@ -8,6 +8,7 @@ Secrets are never stored in the file: the file names an environment variable tha
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from email.utils import parseaddr
 from pathlib import Path
@@ -46,6 +47,14 @@ class NewsletterSettings(_Section):
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
     archive_url: str | None = None
+    # The header shows this image (hosted: e-mail cannot carry it) instead of the title text.
+    logo_url: str | None = None
+    logo_alt: str | None = None
+    logo_width: int = Field(180, ge=16, le=552)
+    # An editor's note above the articles: inline text, or a file read when the issue is built
+    # (blank lines separate paragraphs).
+    editor_note: str | None = None
+    editor_note_file: Path | None = None
 
     @field_validator("sender")
     @classmethod
@@ -57,7 +66,7 @@ class NewsletterSettings(_Section):
     def _reply_to(cls, v: str | None) -> str | None:
         return None if v is None else _check_address(v, display_name=False)
 
-    @field_validator("site_url", "unsubscribe_url", "archive_url")
+    @field_validator("site_url", "unsubscribe_url", "archive_url", "logo_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("https://", "http://")):
@@ -148,6 +157,33 @@ class SMTPSettings(_Section):
     password: SecretStr | None = Field(None, exclude=True, repr=False)
 
 
+class DKIMSettings(_Section):
+    """DKIM signing of messages sent by digest itself over SMTP (an ESP signs its own)."""
+
+    selector: str
+    # The signing domain (d=); the sender's domain when not given, which keeps DMARC aligned.
+    domain: str | None = None
+    key_path: Path | None = None
+    key_env: str | None = None
+    # Filled from key_path or the environment variable named by key_env; never from the file.
+    private_key: SecretStr | None = Field(None, exclude=True, repr=False)
+
+    @field_validator("selector", "domain")
+    @classmethod
+    def _dns_label(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", v):
+            raise ValueError(f"expected a DNS name such as \"mail2025\" or \"example.org\", got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _one_key(self) -> "DKIMSettings":
+        if (self.key_path is None) == (self.key_env is None):
+            raise ValueError(
+                'give exactly one of key_path (a PEM file) or key_env (an environment variable holding the PEM key)'
+            )
+        return self
+
+
 class OutboxSettings(_Section):
     path: Path = Path("outbox")
 
@@ -156,6 +192,7 @@ class DeliverySettings(_Section):
     backend: Literal["outbox", "smtp"] = "outbox"
     smtp: SMTPSettings = SMTPSettings()
     outbox: OutboxSettings = OutboxSettings()
+    dkim: DKIMSettings | None = None
 
 
 class SubscriberSettings(_Section):
@@ -168,6 +205,61 @@ class StateSettings(_Section):
 
 class TemplateSettings(_Section):
     path: Path | None = None
+
+
+class LinkSettings(_Section):
+    """Campaign tags on article links, and the opt-in open-tracking pixel."""
+
+    utm: bool = False
+    utm_source: str = "newsletter"
+    utm_medium: str = "email"
+    # {issue} is the issue key, {position} the article's place in the issue (1, 2, ...).
+    utm_campaign: str = "{issue}"
+    utm_content: str | None = None
+    # Links to these domains (and their subdomains) are left untagged.
+    skip_domains: list[str] = []
+    # An image URL loaded by each opened copy; no pixel is added unless this is set.
+    tracking_pixel_url: str | None = None
+
+    @field_validator("utm_source", "utm_medium", "utm_campaign", "utm_content")
+    @classmethod
+    def _placeholders(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        try:
+            v.format(issue="x", position=1)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(f"unknown placeholder or stray brace in {v!r} ({exc}); use {{issue}} or {{position}}") from None
+        return v
+
+    @field_validator("skip_domains")
+    @classmethod
+    def _domains(cls, v: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip(".") for d in v if d.strip()]
+
+    @field_validator("tracking_pixel_url")
+    @classmethod
+    def _pixel(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith("https://"):
+            raise ValueError(f"expected an https URL, got {v!r}")
+        return v
+
+
+class RenderSettings(_Section):
+    """Size guard: Gmail clips a message whose HTML passes about 102 KB."""
+
+    warn_html_bytes: int = Field(90_000, ge=1000)
+    max_html_bytes: int = Field(102_000, ge=1000)
+    # Drop articles from the end of the issue until the HTML fits, instead of failing the build.
+    drop_trailing_articles: bool = False
+
+    @model_validator(mode="after")
+    def _order(self) -> "RenderSettings":
+        if self.warn_html_bytes > self.max_html_bytes:
+            raise ValueError(
+                f"warn_html_bytes ({self.warn_html_bytes}) must not exceed max_html_bytes ({self.max_html_bytes})"
+            )
+        return self
 
 
 class SecuritySettings(_Section):
@@ -185,6 +277,8 @@ class Settings(_Section):
     state: StateSettings = StateSettings()
     templates: TemplateSettings = TemplateSettings()
     security: SecuritySettings = SecuritySettings()
+    links: LinkSettings = LinkSettings()
+    render: RenderSettings = RenderSettings()
     # Where the settings came from; relative paths above are already resolved against its folder.
     config_path: Path = Field(Path("."), exclude=True)
 
@@ -273,6 +367,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
         fix(dkim, "key_path")
     fix(data.get("subscribers"), "csv")
     fix(data.get("templates"), "path")
+    fix(data.get("newsletter"), "editor_note_file")
 
 
 def _read_secrets(data: dict[str, Any], problems: list[str]) -> None:
@@ -296,6 +391,45 @@ def _read_secrets(data: dict[str, Any], problems: list[str]) -> None:
             )
         else:
             smtp["password"] = secret
+
+
+def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
+    """Load the DKIM private key for SMTP sends from its file or environment variable."""
+    delivery = data.get("delivery") if isinstance(data.get("delivery"), dict) else {}
+    dkim = delivery.get("dkim") if isinstance(delivery.get("dkim"), dict) else None
+    if dkim is None or delivery.get("backend", "outbox") != "smtp":
+        return
+    if "private_key" in dkim:
+        problems.append(
+            "delivery.dkim.private_key: secrets do not belong in the config file; "
+            'give key_path = "dkim.pem" or key_env = "DIGEST_DKIM_KEY" instead'
+        )
+        dkim.pop("private_key")
+    pem: str | None = None
+    if isinstance(dkim.get("key_env"), str):
+        var = dkim["key_env"]
+        pem = os.environ.get(var) or None
+        if pem is None:
+            problems.append(f"delivery.dkim.key_env: environment variable {var} is not set; export it with the PEM private key")
+    elif isinstance(dkim.get("key_path"), str):
+        try:
+            pem = Path(dkim["key_path"]).read_text(encoding="ascii")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not a PEM text file"
+            problems.append(f"delivery.dkim.key_path: cannot read {dkim['key_path']}: {reason}")
+    if pem is None:
+        return
+    # An environment variable often carries the PEM's line breaks as literal "\n".
+    pem = pem.replace("\\n", "\n").replace("\r\n", "\n").strip() + "\n"
+    from dkim.crypto import UnparsableKeyError, parse_pem_private_key
+
+    try:
+        parse_pem_private_key(pem.encode("ascii", "replace"))
+    except UnparsableKeyError:
+        where = "key_env" if dkim.get("key_env") else "key_path"
+        problems.append(f"delivery.dkim.{where}: not a PEM RSA private key (make one with `openssl genrsa 2048`)")
+        return
+    dkim["private_key"] = pem
 
 
 def config_path_from(option: str | os.PathLike[str] | None) -> Path:
@@ -333,6 +467,7 @@ def settings_from_dict(data: dict[str, Any], path: Path) -> Settings:
     _resolve_paths(data, base)
     problems: list[str] = []
     _read_secrets(data, problems)
+    _read_dkim_key(data, problems)
     data["config_path"] = str(path.resolve())
     try:
         settings = Settings.model_validate(data)

@@ -16,7 +16,7 @@ from digest.config import Settings
 from digest.delivery.base import Backend, OutgoingMessage, backend_from_settings
 from digest.errors import DigestError, SourceError
 from digest.models import Issue, IssueEntry, RenderedIssue
-from digest.render.issue import render_issue
+from digest.render.issue import fit_issue
 from digest.render.message import build_message
 from digest.select import select_articles
 from digest.slots import issue_key, next_slot, slot_at_or_before, trigger_for
@@ -119,7 +119,9 @@ def build_issue(settings: Settings, store: Store, slot: Slot) -> BuiltIssue:
     )
     entries = tuple(IssueEntry(a, make_teaser(a, settings.teaser.max_chars)) for a in selection.chosen)
     issue = Issue(key=slot.key, slot=slot.at, window_start=window_start, entries=entries, skipped=selection.skipped)
-    return BuiltIssue(issue, render_issue(issue, settings))
+    # The issue as rendered: articles dropped to fit the size limit are not recorded as sent.
+    issue, rendered = fit_issue(issue, settings)
+    return BuiltIssue(issue, rendered)
 
 
 def token_signer(settings: Settings, store: Store) -> TokenSigner:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from datetime import datetime
 from pathlib import Path
 
 import jinja2
 
 DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+ELLIPSIS = "…"
 
 
 def _autoescape(name: str | None) -> bool:
@@ -17,6 +20,28 @@ def _autoescape(name: str | None) -> bool:
 
 def _date(value: datetime, fmt: str = "%-d %B %Y") -> str:
     return value.strftime(fmt)
+
+
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff]")
+
+
+def one_line(value: str | None, limit: int | None = None) -> str:
+    """Text fit for one line of an e-mail (a title, a byline, a header): control characters gone,
+    every run of whitespace (CR and LF included) one space, and at most ``limit`` characters, cut
+    between words with a trailing ellipsis."""
+    if not value:
+        return ""
+    value = "".join(
+        " " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in _INVISIBLE.sub("", str(value))
+    )
+    value = " ".join(value.split())
+    if limit is None or len(value) <= limit:
+        return value
+    room = limit - len(ELLIPSIS)
+    head = value[: room + 1]
+    cut = head.rfind(" ")
+    head = head[:cut] if cut > room // 2 else value[:room]
+    return head.rstrip(" ,;:-–—(\"“‘'") + ELLIPSIS
 
 
 def make_environment(user_templates: Path | None = None) -> jinja2.Environment:
@@ -30,4 +55,5 @@ def make_environment(user_templates: Path | None = None) -> jinja2.Environment:
         keep_trailing_newline=False,
     )
     env.filters["date"] = _date
+    env.filters["clip"] = one_line
     return env

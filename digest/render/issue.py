@@ -3,63 +3,129 @@
 Per-recipient values (the unsubscribe token, the address) are left as markers that
 :func:`digest.render.message.personalise` fills in for each recipient, so the MJML is compiled once
 per issue, not once per recipient.
+
+Everything an article brings (title, teaser, author, URLs) is untrusted: text is cleaned to one
+line and clipped, URLs that are not plain http(s) are dropped, and the templates autoescape.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+import re
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import jinja2
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
-from digest.config import Settings
+from digest.config import NewsletterSettings, RenderSettings, Settings
 from digest.errors import RenderError
-from digest.models import Issue, RenderedIssue
-from digest.render.environment import make_environment
+from digest.models import Issue, RenderedIssue, Skipped
+from digest.render.environment import make_environment, one_line
+from digest.render.links import safe_url, tag_url
 from digest.render.mjml import compile_mjml
+
+log = logging.getLogger(__name__)
 
 TOKEN_MARK = "DIGEST-RECIPIENT-TOKEN"
 EMAIL_MARK = "digest-recipient-address@digest.invalid"
 
+# Longest texts an article may put into the e-mail; anything longer is cut between words.
+MAX_TITLE = 200
+MAX_AUTHOR = 120
+MAX_SECTION = 60
+MAX_TEASER = 1200
+MAX_NOTE = 4000
+MAX_SUBJECT = 150
+MAX_PREHEADER = 150
+# What a marker may grow to once filled in, for the size guard: a token for the longest
+# possible address (254 characters), and that address HTML-escaped.
+_TOKEN_ROOM = 400
+_EMAIL_ROOM = 254 * 5
+
+
+def unsubscribe_url(nl: NewsletterSettings, token: str) -> str:
+    """The one-click unsubscribe URL for a token (the base may already carry a query)."""
+    base = nl.unsubscribe_base
+    return f"{base}{'&' if '?' in base else '?'}token={token}"
+
+
+def _editor_note(nl: NewsletterSettings) -> list[str]:
+    text = nl.editor_note
+    if text is None and nl.editor_note_file is not None:
+        try:
+            text = Path(nl.editor_note_file).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise RenderError(
+                f"newsletter.editor_note_file: cannot read {nl.editor_note_file}: {why}; fix the file or remove the setting"
+            ) from None
+    if not text:
+        return []
+    paragraphs = [one_line(p, MAX_NOTE) for p in re.split(r"\r?\n[ \t]*\r?\n", text)]
+    return [p for p in paragraphs if p]
+
 
 def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     nl = settings.newsletter
+    links = settings.links
     tz = nl.tz
     entries = []
     for e in issue.entries:
         a = e.article
+        title = one_line(a.title, MAX_TITLE) or "Untitled"
+        teaser = one_line(e.teaser.text, MAX_TEASER)
+        # The teaser's HTML form is trusted markup (the teaser stage escapes it); an oversized
+        # one is replaced by the clipped plain text, escaped here.
+        teaser_html = Markup(e.teaser.html) if len(e.teaser.text) <= MAX_TEASER else escape(teaser)
         entries.append(
             {
-                "title": a.title,
-                "url": a.url,
-                "teaser": e.teaser.text,
-                "teaser_html": Markup(e.teaser.html),
-                "author": a.author,
+                "title": title,
+                "url": safe_url(a.url),
+                "teaser": teaser,
+                "teaser_html": teaser_html,
+                "author": one_line(a.author, MAX_AUTHOR) or None,
                 "published": a.published.astimezone(tz),
-                "image": a.image,
-                "image_alt": a.image_alt or a.title,
-                "section": a.section,
+                "image": safe_url(a.image),
+                "image_alt": one_line(a.image_alt, MAX_TITLE) or title,
+                "section": one_line(a.section, MAX_SECTION) or None,
             }
         )
+    # Articles of a section stay together, in the order their sections first appear; the
+    # subject, preheader and link positions follow this reading order.
     sections: list[dict[str, Any]] = []
     for entry in entries:
-        name = entry["section"]
-        if not sections or sections[-1]["name"] != name:
-            existing = next((s for s in sections if s["name"] == name), None)
-            if existing:
-                existing["entries"].append(entry)
-                continue
-            sections.append({"name": name, "entries": []})
-        sections[-1]["entries"].append(entry)
+        existing = next((s for s in sections if s["name"] == entry["section"]), None)
+        if existing is None:
+            existing = {"name": entry["section"], "entries": []}
+            sections.append(existing)
+        existing["entries"].append(entry)
+    entries = [entry for s in sections for entry in s["entries"]]
+    for position, entry in enumerate(entries, start=1):
+        entry["position"] = position
+        if entry["url"]:
+            entry["url"] = tag_url(entry["url"], links, issue=issue.key, position=position)
+    logo = None
+    if nl.logo_url:
+        logo = {"url": nl.logo_url, "alt": one_line(nl.logo_alt, MAX_TITLE) or nl.title, "width": nl.logo_width}
+    pixel = None
+    if links.tracking_pixel_url:
+        sep = "&" if "?" in links.tracking_pixel_url else "?"
+        pixel = f"{links.tracking_pixel_url}{sep}issue={issue.key}&token={TOKEN_MARK}"
     return {
         "newsletter": nl,
+        "site_url": tag_url(nl.site_url, links, issue=issue.key),
+        "logo": logo,
+        "editor_note": _editor_note(nl),
         "issue": {"key": issue.key, "date": issue.slot.astimezone(tz), "count": len(entries)},
         "entries": entries,
         "sections": sections,
-        "unsubscribe_url": f"{nl.unsubscribe_base}?token={TOKEN_MARK}",
+        "unsubscribe_url": unsubscribe_url(nl, TOKEN_MARK),
         "archive_url": f"{nl.archive_base}/{issue.key}",
         "recipient_email": EMAIL_MARK,
+        "tracking_pixel_url": pixel,
     }
 
 
@@ -74,13 +140,68 @@ def _render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> s
         raise RenderError(f"template {name}: {exc.message}") from None
 
 
-def render_issue(issue: Issue, settings: Settings, env: jinja2.Environment | None = None) -> RenderedIssue:
-    env = env or make_environment(settings.templates.path)
+def _render_once(issue: Issue, settings: Settings, env: jinja2.Environment) -> RenderedIssue:
     ctx = issue_context(issue, settings)
-    subject = " ".join(_render(env, "subject.j2", ctx).split())
+    subject = one_line(_render(env, "subject.j2", ctx), MAX_SUBJECT)
     ctx["subject"] = subject
-    preheader = " ".join(_render(env, "preheader.j2", ctx).split())
+    preheader = one_line(_render(env, "preheader.j2", ctx), MAX_PREHEADER)
     ctx["preheader"] = preheader
     html = compile_mjml(_render(env, "digest.mjml.j2", ctx), template="digest.mjml.j2")
     text = _render(env, "digest.txt.j2", ctx).strip() + "\n"
     return RenderedIssue(key=issue.key, subject=subject, preheader=preheader, html=html, text=text)
+
+
+def html_bytes(rendered: RenderedIssue) -> int:
+    """The HTML's size in bytes once the per-recipient markers are filled in (at their longest)."""
+    html = rendered.html
+    grow = html.count(TOKEN_MARK) * (_TOKEN_ROOM - len(TOKEN_MARK)) + html.count(EMAIL_MARK) * (_EMAIL_ROOM - len(EMAIL_MARK))
+    return len(html.encode("utf-8")) + grow
+
+
+def render_issue(issue: Issue, settings: Settings, env: jinja2.Environment | None = None) -> RenderedIssue:
+    """Render ``issue`` as it is; a RenderError when its HTML is over ``render.max_html_bytes``."""
+    return _fit(issue, settings, env, drop=False)[1]
+
+
+def fit_issue(issue: Issue, settings: Settings, env: jinja2.Environment | None = None) -> tuple[Issue, RenderedIssue]:
+    """Render ``issue``; when its HTML is too large and ``render.drop_trailing_articles`` is on,
+    drop articles from the end until it fits. Returns the issue as sent (the dropped articles move
+    to its ``skipped`` list, with the reason) and its rendering."""
+    return _fit(issue, settings, env, drop=settings.render.drop_trailing_articles)
+
+
+def _fit(issue: Issue, settings: Settings, env: jinja2.Environment | None, *, drop: bool) -> tuple[Issue, RenderedIssue]:
+    env = env or make_environment(settings.templates.path)
+    limits = settings.render
+    rendered = _render_once(issue, settings, env)
+    size = html_bytes(rendered)
+    if size > limits.max_html_bytes and drop:
+        kept = len(issue.entries)
+        while size > limits.max_html_bytes and kept > 1:
+            kept -= 1
+            rendered = _render_once(dataclasses.replace(issue, entries=issue.entries[:kept]), settings, env)
+            size = html_bytes(rendered)
+        if size <= limits.max_html_bytes:
+            reason = f"dropped from the end of the issue to keep its HTML under render.max_html_bytes = {limits.max_html_bytes:,}"
+            dropped = tuple(Skipped(e.article, reason) for e in issue.entries[kept:])
+            log.warning(
+                "issue %s: dropped %d trailing article(s) to fit the size limit: %s",
+                issue.key,
+                len(dropped),
+                "; ".join(one_line(s.article.title, 80) for s in dropped),
+            )
+            issue = dataclasses.replace(issue, entries=issue.entries[:kept], skipped=issue.skipped + dropped)
+    if size > limits.max_html_bytes:
+        raise RenderError(
+            f"issue {issue.key}: the HTML is {size:,} bytes, over render.max_html_bytes = {limits.max_html_bytes:,} "
+            "(Gmail clips messages over about 102 KB); lower selection.max_articles or teaser.max_chars, "
+            "or set render.drop_trailing_articles = true"
+        )
+    if size > limits.warn_html_bytes:
+        log.warning(
+            "issue %s: the HTML is %s bytes, over render.warn_html_bytes = %s; Gmail clips messages over about 102 KB",
+            issue.key,
+            f"{size:,}",
+            f"{limits.warn_html_bytes:,}",
+        )
+    return issue, rendered
