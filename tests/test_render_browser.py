@@ -1,0 +1,216 @@
+"""The issue in a real browser engine: Debian's Chromium, driven by playwright (nothing is
+downloaded; images are served from memory, every other request is refused).
+
+- no horizontal overflow at phone (375 px) and desktop-client (600 px) widths;
+- axe-core reports no violations, in the light and in the dark colour scheme;
+- the dark scheme really switches the palette (so the dark audit is not the light one again).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import struct
+import zlib
+from collections.abc import Iterator
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import ROOT
+from renderdata import golden_issue, make_article, make_issue, make_settings
+
+from digest.config import load_config
+from digest.pipeline import build_issue, due_slot, ingest
+from digest.render.issue import render_issue
+from digest.render.message import personalise
+from digest.store import Store
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+WIDTHS = (375, 600)
+SCHEMES = ("light", "dark")
+
+
+def _chromium() -> str:
+    path = os.environ.get("DIGEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh installs it)")
+    return path
+
+
+def _axe_source() -> str:
+    try:
+        return (resources.files("axe_playwright_python") / "axe.min.js").read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError):
+        pytest.skip("axe-core is missing: axe.min.js comes from the axe-playwright-python package; run `make setup`")
+
+
+def _png(width: int, height: int) -> bytes:
+    """A plain PNG of the given size, so wide images test the layout without any download."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    raw = b"".join(b"\x00" + b"\x88\x99\xaa" * width for _ in range(height))
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(raw, 9)) + chunk(b"IEND", b"")
+
+
+IMAGE = _png(1200, 600)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing; run `make setup`")
+    executable = _chromium()
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def sample_html(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The HTML `digest build` writes for the sample newsletter, for one reader."""
+    tmp = tmp_path_factory.mktemp("sample")
+    cfg = tmp / "digest.toml"
+    cfg.write_text(
+        (ROOT / "config" / "digest.toml")
+        .read_text()
+        .replace('path = "../examples/content"', f'path = "{ROOT / "examples" / "content"}"')
+        .replace('path = "../out/outbox"', 'path = "outbox"')
+        .replace('csv = "subscribers.csv"', f'csv = "{ROOT / "config" / "subscribers.csv"}"')
+    )
+    settings = load_config(cfg)
+    store = Store(settings.state_url)
+    from datetime import datetime
+
+    as_of = datetime.fromisoformat("2025-08-11T09:00").replace(tzinfo=settings.newsletter.tz)
+    ingest(settings, store, now=as_of)
+    built = build_issue(settings, store, due_slot(settings, as_of))
+    assert any(e.article.image for e in built.issue.entries), "the sample issue should show an image"
+    return personalise(built.rendered, email="reader@example.org", token="InJlYWRlciJ9.c2lnbmF0dXJl")[0]
+
+
+def _full_html(tmp_path: Path) -> str:
+    extra = {
+        "newsletter": {"logo_url": "https://news.example.org/logo.png", "editor_note": "A note from the editor.\n\nTwo paragraphs."},
+    }
+    return personalise(render_issue(golden_issue(), make_settings(tmp_path, extra)), email="a.reader@example.org", token="tok")[0]
+
+
+def _hostile_html(tmp_path: Path) -> str:
+    """Unbroken long words in every text slot: the layout must wrap them, not widen."""
+    word = "Supercalifragilistic" * 12
+    articles = [
+        make_article(1, title=f"A {word} title", author=word, section=word[:50], image="https://news.example.org/wide.png"),
+        make_article(2, url=f"https://news.example.org/{word}", summary=f"Teaser with {word} and https://news.example.org/{word}"),
+    ]
+    return personalise(render_issue(make_issue(articles), make_settings(tmp_path)), email=f"{'x' * 60}@example.org", token="t" * 120)[0]
+
+
+def _open(browser: Any, html: str, width: int, scheme: str) -> Any:
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+
+    def handle(route: Any) -> None:
+        if route.request.resource_type == "image":
+            route.fulfill(status=200, content_type="image/png", body=IMAGE)
+        else:
+            route.abort()
+
+    page.route("**/*", handle)
+    page.set_content(html, wait_until="load")
+    return page
+
+
+def _overflow(page: Any) -> dict[str, Any]:
+    return page.evaluate(
+        """() => {
+            const vw = window.innerWidth;
+            const wide = [...document.body.querySelectorAll('*')]
+              .filter(el => el.getBoundingClientRect().right > vw + 0.5)
+              .map(el => el.tagName.toLowerCase() + (el.className ? '.' + el.className : ''));
+            return {vw, scroll: document.documentElement.scrollWidth, wide: wide.slice(0, 5),
+                    images: [...document.images].map(i => i.naturalWidth)};
+        }"""
+    )
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("doc", ["sample", "full", "hostile"])
+def test_no_horizontal_overflow(browser: Any, sample_html: str, tmp_path: Path, doc: str, scheme: str, width: int) -> None:
+    html = {"sample": lambda: sample_html, "full": lambda: _full_html(tmp_path), "hostile": lambda: _hostile_html(tmp_path)}[doc]()
+    page = _open(browser, html, width, scheme)
+    try:
+        found = _overflow(page)
+    finally:
+        page.context.close()
+    assert found["images"] and all(w == 1200 for w in found["images"]), "the test images did not load"
+    assert found["scroll"] <= found["vw"], f"{doc} at {width}px scrolls sideways: {found}"
+    assert not found["wide"], f"{doc} at {width}px: elements reach past the right edge: {found['wide']}"
+
+
+def _axe(page: Any, source: str) -> list[dict[str, Any]]:
+    # A message is read inside a mail client's page, within the client's main region (Gmail,
+    # Outlook.com and Yahoo all wrap the open message in one); an e-mail must not bring landmarks
+    # of its own (a second "main" confuses screen readers), which is why MJML marks it
+    # role="article". So the message is audited as a client shows it: moved into a <main>, with
+    # every axe rule on, including the page-structure ones (region, landmark-one-main).
+    page.evaluate(
+        """() => {
+            const main = document.createElement('main');
+            main.setAttribute('aria-label', 'Message');
+            while (document.body.firstChild) main.appendChild(document.body.firstChild);
+            document.body.appendChild(main);
+        }"""
+    )
+    page.add_script_tag(content=source)
+    result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+    return result["violations"]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+@pytest.mark.parametrize("doc", ["sample", "full"])
+def test_axe_reports_no_violations(browser: Any, sample_html: str, tmp_path: Path, doc: str, scheme: str, width: int) -> None:
+    source = _axe_source()
+    html = sample_html if doc == "sample" else _full_html(tmp_path)
+    page = _open(browser, html, width, scheme)
+    try:
+        violations = _axe(page, source)
+    finally:
+        page.context.close()
+    summary = [
+        f"{v['id']} ({v['impact']}): {v['help']} — e.g. {v['nodes'][0]['target']} {v['nodes'][0].get('failureSummary', '')}"
+        for v in violations
+    ]
+    assert not violations, f"{doc}, {scheme}, {width}px:\n" + "\n".join(summary)
+
+
+def test_dark_scheme_switches_the_palette(browser: Any, sample_html: str) -> None:
+    colours = {}
+    for scheme in SCHEMES:
+        page = _open(browser, sample_html, 600, scheme)
+        try:
+            colours[scheme] = page.evaluate(
+                """() => ({
+                    page: getComputedStyle(document.body).backgroundColor,
+                    card: getComputedStyle(document.querySelector('.dg-card')).backgroundColor,
+                    text: getComputedStyle(document.querySelector('.dg-text div')).color,
+                })"""
+            )
+        finally:
+            page.context.close()
+    assert colours["light"] == {"page": "rgb(244, 241, 234)", "card": "rgb(255, 255, 255)", "text": "rgb(31, 35, 40)"}
+    assert colours["dark"] == {"page": "rgb(18, 20, 23)", "card": "rgb(29, 33, 39)", "text": "rgb(232, 230, 227)"}
