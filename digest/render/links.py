@@ -10,19 +10,22 @@ from digest.config import LinkSettings
 # mail clients cope with 2,000 characters everywhere.
 MAX_URL_CHARS = 2048
 _SCHEMES = ("http", "https")
+# Characters a well-formed URL carries only percent-encoded (RFC 3986); seen raw, they are an
+# attempt to break out of an attribute, or a backslash that browsers would read as a slash.
+_NEVER_IN_URL = frozenset('<>"`\\')
 
 
 def safe_url(url: str | None) -> str | None:
     """The URL when it may go into an ``href`` or ``src``, else None (the link is dropped).
 
     Only absolute http(s) URLs with a host pass: ``javascript:``, ``data:``, relative URLs, and any
-    URL carrying whitespace or control characters (a CR/LF could break a header or a text line)
-    are refused.
+    URL carrying whitespace, control characters (a CR/LF could break a header or a text line) or
+    characters that must be percent-encoded are refused.
     """
     if not url:
         return None
     url = url.strip()
-    if len(url) > MAX_URL_CHARS or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in url):
+    if len(url) > MAX_URL_CHARS or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c in _NEVER_IN_URL for c in url):
         return None
     try:
         parts = urlsplit(url)

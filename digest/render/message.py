@@ -8,13 +8,43 @@ import re
 import secrets
 from datetime import datetime
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import EmailPolicy
 from email.utils import format_datetime
 
 from digest.config import NewsletterSettings
 from digest.models import RenderedIssue
 from digest.render.environment import one_line
 from digest.render.issue import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, unsubscribe_url
+
+
+class _FoldingPolicy(EmailPolicy):
+    """The SMTP policy, minus one folding quirk: CPython moves a whole header value that would fit
+    on a line of its own onto a continuation line ("Subject:" CRLF " The ..."). That is legal, but
+    parsers then hand the value back with a leading space. Such ASCII values are folded between
+    words instead."""
+
+    def _fix(self, name: str, value: str, folded: str) -> str:
+        quirk = f"{name}:{self.linesep} "
+        text = str(value)
+        if not folded.startswith(quirk) or not text.isascii() or "  " in text:
+            return folded
+        width = self.max_line_length or 78
+        lines = [f"{name}:"]
+        for word in text.split(" "):
+            if len(lines[-1]) + 1 + len(word) > width and lines[-1] != f"{name}:":
+                lines.append("")
+            lines[-1] += " " + word
+        return self.linesep.join(lines) + self.linesep
+
+    def fold(self, name: str, value: str) -> str:
+        return self._fix(name, value, super().fold(name, value))
+
+    def fold_binary(self, name: str, value: str) -> bytes:
+        folded = super().fold_binary(name, value)
+        return self._fix(name, value, folded.decode("ascii", "surrogateescape")).encode("ascii", "surrogateescape")
+
+
+POLICY = _FoldingPolicy(linesep="\r\n")
 
 
 def personalise(rendered: RenderedIssue, *, email: str, token: str) -> tuple[str, str]:
@@ -47,7 +77,7 @@ def build_message(
     subject_prefix: str = "",
 ) -> EmailMessage:
     html, text = personalise(rendered, email=to, token=token)
-    msg = EmailMessage(policy=SMTP)
+    msg = EmailMessage(policy=POLICY)
     msg["From"] = nl.sender
     msg["To"] = to
     if nl.reply_to:

@@ -1,0 +1,122 @@
+"""The finished message: MIME shape, headers, quoted-printable lines, per-recipient filling."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timezone
+from email import message_from_bytes
+from email.policy import default
+from pathlib import Path
+
+import pytest
+from renderdata import golden_issue, make_settings
+
+import digest.render.issue as issue_module
+from digest.render.issue import EMAIL_MARK, TOKEN_MARK, render_issue
+from digest.render.message import build_message, personalise
+from digest.tokens import TokenSigner
+
+NOW = datetime(2025, 8, 11, 7, 0, tzinfo=timezone.utc)
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    return make_settings(tmp_path)
+
+
+@pytest.fixture
+def rendered(settings):
+    return render_issue(golden_issue(), settings)
+
+
+def _parse(raw: bytes):
+    return message_from_bytes(raw, policy=default)
+
+
+def test_message_shape_and_headers(rendered, settings) -> None:
+    signer = TokenSigner("s3cret")
+    token = signer.token("Reader@Example.org")
+    raw = build_message(rendered, settings.newsletter, to="Reader@Example.org", token=token, now=NOW).as_bytes()
+    msg = _parse(raw)
+    assert msg.get_content_type() == "multipart/alternative"
+    parts = list(msg.iter_parts())
+    assert [p.get_content_type() for p in parts] == ["text/plain", "text/html"]
+    for p in parts:
+        assert p.get_content_charset() == "utf-8"
+        assert p["Content-Transfer-Encoding"] == "quoted-printable"
+    lines = raw.split(b"\r\n")
+    assert max(len(line) for line in lines) <= 78
+    assert all(b"\n" not in line for line in lines), "bare LF in the message"
+    assert msg["From"] == "The Test Weekly <digest@news.example.org>"
+    assert msg["From"].addresses[0].display_name == "The Test Weekly"
+    assert msg["Reply-To"] == "editors@news.example.org"
+    assert msg["To"] == "Reader@Example.org"
+    assert msg["Date"].datetime == NOW
+    assert re.fullmatch(r"<2025-W33\.[0-9a-f]{20}@news\.example\.org>", msg["Message-ID"])
+    assert msg["Subject"] == "The Test Weekly: The harbour festival returns, bigger & louder and 3 more"
+    assert msg["List-ID"] == "The Test Weekly <the-test-weekly.news.example.org>"
+    assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    m = re.fullmatch(
+        r"<https://news\.example\.org/unsubscribe\?token=([^>]+)>, <mailto:digest@news\.example\.org\?subject=unsubscribe>",
+        msg["List-Unsubscribe"],
+    )
+    assert m and signer.email_for(m.group(1)) == "reader@example.org"
+    text = msg.get_body(("plain",)).get_content()
+    html = msg.get_body(("html",)).get_content()
+    # The same one-click URL in the header, the HTML footer and the text footer.
+    url = f"https://news.example.org/unsubscribe?token={m.group(1)}"
+    assert f'href="{url}"' in html and f"Unsubscribe: {url}" in text
+    assert "Reader@Example.org" in html and "Reader@Example.org" in text
+    assert TOKEN_MARK not in html + text and EMAIL_MARK not in html + text
+
+
+def test_message_ids_are_unique(rendered, settings) -> None:
+    ids = {build_message(rendered, settings.newsletter, to="a@example.org", token="t", now=NOW)["Message-ID"] for _ in range(50)}
+    assert len(ids) == 50
+
+
+def test_unsubscribe_base_with_a_query_keeps_it(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path, {"newsletter": {"unsubscribe_url": "https://lists.example.org/u?list=weekly", "unsubscribe_mailto": "leave@lists.example.org"}})
+    rendered = render_issue(golden_issue(), settings)
+    msg = build_message(rendered, settings.newsletter, to="a@example.org", token="TOK", now=NOW)
+    assert msg["List-Unsubscribe"] == "<https://lists.example.org/u?list=weekly&token=TOK>, <mailto:leave@lists.example.org?subject=unsubscribe>"
+    assert 'href="https://lists.example.org/u?list=weekly&amp;token=TOK"' in personalise(rendered, email="a@example.org", token="TOK")[0]
+
+
+def test_recipients_differ_only_in_their_own_parts(rendered, settings) -> None:
+    a_html, a_text = personalise(rendered, email="ann@example.org", token="TOKEN-ANN")
+    b_html, b_text = personalise(rendered, email="bob@example.org", token="TOKEN-BOB")
+    assert a_html.replace("ann@example.org", "X").replace("TOKEN-ANN", "T") == b_html.replace("bob@example.org", "X").replace("TOKEN-BOB", "T")
+    assert a_text.replace("ann@example.org", "X").replace("TOKEN-ANN", "T") == b_text.replace("bob@example.org", "X").replace("TOKEN-BOB", "T")
+    # An address is escaped where it lands in HTML.
+    html, text = personalise(rendered, email="o'neil&co@example.org", token="t")
+    assert "o&#x27;neil&amp;co@example.org" in html and "o'neil&co@example.org" in text
+
+
+def test_mjml_is_compiled_once_per_issue_not_per_recipient(monkeypatch, settings) -> None:
+    calls = []
+    real = issue_module.compile_mjml
+
+    def counting(source: str, *, template: str) -> str:
+        calls.append(template)
+        return real(source, template=template)
+
+    monkeypatch.setattr(issue_module, "compile_mjml", counting)
+    rendered = render_issue(golden_issue(), settings)
+    for i in range(20):
+        build_message(rendered, settings.newsletter, to=f"r{i}@example.org", token=f"t{i}", now=NOW)
+    assert calls == ["digest.mjml.j2"]
+
+
+def test_text_twin_carries_what_the_html_carries(rendered) -> None:
+    html, text = personalise(rendered, email="a@example.org", token="t")
+    words = lambda s: set(re.findall(r"\w{5,}", s.lower()))  # noqa: E731 - the check-email measure
+    body = html.split("<body", 1)[1].split(">", 1)[1]
+    html_words = words(re.sub(r"<[^>]+>", " ", body))
+    share = len(html_words & words(text)) / len(html_words)
+    assert share > 0.9, sorted(html_words - words(text))
+    for entry in golden_issue().entries:
+        assert entry.teaser.text in text.replace("\n", " ")
+    # Plain text reads as text: no markup, no entities, lines wrapped for reading.
+    assert not re.search(r"<[a-z/][^>]*>|&[a-z]+;|&#", text.replace("<a film in four parts>", ""))
+    assert all(len(line) <= 72 or line.split()[-1].startswith("https://") for line in text.splitlines())
