@@ -8,7 +8,7 @@ DEMO_CONFIG := config/digest.toml
 # same issue whatever day the demo is run.
 DEMO_AS_OF := 2025-08-11T09:00
 
-.PHONY: demo test bench golden lint setup system-deps clean
+.PHONY: demo test bench golden lint setup system-deps js-deps clean
 
 setup: $(STAMP)
 
@@ -31,7 +31,11 @@ system-deps:
 test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
-bench: $(STAMP)
+# JavaScript packages the benchmarks compare against (npm, into bench/js/node_modules).
+js-deps:
+	bash scripts/js-deps.sh
+
+bench: $(STAMP) js-deps
 	@for b in bench/*.py; do [ -e "$$b" ] || continue; echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 golden: $(STAMP)

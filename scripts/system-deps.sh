@@ -6,6 +6,7 @@ set -euo pipefail
 REQUIRED=(
   "chromium:chromium"
   "spamassassin:spamassassin"
+  "openssl:openssl"
 )
 need=()
 for pair in "${REQUIRED[@]}"; do

@@ -3,11 +3,12 @@ quoted-printable, with the list headers mail providers expect of a newsletter.""
 
 from __future__ import annotations
 
+import binascii
 import html as htmllib
 import re
 import secrets
 from datetime import datetime
-from email.message import EmailMessage
+from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime
 
@@ -93,6 +94,19 @@ def build_message(
     # RFC 8058 one-click unsubscribe: an https URI that accepts a POST, plus a mailto fallback.
     msg["List-Unsubscribe"] = f"<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg.set_content(text, subtype="plain", charset="utf-8", cte="quoted-printable")
-    msg.add_alternative(html, subtype="html", charset="utf-8", cte="quoted-printable")
+    msg["MIME-Version"] = "1.0"
+    msg["Content-Type"] = "multipart/alternative"
+    # Text first: clients show the last alternative they can display (RFC 2046 §5.1.4).
+    msg.set_payload([_text_part(text, "plain"), _text_part(html, "html")])
     return msg
+
+
+def _text_part(body: str, subtype: str) -> MIMEPart:
+    """A UTF-8, quoted-printable text part. binascii's C encoder does the work of the email
+    package's pure-Python one about ten times faster; it wraps lines at 76 characters and
+    encodes trailing white space, as RFC 2045 §6.7 asks."""
+    part = MIMEPart(policy=POLICY)
+    part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
+    part["Content-Transfer-Encoding"] = "quoted-printable"
+    part.set_payload(binascii.b2a_qp(body.encode("utf-8"), istext=True).decode("ascii"))
+    return part
