@@ -85,3 +85,17 @@ def write_article(folder: Path, name: str, *, title: str, date: str, body: str, 
 @pytest.fixture
 def fixed_now() -> datetime:
     return datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
+
+
+def write_sample_config(folder: Path) -> Path:
+    """A copy of the sample newsletter's config in ``folder``, reading the project's example
+    articles and subscribers but writing its state and outbox inside ``folder``."""
+    cfg = folder / "digest.toml"
+    cfg.write_text(
+        (ROOT / "config" / "digest.toml")
+        .read_text()
+        .replace('path = "../examples/content"', f'path = "{ROOT / "examples" / "content"}"')
+        .replace('path = "../out/outbox"', 'path = "outbox"')
+        .replace('csv = "subscribers.csv"', f'csv = "{ROOT / "config" / "subscribers.csv"}"')
+    )
+    return cfg

@@ -13,12 +13,13 @@ import shutil
 import struct
 import zlib
 from collections.abc import Iterator
+from datetime import datetime
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT
+from conftest import write_sample_config
 from renderdata import golden_issue, make_article, make_issue, make_settings
 
 from digest.config import load_config
@@ -82,18 +83,8 @@ def browser() -> Iterator[Any]:
 def sample_html(tmp_path_factory: pytest.TempPathFactory) -> str:
     """The HTML `digest build` writes for the sample newsletter, for one reader."""
     tmp = tmp_path_factory.mktemp("sample")
-    cfg = tmp / "digest.toml"
-    cfg.write_text(
-        (ROOT / "config" / "digest.toml")
-        .read_text()
-        .replace('path = "../examples/content"', f'path = "{ROOT / "examples" / "content"}"')
-        .replace('path = "../out/outbox"', 'path = "outbox"')
-        .replace('csv = "subscribers.csv"', f'csv = "{ROOT / "config" / "subscribers.csv"}"')
-    )
-    settings = load_config(cfg)
+    settings = load_config(write_sample_config(tmp))
     store = Store(settings.state_url)
-    from datetime import datetime
-
     as_of = datetime.fromisoformat("2025-08-11T09:00").replace(tzinfo=settings.newsletter.tz)
     ingest(settings, store, now=as_of)
     built = build_issue(settings, store, due_slot(settings, as_of))

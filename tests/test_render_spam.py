@@ -11,23 +11,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, shared_path
+from conftest import shared_path, write_sample_config
 
 MAX_SCORE = 1.0
 # Rules that would mean the message itself is badly built, whatever the score.
 FORBIDDEN = re.compile(r"^(MIME_HTML_.*|MPART_ALT_DIFF.*|MISSING_.*|HTML_OFF_PAGE|FONT_INVIS.*|HTML_FONT_LOW_CONTRAST)$")
-
-
-def _sample_config(tmp_path: Path) -> Path:
-    cfg = tmp_path / "digest.toml"
-    cfg.write_text(
-        (ROOT / "config" / "digest.toml")
-        .read_text()
-        .replace('path = "../examples/content"', f'path = "{ROOT / "examples" / "content"}"')
-        .replace('path = "../out/outbox"', 'path = "outbox"')
-        .replace('csv = "subscribers.csv"', f'csv = "{ROOT / "config" / "subscribers.csv"}"')
-    )
-    return cfg
 
 
 def test_sample_issue_passes_check_email_and_spamassassin(tmp_path: Path) -> None:
@@ -36,7 +24,7 @@ def test_sample_issue_passes_check_email_and_spamassassin(tmp_path: Path) -> Non
         pytest.skip("spamassassin is not installed (scripts/system-deps.sh installs it)")
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     build = subprocess.run(
-        [sys.executable, "-m", "digest", "--config", str(_sample_config(tmp_path)), "build", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out")],
+        [sys.executable, "-m", "digest", "--config", str(write_sample_config(tmp_path)), "build", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out")],
         capture_output=True, text=True, env=env, timeout=300,
     )  # fmt: skip
     assert build.returncode == 0, build.stderr
