@@ -306,6 +306,23 @@ def hold(c: Context, issue: str | None, release: bool, list_holds: bool) -> None
         echo(f"issue {issue} was already on hold")
 
 
+@cli.command(epilog="Examples:\n\n  digest serve\n\n  digest serve --host 127.0.0.1 --port 8080")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep 127.0.0.1 behind a web server).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@pass_ctx
+def serve(c: Context, host: str, port: int) -> None:
+    """Serve the subscribers' endpoints: one-click unsubscribe (/unsubscribe, RFC 8058) and the
+    archive of sent issues (/archive, the view-in-browser link). Meant to sit behind the
+    publication's web server."""
+    from digest.web.serve import run_serve
+
+    _daemon_logging(c.debug)
+    try:
+        run_serve(c.settings, c.store, host, port, ready=lambda url: echo(f"serving on {url} (Ctrl-C to stop)"))
+    except OSError as exc:
+        raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from None
+
+
 # === delivery: status, retries ====================================================
 # (delivery commands go below this line)
 
