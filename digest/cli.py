@@ -306,6 +306,26 @@ def hold(c: Context, issue: str | None, release: bool, list_holds: bool) -> None
         echo(f"issue {issue} was already on hold")
 
 
+@cli.command(epilog="Examples:\n\n  digest preview\n\n  digest preview --port 8001 --as-of 2025-08-11T09:00")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--as-of", "as_of", metavar="WHEN", help="Preview the issue due at WHEN (as digest build --as-of). Default: the next scheduled issue.")
+@pass_ctx
+def preview(c: Context, host: str, port: int, as_of: str | None) -> None:
+    """Show the next issue in the browser, exactly as it would be sent: desktop, phone and dark
+    mode, the text part, subject and preheader, chosen and left-out articles, warnings, and a
+    test-send button. The page reloads within a second of a change to a template, the config or
+    a content file."""
+    from digest.web.preview import run_preview
+
+    when = c.moment(as_of)
+    _daemon_logging(c.debug)
+    try:
+        run_preview(config_path_from(c.config_option), host, port, as_of=when, ready=lambda url: echo(f"preview on {url} (Ctrl-C to stop)"))
+    except OSError as exc:
+        raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from None
+
+
 @cli.command(epilog="Examples:\n\n  digest serve\n\n  digest serve --host 127.0.0.1 --port 8080")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep 127.0.0.1 behind a web server).")
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
