@@ -39,10 +39,12 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from digest.config import Settings
 from digest.delivery.base import Backend
+from digest.errors import StateError
 from digest.pipeline import (
     SendReport,
     Slot,
@@ -225,6 +227,7 @@ class DigestScheduler(BlockingScheduler):
         self.trigger = trigger_for(settings.schedule.cron, settings.newsletter.tz)
         self._backend_factory = backend_factory
         self._stop_reason: str | None = None
+        self.startup_error: Exception | None = None
         self._reported_stale: set[str] = set()
         self.add_listener(self._on_started, EVENT_SCHEDULER_STARTED)
         self.add_listener(self._on_missed, EVENT_JOB_MISSED)
@@ -260,6 +263,15 @@ class DigestScheduler(BlockingScheduler):
     # -- jobs -------------------------------------------------------------------------------
 
     def _on_started(self, _event: SchedulerEvent) -> None:
+        # APScheduler logs and swallows a listener's error; without its jobs the scheduler would
+        # idle silently, so stop instead and let run_scheduler report it.
+        try:
+            self._install_jobs()
+        except Exception as exc:  # noqa: BLE001 - reported by run_scheduler
+            self.startup_error = exc
+            self.request_stop("could not set up the jobs")
+
+    def _install_jobs(self) -> None:
         self._install(SEND_JOB, scheduled_send, self.trigger, "send the issue")
         hours = self.settings.schedule.review_hours
         if hours:
@@ -428,4 +440,8 @@ def run_scheduler(settings: Settings, store: Store) -> None:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if scheduler.startup_error is not None:
+        exc = scheduler.startup_error
+        where = make_url(store.url).render_as_string(hide_password=True)
+        raise StateError(f"the scheduler could not set up its jobs in {where}: {exc.__class__.__name__}: {exc}")
     log.info("scheduler stopped")

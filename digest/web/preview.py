@@ -40,7 +40,7 @@ from digest.web.wsgi import BadRequest, Request, Response, StartResponse, as_jso
 log = logging.getLogger(__name__)
 
 # How often the watcher looks at the files (the page reloads within about twice this plus a build).
-WATCH_SECONDS = 0.2
+WATCH_SECONDS = 0.1
 # Gmail clips a message whose HTML is over about 102 KB and hides the rest behind a link.
 CLIP_BYTES = 102 * 1024
 # Long-poll requests from the open page come back after this long even when nothing changed.
@@ -194,17 +194,20 @@ class Preview:
         self._changed = threading.Condition()
         self.snapshot = Snapshot(version=0, built_at=self.clock(), error="not built yet")
 
-    def watched(self) -> list[Path]:
-        paths = [self.config_path, DEFAULT_TEMPLATES]
+    def watched(self) -> tuple[list[Path], list[Path]]:
+        """(config and templates, content folders): what a rebuild depends on."""
+        look = [self.config_path, DEFAULT_TEMPLATES]
+        content: list[Path] = []
         s = self._settings
         if s is not None:
             if s.templates.path is not None:
-                paths.append(s.templates.path)
-            paths += [src.path for src in s.sources if src.kind == "folder" and src.path is not None]
-        return paths
+                look.append(s.templates.path)
+            content = [src.path for src in s.sources if src.kind == "folder" and src.path is not None]
+        return look, content
 
-    def fingerprint(self) -> tuple[Any, ...]:
-        return tuple(entry for p in self.watched() for entry in _tree(p))
+    def fingerprint(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        look, content = self.watched()
+        return tuple(e for p in look for e in _tree(p)), tuple(e for p in content for e in _tree(p))
 
     def refresh(self) -> bool:
         """Rebuild when a watched file changed since the last build; True when it rebuilt."""
@@ -212,9 +215,10 @@ class Preview:
             before = self.fingerprint()
             if before == self._fingerprint:
                 return False
-            self._rebuild()
+            # Content is read again only when it changed: a template edit needs no ingest.
+            self._rebuild(read_content=self._fingerprint is None or before[1] != self._fingerprint[1])
             # The config may have pointed the watch at other folders: start from what is there now.
-            self._fingerprint = self.fingerprint() if self._settings is not None else before
+            self._fingerprint = self.fingerprint()
         with self._changed:
             self._changed.notify_all()
         return True
@@ -235,7 +239,7 @@ class Preview:
         if self.store is not None:
             self.store.close()
 
-    def _rebuild(self) -> None:
+    def _rebuild(self, *, read_content: bool = True) -> None:
         version = self.snapshot.version + 1
         now = self.clock()
         try:
@@ -251,10 +255,12 @@ class Preview:
                 self.store = Store(settings.state_url)
             store = self.store
             # The first build reads every source, as the scheduled run would; later ones re-read
-            # the local folders, which is where an editor's changes come from.
-            sources = settings if self._read_all_sources else settings.model_copy(update={"sources": [s for s in settings.sources if s.kind == "folder"]})
-            ingest(sources, store, now=now)
-            self._read_all_sources = False
+            # the local folders when they changed, which is where an editor's changes come from.
+            if self._read_all_sources:
+                ingest(settings, store, now=now)
+                self._read_all_sources = False
+            elif read_content:
+                ingest(settings.model_copy(update={"sources": [s for s in settings.sources if s.kind == "folder"]}), store, now=now)
             slot = due_slot(settings, self.as_of) if self.as_of else upcoming_slot(settings, now)
             built = build_issue(settings, store, slot)
             html, plain = personalise(built.rendered, email=SAMPLE_RECIPIENT, token=token_signer(settings, store).token(SAMPLE_RECIPIENT))
