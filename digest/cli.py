@@ -150,7 +150,7 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None) -> None:
 
     An interrupted send resumes where it stopped; a finished one sends nothing again.
     """
-    from digest.pipeline import due_slot, send_issue, sync_subscribers
+    from digest.pipeline import due_slot, send_issue_exclusive, sync_subscribers
 
     now = c.now()
     slot = due_slot(c.settings, c.moment(as_of) or now)
@@ -159,31 +159,19 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None) -> None:
         return
     if not dry_run:
         sync_subscribers(c.settings, c.store, now=now)
-    report = send_issue(c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run)
+    report = send_issue_exclusive(c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run)
     _print_send(report)
     if report.outcome == "incomplete":
         sys.exit(3)
 
 
 def _send_test(c: Context, slot: Any, to: str, now: datetime) -> None:
-    from digest.delivery.base import OutgoingMessage, backend_from_settings
-    from digest.errors import DeliveryError
-    from digest.pipeline import build_issue, token_signer
-    from digest.render.message import build_message
-    from digest.subscribers import normalise_address
+    from digest.pipeline import send_test_copy
 
     try:
-        address = normalise_address(to)
+        address = send_test_copy(c.settings, c.store, slot, to, now=now)
     except ValueError as exc:
         raise UsageError(f"--to {to!r}: {exc}") from None
-    built = build_issue(c.settings, c.store, slot)
-    msg = build_message(
-        built.rendered, c.settings.newsletter, to=address, token=token_signer(c.settings, c.store).token(address), now=now, subject_prefix="[TEST] "
-    )
-    with backend_from_settings(c.settings.delivery, issue_key=f"test-{slot.key}") as backend:
-        (result,) = backend.send_batch([OutgoingMessage(address, msg)])
-    if result.status != "sent":
-        raise DeliveryError(f"test copy to {address} not delivered: {result.detail}")
     echo(f"test copy of issue {slot.key} sent to {address}")
 
 
@@ -250,6 +238,109 @@ def subscribers_list(c: Context, status: str | None) -> None:
 
 # === schedule, preview, serve, hold ===============================================
 # (scheduler and web commands go below this line)
+
+
+def _daemon_logging(debug: bool) -> None:
+    """Long-running commands log what they do, with the time, at INFO (DEBUG with --debug)."""
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.getLogger("digest").setLevel(logging.DEBUG if debug else logging.INFO)
+
+
+@cli.command(epilog="Examples:\n\n  digest schedule\n\n  digest schedule --list")
+@click.option("--list", "list_runs", is_flag=True, help="Print the next five run times in the newsletter's time zone and exit.")
+@click.option("--as-of", "as_of", metavar="WHEN", help="With --list: the runs after WHEN instead of now.")
+@pass_ctx
+def schedule(c: Context, list_runs: bool, as_of: str | None) -> None:
+    """Run the scheduler: send each issue at its slot ([schedule] cron, in the newsletter's time
+    zone), exactly once. Stops cleanly on SIGTERM or Ctrl-C; a send in progress finishes its
+    batch and is resumed at the next start."""
+    from digest.schedule import describe_planned_runs, run_scheduler
+
+    if list_runs:
+        for line in describe_planned_runs(c.settings, c.moment(as_of) or c.now()):
+            echo(line)
+        return
+    if as_of:
+        raise UsageError("--as-of: only with --list; the scheduler runs on the real clock")
+    _daemon_logging(c.debug)
+    run_scheduler(c.settings, c.store)
+
+
+@cli.command(epilog="Examples:\n\n  digest hold 2025-W33\n\n  digest hold --release 2025-W33")
+@click.argument("issue", required=False)
+@click.option("--release", is_flag=True, help="Let a held issue go again.")
+@click.option("--list", "list_holds", is_flag=True, help="List the issues on hold.")
+@pass_ctx
+def hold(c: Context, issue: str | None, release: bool, list_holds: bool) -> None:
+    """Hold ISSUE back: the scheduler (and digest run/send) will not send it until released."""
+    from digest.pipeline import due_slot
+    from digest.schedule import planned_runs
+
+    if list_holds:
+        rows = c.store.held_issues()
+        for r in rows:
+            echo(f"{r.issue_key}\theld since {r.created_at.astimezone(c.settings.newsletter.tz):%Y-%m-%d %H:%M %Z}")
+        if not rows:
+            echo("no issue is on hold")
+        return
+    if not issue:
+        raise UsageError("give the ISSUE to hold, e.g. digest hold 2025-W33 (see digest schedule --list)")
+    if release:
+        if c.store.release_hold(issue):
+            echo(f"issue {issue} released; it goes out at its slot (or now with: digest run)")
+        else:
+            echo(f"issue {issue} was not on hold; nothing changed")
+        return
+    row = c.store.issue(issue)
+    if row is not None:
+        state = {"sent": "was already sent", "sending": "is being sent", "skipped": "was skipped"}.get(row.status, row.status)
+        raise UsageError(f"issue {issue} {state}; a hold cannot change that")
+    now = c.now()
+    known = [due_slot(c.settings, now).key] + [r.slot.key for r in planned_runs(c.settings, now, 60)]
+    if issue not in known:
+        raise UsageError(f"{issue!r} is not an upcoming issue of this schedule; the next ones are {', '.join(known[1:4])}")
+    if c.store.hold_issue(issue, now=now):
+        echo(f"issue {issue} is on hold: it will not be sent until `digest hold --release {issue}`")
+    else:
+        echo(f"issue {issue} was already on hold")
+
+
+@cli.command(epilog="Examples:\n\n  digest preview\n\n  digest preview --port 8001 --as-of 2025-08-11T09:00")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--as-of", "as_of", metavar="WHEN", help="Preview the issue due at WHEN (as digest build --as-of). Default: the next scheduled issue.")
+@pass_ctx
+def preview(c: Context, host: str, port: int, as_of: str | None) -> None:
+    """Show the next issue in the browser, exactly as it would be sent: desktop, phone and dark
+    mode, the text part, subject and preheader, chosen and left-out articles, warnings, and a
+    test-send button. The page reloads within a second of a change to a template, the config or
+    a content file."""
+    from digest.web.preview import run_preview
+
+    when = c.moment(as_of)
+    _daemon_logging(c.debug)
+    try:
+        run_preview(config_path_from(c.config_option), host, port, as_of=when, ready=lambda url: echo(f"preview on {url} (Ctrl-C to stop)"))
+    except OSError as exc:
+        raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from None
+
+
+@cli.command(epilog="Examples:\n\n  digest serve\n\n  digest serve --host 127.0.0.1 --port 8080")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep 127.0.0.1 behind a web server).")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@pass_ctx
+def serve(c: Context, host: str, port: int) -> None:
+    """Serve the subscribers' endpoints: one-click unsubscribe (/unsubscribe, RFC 8058) and the
+    archive of sent issues (/archive, the view-in-browser link). Meant to sit behind the
+    publication's web server."""
+    from digest.web.serve import run_serve
+
+    _daemon_logging(c.debug)
+    try:
+        run_serve(c.settings, c.store, host, port, ready=lambda url: echo(f"serving on {url} (Ctrl-C to stop)"))
+    except OSError as exc:
+        raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from None
 
 
 # === delivery: status, retries ====================================================

@@ -55,6 +55,8 @@ class NewsletterSettings(_Section):
     # (blank lines separate paragraphs).
     editor_note: str | None = None
     editor_note_file: Path | None = None
+    # Who gets the [PREVIEW] before each slot when schedule.review_hours is set.
+    editors: list[str] = []
 
     @field_validator("sender")
     @classmethod
@@ -65,6 +67,11 @@ class NewsletterSettings(_Section):
     @classmethod
     def _reply_to(cls, v: str | None) -> str | None:
         return None if v is None else _check_address(v, display_name=False)
+
+    @field_validator("editors")
+    @classmethod
+    def _editors(cls, v: list[str]) -> list[str]:
+        return [_check_address(e, display_name=False) for e in v]
 
     @field_validator("site_url", "unsubscribe_url", "archive_url", "logo_url")
     @classmethod
@@ -133,6 +140,9 @@ class TeaserSettings(_Section):
 class ScheduleSettings(_Section):
     cron: str = "0 8 * * mon"
     misfire_grace_hours: float = Field(6.0, ge=0)
+    # Build the issue this many hours before its slot and send it as [PREVIEW] to
+    # newsletter.editors; it goes out at the slot unless `digest hold ISSUE`. 0: no review.
+    review_hours: float = Field(0.0, ge=0)
 
     @field_validator("cron")
     @classmethod
@@ -291,6 +301,15 @@ class Settings(_Section):
                 raise ValueError(f"source name {s.name!r} is used twice; names must be unique")
             seen.add(s.name)
         return v
+
+    @model_validator(mode="after")
+    def _review_needs_editors(self) -> "Settings":
+        if self.schedule.review_hours and not self.newsletter.editors:
+            raise ValueError(
+                "schedule.review_hours is set but newsletter.editors is empty; "
+                'list the addresses that get the [PREVIEW], e.g. editors = ["editor@example.org"]'
+            )
+        return self
 
     @property
     def state_url(self) -> str:

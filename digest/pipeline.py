@@ -7,15 +7,19 @@ clock), and returns a plain report. Only this module knows the order; each stage
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from digest.config import Settings
 from digest.delivery.base import Backend, OutgoingMessage, backend_from_settings
-from digest.errors import DigestError, SourceError
-from digest.models import Issue, IssueEntry, RenderedIssue
+from digest.errors import DeliveryError, DigestError, SourceError
+from digest.models import DeliveryResult, Issue, IssueEntry, RenderedIssue
 from digest.render.issue import fit_issue
 from digest.render.message import build_message
 from digest.select import select_articles
@@ -169,7 +173,7 @@ def sync_subscribers(settings: Settings, store: Store, *, now: datetime) -> tupl
 @dataclass
 class SendReport:
     key: str
-    outcome: str  # sent | resumed | already-sent | skipped | dry-run | incomplete | claimed-elsewhere
+    outcome: str  # sent | resumed | already-sent | skipped | dry-run | incomplete | claimed-elsewhere | held
     message: str
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -195,6 +199,7 @@ def send_issue(
     clock: Callable[[], datetime] | None = None,
     backend: Backend | None = None,
     dry_run: bool = False,
+    stop: Callable[[], bool] | None = None,
 ) -> SendReport:
     """Send the issue of ``slot`` to every active subscriber, exactly once each.
 
@@ -255,6 +260,10 @@ def send_issue(
     pending = list(store.pending_deliveries(slot.key))
     with backend:
         for batch in _batches(iter(pending), BATCH_SIZE):
+            # Asked to stop (SIGTERM, or the issue's lease was lost): the batches sent so far are
+            # recorded, the rest stay pending, and the next run resumes them.
+            if stop is not None and stop():
+                break
             moment = clock()
             messages = [
                 OutgoingMessage(email, build_message(rendered, settings.newsletter, to=email, token=signer.token(email), now=moment))
@@ -285,16 +294,163 @@ def send_issue(
     )
 
 
-def run_once(settings: Settings, store: Store, *, as_of: datetime, now: datetime, backend: Backend | None = None) -> tuple[IngestReport, SendReport]:
-    """Ingest, build and send the issue due at ``as_of``."""
+def run_once(
+    settings: Settings,
+    store: Store,
+    *,
+    as_of: datetime,
+    now: datetime,
+    backend: Backend | None = None,
+    clock: Callable[[], datetime] | None = None,
+    stop: Callable[[], bool] | None = None,
+    read_sources: bool = True,
+) -> tuple[IngestReport, SendReport]:
+    """Ingest, build and send the issue due at ``as_of``, holding the issue's lease throughout, so
+    a second process (a scheduler, a manual run) working on the same slot sends nothing."""
     slot = due_slot(settings, as_of)
     existing = store.issue(slot.key)
     if existing is not None and existing.status in ("sent", "skipped"):
         # Nothing to do for this slot; do not touch the sources either.
         return IngestReport(()), send_issue(settings, store, slot, now=now, backend=backend)
-    report = ingest(settings, store, now=now)
-    sync_subscribers(settings, store, now=now)
-    return report, send_issue(settings, store, slot, now=now, backend=backend)
+    ingested = IngestReport(())
+
+    def work(lease: IssueLease) -> SendReport:
+        nonlocal ingested
+        if read_sources:
+            ingested = ingest(settings, store, now=now)
+        sync_subscribers(settings, store, now=now)
+        return send_issue(settings, store, slot, now=now, clock=clock, backend=backend, stop=lease.stopper(stop))
+
+    report = _exclusively(store, slot, clock or _utcnow, work)
+    return ingested, report
+
+
+def send_issue_exclusive(
+    settings: Settings,
+    store: Store,
+    slot: Slot,
+    *,
+    now: datetime,
+    clock: Callable[[], datetime] | None = None,
+    backend: Backend | None = None,
+    dry_run: bool = False,
+    stop: Callable[[], bool] | None = None,
+) -> SendReport:
+    """:func:`send_issue` under the issue's lease (a dry run needs none: it changes nothing)."""
+    if dry_run:
+        return send_issue(settings, store, slot, now=now, clock=clock, backend=backend, dry_run=True)
+    return _exclusively(
+        store,
+        slot,
+        clock or _utcnow,
+        lambda lease: send_issue(settings, store, slot, now=now, clock=clock, backend=backend, stop=lease.stopper(stop)),
+    )
+
+
+# --- one process per issue -------------------------------------------------------------------------
+
+# How long a lease lasts without renewal. It is renewed between batches, so only a process that
+# died mid-send leaves one behind; after this long another process may take over and resume.
+LEASE_TTL = timedelta(minutes=10)
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def lease_owner() -> str:
+    """Who holds a lease: host, process and a random part (two schedulers in one process differ)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class IssueLease:
+    """The lease on one issue, held while a process ingests, builds and sends it."""
+
+    store: Store
+    name: str
+    owner: str
+    clock: Callable[[], datetime]
+    lost: bool = False
+
+    def renew(self) -> bool:
+        if not self.lost and not self.store.renew_lease(self.name, self.owner, now=self.clock(), ttl=LEASE_TTL):
+            self.lost = True
+            log.warning("%s: the lease was taken over by another process; stopping after this batch", self.name)
+        return not self.lost
+
+    def stopper(self, stop: Callable[[], bool] | None) -> Callable[[], bool]:
+        """A ``stop`` check for :func:`send_issue` that also renews the lease between batches."""
+        return lambda: (stop is not None and stop()) or not self.renew()
+
+
+@contextmanager
+def issue_lease(store: Store, key: str, *, clock: Callable[[], datetime]) -> Iterator[IssueLease | None]:
+    """Hold the lease on issue ``key`` for the block; yields None when another process holds it."""
+    lease = IssueLease(store, f"issue:{key}", lease_owner(), clock)
+    if not store.acquire_lease(lease.name, lease.owner, now=clock(), ttl=LEASE_TTL):
+        yield None
+        return
+    try:
+        yield lease
+    finally:
+        if not lease.lost:
+            store.release_lease(lease.name, lease.owner)
+
+
+def _exclusively(store: Store, slot: Slot, clock: Callable[[], datetime], work: Callable[[IssueLease], SendReport]) -> SendReport:
+    with issue_lease(store, slot.key, clock=clock) as lease:
+        if lease is None:
+            holder = store.lease_holder(f"issue:{slot.key}")
+            who = f" ({holder.owner}, since {holder.acquired_at.isoformat(timespec='seconds')})" if holder else ""
+            return SendReport(slot.key, "claimed-elsewhere", f"issue {slot.key} is being sent by another process{who}; this run sends nothing")
+        row = store.issue(slot.key)
+        if row is None and store.is_held(slot.key):
+            return SendReport(
+                slot.key,
+                "held",
+                f"issue {slot.key} is held (digest hold {slot.key}); not sent. "
+                f"When it is ready: digest hold --release {slot.key}, then digest run --as-of {slot.at.isoformat(timespec='minutes')}",
+            )
+        return work(lease)
+
+
+# --- copies outside the ledger ---------------------------------------------------------------------
+
+
+def send_copies(
+    settings: Settings,
+    store: Store,
+    built: BuiltIssue,
+    addresses: Sequence[str],
+    *,
+    now: datetime,
+    subject_prefix: str,
+    folder: str,
+    backend: Backend | None = None,
+) -> list[DeliveryResult]:
+    """Send single copies of a built issue to a few addresses (a test copy, the editors' preview),
+    outside the delivery ledger, through the configured backend."""
+    signer = token_signer(settings, store)
+    messages = [
+        OutgoingMessage(a, build_message(built.rendered, settings.newsletter, to=a, token=signer.token(a), now=now, subject_prefix=subject_prefix))
+        for a in addresses
+    ]
+    with backend or backend_from_settings(settings.delivery, issue_key=f"{folder}-{built.issue.key}") as b:
+        return b.send_batch(messages)
+
+
+def send_test_copy(settings: Settings, store: Store, slot: Slot, to: str, *, now: datetime, backend: Backend | None = None) -> str:
+    """Send one copy of the slot's issue, marked [TEST], to ``to``; returns the address as sent.
+    Raises ValueError for a malformed address and DeliveryError when the copy was not delivered."""
+    from digest.subscribers import normalise_address
+
+    address = normalise_address(to)
+    built = build_issue(settings, store, slot)
+    (result,) = send_copies(settings, store, built, [address], now=now, subject_prefix="[TEST] ", folder="test", backend=backend)
+    if result.status != "sent":
+        raise DeliveryError(f"test copy to {address} not delivered: {result.detail}")
+    return address
 
 
 def check_sources_failing(store: Store, threshold: int = 3) -> list[str]:
@@ -315,7 +471,10 @@ __all__ = [
     "due_slot",
     "ingest",
     "run_once",
+    "send_copies",
     "send_issue",
+    "send_issue_exclusive",
+    "send_test_copy",
     "upcoming_slot",
     "write_build",
 ]

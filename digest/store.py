@@ -10,7 +10,7 @@ import json
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -132,6 +132,37 @@ deliveries = sa.Table(
     sa.Column("detail", sa.Text),
     sa.Column("next_attempt", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A lease on a named piece of work (``issue:2025-W33``): whoever holds an unexpired lease is the
+# only process doing that work. Taking one is a single INSERT, or a single UPDATE of an expired
+# row, so two processes (or two machines on one PostgreSQL) can never both hold it.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Issues an editor held back (`digest hold ISSUE`): not sent at their slot until released.
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("issue_key", sa.String(64), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("note", sa.Text),
+)
+
+# [PREVIEW] copies sent to the editors before a slot; one row per issue, so a restart or a second
+# scheduler never sends the preview twice.
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("issue_key", sa.String(64), primary_key=True),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Column("recipients", sa.Text, nullable=False),
 )
 
 
@@ -516,3 +547,100 @@ class Store:
             return [(r.email, r.name) for r in conn.execute(q)]
         with self.engine.connect() as c:
             return [(r.email, r.name) for r in c.execute(q)]
+
+    def unsubscribe(self, email: str, *, now: datetime | None = None) -> str:
+        """Unsubscribe an address in one statement. Returns ``unsubscribed`` when it was active,
+        ``already`` when it had already left (or bounced), ``unknown`` when it is not on the list."""
+        with self.engine.begin() as conn:
+            changed = conn.execute(
+                subscribers.update()
+                .where(sa.func.lower(subscribers.c.email) == email.lower(), subscribers.c.status == "active")
+                .values(status="unsubscribed", updated_at=now or _utcnow())
+            ).rowcount
+            if changed:
+                return "unsubscribed"
+            exists = conn.execute(
+                sa.select(subscribers.c.email).where(sa.func.lower(subscribers.c.email) == email.lower())
+            ).first()
+        return "already" if exists else "unknown"
+
+    # --- leases, holds, reviews ----------------------------------------------------------------
+
+    def acquire_lease(self, name: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Take the lease ``name`` for ``owner`` until ``now + ttl``. True when taken: it was
+        free, expired, or already this owner's. Each step is one atomic statement."""
+        until = now + ttl
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(leases.insert().values(name=name, owner=owner, acquired_at=now, expires_at=until))
+            return True
+        except IntegrityError:
+            pass
+        with self.engine.begin() as conn:
+            taken = conn.execute(
+                leases.update()
+                .where(leases.c.name == name, sa.or_(leases.c.expires_at < now, leases.c.owner == owner))
+                .values(owner=owner, acquired_at=now, expires_at=until)
+            ).rowcount
+        return bool(taken)
+
+    def renew_lease(self, name: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Extend a lease this owner still holds; False when it was lost (expired and taken over)."""
+        with self.engine.begin() as conn:
+            kept = conn.execute(
+                leases.update().where(leases.c.name == name, leases.c.owner == owner).values(expires_at=now + ttl)
+            ).rowcount
+        return bool(kept)
+
+    def release_lease(self, name: str, owner: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(leases.delete().where(leases.c.name == name, leases.c.owner == owner))
+
+    def lease_holder(self, name: str) -> Any | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(leases).where(leases.c.name == name)).first()
+
+    def hold_issue(self, key: str, *, now: datetime, note: str | None = None) -> bool:
+        """Hold an issue back from its slot. False when it was already held."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(holds.insert().values(issue_key=key, created_at=now, note=note))
+        except IntegrityError:
+            return False
+        return True
+
+    def release_hold(self, key: str) -> bool:
+        with self.engine.begin() as conn:
+            return bool(conn.execute(holds.delete().where(holds.c.issue_key == key)).rowcount)
+
+    def is_held(self, key: str) -> bool:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(holds.c.issue_key).where(holds.c.issue_key == key)).first() is not None
+
+    def held_issues(self) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(holds).order_by(holds.c.issue_key)).all())
+
+    def claim_review(self, key: str, recipients: Sequence[str], *, now: datetime) -> bool:
+        """Record that the [PREVIEW] of an issue goes out now; False when it already went."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(reviews.insert().values(issue_key=key, sent_at=now, recipients=json.dumps(list(recipients))))
+        except IntegrityError:
+            return False
+        return True
+
+    def review(self, key: str) -> Any | None:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(reviews).where(reviews.c.issue_key == key)).first()
+
+    def published_issues(self) -> list[Any]:
+        """Issues that went out (or are going out) to subscribers, newest slot first."""
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(issues.c.key, issues.c.slot, issues.c.subject, issues.c.preheader, issues.c.status)
+                    .where(issues.c.status.in_(("sending", "sent")))
+                    .order_by(issues.c.slot.desc())
+                ).all()
+            )

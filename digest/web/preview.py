@@ -1,0 +1,381 @@
+"""The editors' live preview: the issue the next scheduled run would send, as it would be sent.
+
+``digest preview`` builds that issue with the real stages (ingest, select, teasers, render) as of
+its slot, and shows the HTML at desktop and phone widths and in dark mode, the text part, the
+subject and preheader, which articles were chosen and why the others were left out, and warnings.
+A watcher notices a change to a template, the config or a content file within a fraction of a
+second, rebuilds, and the open page reloads itself. A form sends one test copy to an address
+(the same code as ``digest send --to``).
+
+The server is for the editor's own machine: it binds 127.0.0.1, answers only to local host names
+(so a web page cannot reach it through DNS rebinding) and wants a per-run token with the test-send
+form (so another site cannot make the editor's browser send mail).
+"""
+
+from __future__ import annotations
+
+import hmac
+import html as htmllib
+import logging
+import os
+import re
+import secrets
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from digest.config import Settings, load_config
+from digest.errors import ConfigError, DigestError
+from digest.pipeline import SAMPLE_RECIPIENT, BuiltIssue, Slot, build_issue, due_slot, ingest, send_test_copy, token_signer, upcoming_slot
+from digest.render.environment import DEFAULT_TEMPLATES
+from digest.render.message import personalise
+from digest.store import Store
+from digest.web.wsgi import BadRequest, Request, Response, StartResponse, as_json, make_wsgi_server, page, redirect, text
+
+log = logging.getLogger(__name__)
+
+# How often the watcher looks at the files (the page reloads within about twice this plus a build).
+WATCH_SECONDS = 0.1
+# Gmail clips a message whose HTML is over about 102 KB and hides the rest behind a link.
+CLIP_BYTES = 102 * 1024
+# Long-poll requests from the open page come back after this long even when nothing changed.
+WAIT_SECONDS = 20.0
+
+_DARK_QUERY = re.compile(r"\(\s*prefers-color-scheme\s*:\s*dark\s*\)", re.IGNORECASE)
+_HEAD_END = re.compile(r"</head\s*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ArticleLine:
+    title: str
+    source: str
+    published: str
+    url: str | None
+    why: str
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """One build of the preview; replaced whole on every rebuild, so readers need no lock."""
+
+    version: int
+    built_at: datetime
+    settings: Settings | None = None
+    slot: Slot | None = None
+    built: BuiltIssue | None = None
+    html: str = ""
+    dark_html: str = ""
+    dark_declared: bool = False
+    text: str = ""
+    chosen: tuple[ArticleLine, ...] = ()
+    left_out: tuple[ArticleLine, ...] = ()
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+
+
+# --- what the page shows ---------------------------------------------------------------------------
+
+
+def dark_variant(html: str) -> tuple[str, bool]:
+    """The issue as a mail app in dark mode shows it. When the template declares dark styles
+    (``prefers-color-scheme: dark``) they are switched on; when it declares none, the colours are
+    inverted, as apps that force dark mode (Outlook, Gmail on phones) do. Returns (html, declared)."""
+    declared = bool(_DARK_QUERY.search(html))
+    if declared:
+        html = _DARK_QUERY.sub("(min-width: 0px)", html)
+        style = ":root{color-scheme:dark}"
+    else:
+        style = "html{background:#fff;filter:invert(1) hue-rotate(180deg)}img{filter:invert(1) hue-rotate(180deg)}"
+    inject = f'<meta name="color-scheme" content="dark"><style>{style}</style>'
+    m = _HEAD_END.search(html)
+    return (html[: m.start()] + inject + html[m.start() :] if m else inject + html), declared
+
+
+class _ImagesWithoutAlt(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.missing: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "img":
+            a = dict(attrs)
+            if a.get("alt") is None:
+                self.missing.append(a.get("src") or "(no src)")
+
+
+def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIssue, html: str) -> list[str]:
+    """What an editor should know before the issue goes: size, alt text, a thin week, failing
+    sources, and whether the issue is held or already gone."""
+    out: list[str] = []
+    n, least = len(built.issue.entries), settings.selection.min_articles
+    if n < least:
+        out.append(
+            f"thin week: only {n} article{'s' if n != 1 else ''}, fewer than selection.min_articles = {least}; this issue would be skipped"
+        )
+    size = len(html.encode("utf-8"))
+    if size > CLIP_BYTES:
+        out.append(f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides the rest")
+    for a in built.issue.articles:
+        if a.image and not a.image_alt:
+            out.append(f"“{a.title}” has an image without alt text (image_alt); readers who cannot see it get the title instead")
+    scan = _ImagesWithoutAlt()
+    scan.feed(html)
+    for src in scan.missing:
+        out.append(f"an image in the HTML has no alt attribute: {src}")
+    for row in store.source_rows():
+        if row.last_error_at is not None and (row.last_success is None or row.last_error_at > row.last_success):
+            out.append(f"source {row.name!r} is failing ({row.failures} run{'s' if row.failures != 1 else ''} in a row): {row.last_error}")
+    existing = store.issue(slot.key)
+    if existing is not None:
+        out.append(f"issue {slot.key} is already {existing.status}; this shows how it would render now")
+    elif store.is_held(slot.key):
+        out.append(f"issue {slot.key} is on hold (digest hold): it will not go out at its slot")
+    return out
+
+
+def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleLine, ...], tuple[ArticleLine, ...]]:
+    tz = settings.newsletter.tz
+    issue = built.issue
+    window = f"{issue.window_start.astimezone(tz):%-d %b %H:%M} – {issue.slot.astimezone(tz):%-d %b %H:%M}"
+    cap = settings.selection.max_articles
+
+    def when(a: Any) -> str:
+        return f"{a.published.astimezone(tz):%a %-d %b %Y %H:%M}"
+
+    chosen = tuple(
+        ArticleLine(
+            a.title, a.source, when(a), a.url, f"published inside this issue's window ({window}), not in an earlier issue; {i} of at most {cap}, newest first"
+        )
+        for i, a in enumerate(issue.articles, start=1)
+    )
+    left = tuple(ArticleLine(s.article.title, s.article.source, when(s.article), s.article.url, s.reason) for s in issue.skipped)
+    return chosen, left
+
+
+# --- the state behind the page ---------------------------------------------------------------------
+
+
+def _tree(path: Path) -> Iterable[tuple[str, int, int]]:
+    try:
+        st = path.stat()
+    except OSError:
+        return
+    if not path.is_dir():
+        yield str(path), st.st_mtime_ns, st.st_size
+        return
+    for folder, dirs, files in os.walk(path):
+        dirs.sort()
+        for name in sorted(files):
+            p = os.path.join(folder, name)
+            try:
+                s = os.stat(p)
+            except OSError:
+                continue
+            yield p, s.st_mtime_ns, s.st_size
+
+
+class Preview:
+    """Builds the preview and rebuilds it when a watched file changes."""
+
+    def __init__(self, config_path: Path, *, as_of: datetime | None = None, clock: Callable[[], datetime] | None = None) -> None:
+        self.config_path = config_path
+        self.as_of = as_of
+        self.clock = clock or (lambda: datetime.now(timezone.utc))
+        self.store: Store | None = None
+        self._settings: Settings | None = None
+        self._fingerprint: tuple[Any, ...] | None = None
+        self._read_all_sources = True
+        self._lock = threading.Lock()
+        self._changed = threading.Condition()
+        self.snapshot = Snapshot(version=0, built_at=self.clock(), error="not built yet")
+
+    def watched(self) -> tuple[list[Path], list[Path]]:
+        """(config and templates, content folders): what a rebuild depends on."""
+        look = [self.config_path, DEFAULT_TEMPLATES]
+        content: list[Path] = []
+        s = self._settings
+        if s is not None:
+            if s.templates.path is not None:
+                look.append(s.templates.path)
+            content = [src.path for src in s.sources if src.kind == "folder" and src.path is not None]
+        return look, content
+
+    def fingerprint(self) -> tuple[tuple[Any, ...], tuple[Any, ...]]:
+        look, content = self.watched()
+        return tuple(e for p in look for e in _tree(p)), tuple(e for p in content for e in _tree(p))
+
+    def refresh(self) -> bool:
+        """Rebuild when a watched file changed since the last build; True when it rebuilt."""
+        with self._lock:
+            before = self.fingerprint()
+            if before == self._fingerprint:
+                return False
+            # Content is read again only when it changed: a template edit needs no ingest.
+            self._rebuild(read_content=self._fingerprint is None or before[1] != self._fingerprint[1])
+            # The config may have pointed the watch at other folders: start from what is there now.
+            self._fingerprint = self.fingerprint()
+        with self._changed:
+            self._changed.notify_all()
+        return True
+
+    def wait_for_change(self, version: int, timeout: float) -> int:
+        with self._changed:
+            self._changed.wait_for(lambda: self.snapshot.version != version, timeout)
+        return self.snapshot.version
+
+    def watch(self, stop: threading.Event) -> None:
+        while not stop.wait(WATCH_SECONDS):
+            try:
+                self.refresh()
+            except Exception:  # noqa: BLE001 - the watcher must outlive any one bad build
+                log.exception("preview rebuild failed")
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+
+    def _rebuild(self, *, read_content: bool = True) -> None:
+        version = self.snapshot.version + 1
+        now = self.clock()
+        try:
+            settings = load_config(self.config_path)
+        except ConfigError as exc:
+            self.snapshot = Snapshot(version, now, error="\n".join(exc.problems))
+            return
+        self._settings = settings
+        try:
+            if self.store is None or self.store.url != settings.state_url:
+                if self.store is not None:
+                    self.store.close()
+                self.store = Store(settings.state_url)
+            store = self.store
+            # The first build reads every source, as the scheduled run would; later ones re-read
+            # the local folders when they changed, which is where an editor's changes come from.
+            if self._read_all_sources:
+                ingest(settings, store, now=now)
+                self._read_all_sources = False
+            elif read_content:
+                ingest(settings.model_copy(update={"sources": [s for s in settings.sources if s.kind == "folder"]}), store, now=now)
+            slot = due_slot(settings, self.as_of) if self.as_of else upcoming_slot(settings, now)
+            built = build_issue(settings, store, slot)
+            html, plain = personalise(built.rendered, email=SAMPLE_RECIPIENT, token=token_signer(settings, store).token(SAMPLE_RECIPIENT))
+        except DigestError as exc:
+            self.snapshot = Snapshot(version, now, settings=settings, error=str(exc))
+            return
+        dark, declared = dark_variant(html)
+        chosen, left_out = article_lines(settings, built)
+        self.snapshot = Snapshot(
+            version, now, settings, slot, built, html, dark, declared, plain, chosen, left_out, tuple(issue_warnings(settings, store, slot, built, html))
+        )
+        log.info("preview %d: issue %s, %d articles", version, slot.key, len(built.issue.entries))
+
+
+# --- the app ---------------------------------------------------------------------------------------
+
+EMAIL_CSP = [("Content-Security-Policy", "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'"), ("Cache-Control", "no-store")]
+
+
+@dataclass
+class PreviewApp:
+    preview: Preview
+    allowed_hosts: set[str] = field(default_factory=set)  # empty: any (bound to a public address on purpose)
+    csrf: str = field(default_factory=lambda: secrets.token_urlsafe(24))
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request = Request(environ)
+        try:
+            response = self.route(request)
+        except BadRequest as exc:
+            response = text(str(exc), exc.status)
+        return response(start_response)
+
+    def route(self, request: Request) -> Response:
+        host = (request.header("Host") or "").lower()
+        if self.allowed_hosts and host not in self.allowed_hosts:
+            raise BadRequest(421, f"this preview answers only to {', '.join(sorted(self.allowed_hosts))}")
+        snap = self.preview.snapshot
+        path, method = request.path, request.method
+        if method == "POST" and path == "/send-test":
+            return self.send_test(request)
+        if method not in ("GET", "HEAD"):
+            raise BadRequest(405, "method not allowed")
+        if path == "/":
+            return page("preview.html", 200, [("Cache-Control", "no-store")], snap=snap, csrf=self.csrf, notice=request.query.get("notice"), newsletter=_newsletter(snap))
+        if path == "/email":
+            if snap.built is None:
+                return Response(200, f"<!doctype html><p>{htmllib.escape(snap.error or '')}</p>".encode(), headers=list(EMAIL_CSP))
+            body = snap.dark_html if request.query.get("dark") == "1" else snap.html
+            return Response(200, body.encode("utf-8"), headers=list(EMAIL_CSP))
+        if path == "/text":
+            return text(snap.text)
+        if path == "/api/wait":
+            try:
+                seen = int(request.query.get("version", "-1"))
+            except ValueError:
+                raise BadRequest(400, "version: expected a number") from None
+            return as_json({"version": self.preview.wait_for_change(seen, WAIT_SECONDS)})
+        raise BadRequest(404, "not found")
+
+    def send_test(self, request: Request) -> Response:
+        form = request.form()
+        if not hmac.compare_digest(form.get("csrf", ""), self.csrf):
+            raise BadRequest(403, "this form is stale or came from another site; reload the preview and try again")
+        snap = self.preview.snapshot
+        to = form.get("to", "").strip()
+        if snap.settings is None or snap.slot is None or self.preview.store is None:
+            notice = "nothing to send: the preview did not build"
+        else:
+            try:
+                address = send_test_copy(snap.settings, self.preview.store, snap.slot, to, now=self.preview.clock())
+                notice = f"test copy of issue {snap.slot.key} sent to {address}"
+            except ValueError as exc:
+                notice = f"not sent: {to!r} is not a valid address ({exc})"
+            except DigestError as exc:
+                notice = f"not sent: {exc}"
+        return redirect("/?notice=" + quote(notice))
+
+
+def _newsletter(snap: Snapshot) -> dict[str, str]:
+    if snap.settings is None:
+        return {"title": "digest preview", "language": "en", "site_url": ""}
+    nl = snap.settings.newsletter
+    return {"title": nl.title, "language": nl.language, "site_url": nl.site_url}
+
+
+def local_hosts(host: str, port: int) -> set[str]:
+    """The Host headers a local preview answers to; empty (any) when bound to all addresses."""
+    if host in ("0.0.0.0", "::", ""):
+        return set()
+    names = {host.lower(), "127.0.0.1", "localhost", "[::1]"}
+    return {f"{n}:{port}" for n in names} | names
+
+
+def run_preview(
+    config_path: Path, host: str, port: int, *, as_of: datetime | None = None, ready: Callable[[str], None] | None = None
+) -> None:
+    """Build, serve and watch until Ctrl-C."""
+    preview = Preview(config_path, as_of=as_of)
+    preview.refresh()
+    server = make_wsgi_server(PreviewApp(preview), host, port)
+    app = server.get_app()
+    assert isinstance(app, PreviewApp)
+    app.allowed_hosts = local_hosts(host, server.server_port)
+    stop = threading.Event()
+    watcher = threading.Thread(target=preview.watch, args=(stop,), name="preview-watch", daemon=True)
+    watcher.start()
+    if ready:
+        ready(f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{server.server_port}/")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stop.set()
+        server.server_close()
+        watcher.join(timeout=5)
+        preview.close()
