@@ -13,6 +13,7 @@ few URLs it keeps itself, and those two passes are a third of feedparser's time.
 from __future__ import annotations
 
 import calendar
+import html
 import io
 import logging
 import re
@@ -109,7 +110,9 @@ def _parse_json(data: bytes, *, url: str | None) -> ParsedFeed:
             FeedItem(
                 guid=it.id,
                 link=_absolute(it.url or it.external_url, base),
-                title=clean_text(it.title),
+                # JSON Feed titles are plain text: "<b> and <i>" there is about tags, not markup.
+                # Entities are decoded, as generators often HTML-escape into JSON anyway.
+                title=normalise_space(html.unescape(it.title or "")),
                 published=it.date_published,
                 updated=it.date_modified,
                 author=", ".join(it.authors or jf.authors) or None,
@@ -150,7 +153,7 @@ def _parse_xml(data: bytes, *, url: str | None, charset: str | None) -> ParsedFe
     raw_links: list[str | None] | None = None
     items = []
     for n, e in enumerate(parsed.entries):
-        link = _entry_link(e)
+        link = _entry_link(e, atom=str(parsed.get("version", "")).startswith("atom"))
         if link and urlsplit(link).scheme.lower() not in ("http", "https", ""):
             # feedparser takes a <link uri="at://..."> attribute over the element's text (Bluesky
             # feeds do this); the text is the web address readers want.
@@ -218,8 +221,13 @@ def _is_html(detail: Any) -> bool:
     return not detail or detail.get("type", "text/html") != "text/plain"
 
 
-def _entry_link(e: Any) -> str | None:
+def _entry_link(e: Any, *, atom: bool) -> str | None:
     link = e.get("link")
+    if link and atom and e.get("guidislink"):
+        # feedparser makes an Atom entry's id its link when it has no <link>; an Atom id is a
+        # name, not an address (RFC 4287 §4.2.6), unlike an RSS guid, which is a permalink unless
+        # it says otherwise.
+        return None
     if link:
         return link
     for candidate in e.get("links") or []:
@@ -267,9 +275,12 @@ def parse_feed_date(value: str) -> datetime | None:
 
 def _entry_date(e: Any, *keys: str) -> datetime | None:
     for key in keys:
-        when = _struct_to_datetime(e.get(f"{key}_parsed")) if e.get(f"{key}_parsed") else None
-        if when is None and e.get(key):
-            when = parse_feed_date(str(e[key]))
+        # dict.get: feedparser's own lookup of "updated" falls back to "published" (with a
+        # DeprecationWarning); here an absent date must stay absent.
+        parsed, raw = dict.get(e, f"{key}_parsed"), dict.get(e, key)
+        when = _struct_to_datetime(parsed) if parsed else None
+        if when is None and raw:
+            when = parse_feed_date(str(raw))
             if when is not None and when.tzinfo is None:
                 when = when.replace(tzinfo=timezone.utc)
         if when is not None:

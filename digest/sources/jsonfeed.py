@@ -20,6 +20,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 VERSION_PREFIXES = ("https://jsonfeed.org/version/", "http://jsonfeed.org/version/")
+# Some generators write the number alone; there is no other JSON document it could be confused with.
+BARE_VERSIONS = ("1", "1.0", "1.1")
 
 
 class JsonFeedError(ValueError):
@@ -34,7 +36,7 @@ class JsonFeedAttachment:
 
 @dataclass(frozen=True)
 class JsonFeedItem:
-    id: str
+    id: str | None
     url: str | None = None
     external_url: str | None = None
     title: str | None = None
@@ -152,11 +154,9 @@ class _Reader:
         url = s("url")
         ident = s("id")
         if ident is None or not ident.strip():
-            if not url:
-                self.problems.append(f"{where}: no id and no url; item skipped")
-                return None
-            self.problems.append(f"{where}: no id; using its url")
-            ident = url
+            # "id" is required; without it the item is still readable, identified by its url or text.
+            self.problems.append(f"{where}: no id; identified by its " + ("url" if url else "text"))
+            ident = None
         tags = obj.get("tags")
         attachments = []
         for att in obj.get("attachments") or []:
@@ -194,13 +194,16 @@ def parse_json_feed(data: bytes | str) -> JsonFeed:
     if not isinstance(doc, dict):
         raise JsonFeedError(f"not a JSON Feed: the document is a JSON {type(doc).__name__}, not an object")
     version = doc.get("version")
+    r = _Reader()
+    if version in BARE_VERSIONS:
+        r.problems.append(f'feed.version: should be the URL "https://jsonfeed.org/version/{version}", got {version!r}; read as JSON Feed {version}')
+        version = VERSION_PREFIXES[0] + str(version)
     if not isinstance(version, str) or not version.startswith(VERSION_PREFIXES):
         hint = " (this looks like RSS written as JSON)" if "rss" in doc else ""
         raise JsonFeedError(f"not a JSON Feed: no \"version\" naming https://jsonfeed.org/version/...{hint}")
     items = doc.get("items")
     if not isinstance(items, list):
         raise JsonFeedError('not a valid JSON Feed: "items" must be a list')
-    r = _Reader()
     if not isinstance(doc.get("title"), str):
         r.problems.append('feed: "title" is required; missing')
     parsed = tuple(i for i in (r.item(obj, f"items[{n}]") for n, obj in enumerate(items)) if i is not None)
