@@ -171,7 +171,7 @@ def _parse_xml(data: bytes, *, url: str | None, charset: str | None) -> ParsedFe
                 summary_is_html=_is_html(e.get("summary_detail")),
                 content=_best_content(e),
                 content_is_html=_is_html(_best_content_detail(e)),
-                image=_absolute(_entry_image(e), _absolute(link, base) or base),
+                image=_absolute(_entry_image(e), _content_base(e) or _absolute(link, base) or base),
                 tags=_unique(clean_text(t.get("term") or t.get("label")) for t in e.get("tags") or []),
                 language=_entry_language(e) or language,
             )
@@ -223,7 +223,7 @@ def _is_html(detail: Any) -> bool:
 
 def _entry_link(e: Any, *, atom: bool) -> str | None:
     link = e.get("link")
-    if link and atom and e.get("guidislink"):
+    if link and atom and not any(x.get("href") for x in e.get("links") or []):
         # feedparser makes an Atom entry's id its link when it has no <link>; an Atom id is a
         # name, not an address (RFC 4287 §4.2.6), unlike an RSS guid, which is a permalink unless
         # it says otherwise.
@@ -306,6 +306,13 @@ def _best_content_detail(e: Any) -> Any:
 def _best_content(e: Any) -> str:
     best = _best_content_detail(e)
     return best["value"] if best else ""
+
+
+def _content_base(e: Any) -> str | None:
+    """The xml:base in force where the entry's content was (feedparser records it)."""
+    detail = _best_content_detail(e) or e.get("summary_detail") or {}
+    base = detail.get("base") or ""
+    return base if urlsplit(base).scheme in ("http", "https") else None
 
 
 def _entry_language(e: Any) -> str | None:

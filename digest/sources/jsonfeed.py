@@ -66,9 +66,9 @@ class JsonFeed:
 
 
 def looks_like_json(data: bytes) -> bool:
-    """True when a document's first non-blank character opens a JSON object."""
+    """True when a document's first non-blank character opens a JSON object or list."""
     head = data[:512].lstrip(b"\xef\xbb\xbf \t\r\n")
-    return head.startswith(b"{")
+    return head.startswith((b"{", b"["))
 
 
 def parse_rfc3339(value: str) -> datetime:
