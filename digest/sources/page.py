@@ -31,9 +31,7 @@ log = logging.getLogger(__name__)
 
 PAGE_ACCEPT = "text/html, application/xhtml+xml;q=0.9, */*;q=0.5"
 
-# trafilatura's output vocabulary → HTML, for markup.html_blocks. Tables are left out: in the
-# pages trafilatura keeps them they are infoboxes and data, and a row of one must never become
-# the lead paragraph.
+# trafilatura's output vocabulary → HTML, for markup.html_blocks.
 _TO_HTML = {
     "head": "h2",
     "list": "ul",
@@ -45,8 +43,9 @@ _TO_HTML = {
     "code": "pre",
     "graphic": "img",
     "del": "s",
+    "row": "p",
+    "cell": "span",
 }
-_DROP = {"table"}
 
 
 @dataclass(frozen=True)
@@ -63,29 +62,48 @@ class ExtractedPage:
 
 
 def trafilatura_blocks(body: etree._Element | None) -> tuple[Block, ...]:
-    """Body blocks from trafilatura's XML body element."""
+    """Body blocks from trafilatura's XML body element.
+
+    A table row becomes one paragraph, its cells separated by " · ". A table of data that comes
+    before the first paragraph is left out: there it is an infobox or a fact sheet, and its first row must
+    never become the lead a teaser is drawn from; further down, a table is content (a list of films,
+    a schedule) and is kept.
+    """
     if body is None:
         return ()
     tree = copy.deepcopy(body)
+    seen_paragraph = False
     for el in list(tree.iter()):
         if not isinstance(el.tag, str):
             continue
-        if el.tag in _DROP:
-            parent = el.getparent()
-            if parent is not None:
-                # Keep the text that follows the table.
-                prev = el.getprevious()
-                if el.tail:
-                    if prev is not None:
-                        prev.tail = (prev.tail or "") + el.tail
-                    else:
-                        parent.text = (parent.text or "") + el.tail
-                parent.remove(el)
-            continue
+        if el.tag == "p" and "".join(el.itertext()).strip():
+            seen_paragraph = True
+        if el.tag == "table":
+            # A table holding paragraphs is page layout: its paragraphs are the article.
+            if not seen_paragraph and el.find(".//p") is None:
+                _remove_keeping_tail(el)
+                continue
+        if el.tag == "row" and el.find(".//p") is None:
+            filled = [c for c in el if c.tag == "cell" and "".join(c.itertext()).strip()]
+            for cell in filled[1:]:
+                cell.text = " · " + (cell.text or "")
         el.tag = _TO_HTML.get(el.tag, el.tag)
         el.attrib.clear()
     tree.tag = "div"
     return html_blocks(etree.tostring(tree, encoding="unicode"))
+
+
+def _remove_keeping_tail(el: etree._Element) -> None:
+    parent = el.getparent()
+    if parent is None:
+        return
+    if el.tail:
+        prev = el.getprevious()
+        if prev is not None:
+            prev.tail = (prev.tail or "") + el.tail
+        else:
+            parent.text = (parent.text or "") + el.tail
+    parent.remove(el)
 
 
 def _page_date(value: str | None) -> date | datetime | None:
@@ -99,7 +117,7 @@ def _page_date(value: str | None) -> date | datetime | None:
 
 def extract_page(html_text: str, *, url: str | None = None) -> ExtractedPage | None:
     """The article in an HTML page: title, body blocks and metadata; None when there is none."""
-    doc = trafilatura.bare_extraction(html_text, url=url, with_metadata=True, include_comments=False, include_tables=False)
+    doc = trafilatura.bare_extraction(html_text, url=url, with_metadata=True, include_comments=False, include_tables=True)
     if doc is None:
         return None
     body = trafilatura_blocks(getattr(doc, "body", None))
