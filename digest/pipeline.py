@@ -126,15 +126,16 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
         futures = [pool.submit(_collect, source, state, now) for source, state in jobs]
         for (source, _state), future in zip(jobs, futures):
             result = future.result()
+            # Errors and problems go into the report (the CLI prints them); the log only echoes them.
             if isinstance(result, str):
-                log.warning("%s", result)
+                log.info("%s", result)
                 store.record_source(source.name, source.location, error=result, now=now)
                 outcomes.append(SourceOutcome(source.name, error=result))
                 continue
             for problem in result.problems:
-                log.warning("source %r: %s", source.name, problem)
+                log.info("source %r: %s", source.name, problem)
             if result.moved_to:
-                log.warning("source %r: %s moved permanently to %s; update the config", source.name, source.location, result.moved_to)
+                log.info("source %r: %s moved permanently to %s; update the config", source.name, source.location, result.moved_to)
             if result.not_modified:
                 outcome = SourceOutcome(source.name, not_modified=True, moved_to=result.moved_to)
             else:
@@ -385,7 +386,11 @@ def run_once(settings: Settings, store: Store, *, as_of: datetime, now: datetime
     return report, send_issue(settings, store, slot, now=now, backend=backend)
 
 
-def check_sources_failing(store: Store, threshold: int = 3, *, configured: Iterable[str] | None = None) -> list[str]:
+# A source failing this many runs in a row is worth a warning on every build.
+FAILING_RUNS = 3
+
+
+def check_sources_failing(store: Store, threshold: int = FAILING_RUNS, *, configured: Iterable[str] | None = None) -> list[str]:
     """One warning per source that has failed ``threshold`` or more runs in a row (only the
     ``configured`` ones, when given: a source removed from the config is no one's concern)."""
     names = set(configured) if configured is not None else None

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
@@ -95,7 +96,7 @@ sources = sa.Table(
 )
 
 # Every way an article is recognised — its id, its canonical URL, the fingerprint of its text
-# (see digest.sources.identity) — hashed to a fixed width by article_key(). The same article
+# (see digest.sources.identity), its title and minute of publication — hashed to a fixed width by article_key(). The same article
 # reached through another source, or under a GUID its publisher changed, finds its row here.
 article_keys = sa.Table(
     "article_keys",
@@ -228,6 +229,12 @@ def _keys_for(a: Article) -> list[tuple[str, str]]:
     fingerprint = text_fingerprint(a.title, a.body)
     if fingerprint:
         keys.append(("text", article_key("text", fingerprint)))
+    title_words = " ".join(re.findall(r"\w+", a.title.lower()))
+    if not a.date_is_first_seen and title_words:
+        # The same title published the same minute: one site's RSS and JSON feeds, which may
+        # link the same post differently (a link blog's permalink in one, the linked page in the other).
+        when = a.published.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
+        keys.append(("dated", article_key("dated", f"{title_words}|{when}")))
     return keys
 
 
@@ -329,7 +336,8 @@ class Store:
         """Store a batch of articles (one source's read), recognising ones already stored.
 
         An incoming article is the stored one with the same id, else the one with the same
-        canonical URL, else the one with the same text fingerprint. Then:
+        canonical URL, else the one with the same text fingerprint, else the one with the same
+        title published the same minute. Then:
 
         - from the source that stored it: updated in place when its content changed (an edit, or
           a GUID the publisher changed while the link stayed); the row keeps its id and first-seen

@@ -143,3 +143,33 @@ def test_fingerprints_ignore_case_and_punctuation_but_need_enough_text() -> None
     a = text_fingerprint("Title", (Block(LONG),))
     assert a == text_fingerprint("title!", (Block(LONG.upper().replace(".", ",")),))
     assert text_fingerprint("Title", (Block("Short."),)) is None
+
+
+def test_one_sites_feeds_in_two_formats_are_stored_once(write_config, tmp_path) -> None:
+    """Daring Fireball's Atom and JSON feeds of the same day: linked posts point at the linked page
+    in one and at the permalink in the other, and their text is a line long, so neither the URL nor
+    the text fingerprint joins them; the title and minute of publication do."""
+    from conftest import shared_path
+    from digest.config import load_config
+    from digest.pipeline import ingest
+
+    nnw = shared_path("corpus", "feeds", "netnewswire")
+    cfg = write_config(
+        f'\n[[sources]]\nname = "df-atom"\nkind = "feed"\npath = "{nnw / "DaringFireball.atom"}"\n'
+        f'\n[[sources]]\nname = "df-json"\nkind = "feed"\npath = "{nnw / "DaringFireball.json"}"\n'
+    )
+    settings = load_config(cfg)
+    store = Store(settings.state_url)
+    _folder, atom, as_json = ingest(settings, store, now=NOW).sources
+    assert (atom.seen, atom.new) == (48, 48)
+    assert (as_json.seen, as_json.new, as_json.duplicates) == (48, 0, 48)
+    assert len(store.all_articles()) == 48
+
+
+def test_same_title_same_minute_from_another_source_is_a_duplicate(store: Store) -> None:
+    one = article("tag:a,2025:1", source="a", title="A short linked post", url="https://elsewhere.example/x", body="Nice.")
+    two = article("https://a.example/linked/x", source="b", title="A short linked post", url="https://a.example/linked/x", body="Nice.")
+    later = replace(two, id="https://a.example/linked/y", url="https://a.example/linked/y", published=two.published + timedelta(days=1))
+    store.store_articles([one])
+    assert store.store_articles([two]).duplicates == 1
+    assert store.store_articles([later]).new == 1, "the same title on another day is another article"
