@@ -324,7 +324,7 @@ def test_different_hosts_are_fetched_concurrently_in_a_bounded_pool(write_config
                 # in flight meanwhile; with two workers, none can come.
                 cond.wait_for(lambda: active["now"] > 2, timeout=0.3)
             active["now"] -= 1
-        return Reply(200, rss((f"{req.path[1:]}", "Story", "Text.")))
+        return Reply(200, rss((req.path[1:], f"Story {req.path[1:]}", "Text.")))
 
     for i, s in enumerate(servers):
         s.routes[f"/s{i}"] = route
@@ -343,7 +343,7 @@ def test_different_hosts_are_fetched_concurrently_in_a_bounded_pool(write_config
 def test_one_host_gets_one_request_at_a_time(write_config) -> None:
     with TestServer() as server:
         for i in range(4):
-            server.routes[f"/f{i}"] = lambda req: Reply(200, rss((req.path[1:], "Story", "Text.")))
+            server.routes[f"/f{i}"] = lambda req: Reply(200, rss((req.path[1:], f"Story {req.path[1:]}", "Text.")))
         settings = load_config(feeds_config(write_config, *(server.url(f"/f{i}") for i in range(4)), extra="\n[fetch]\nworkers = 4\n"))
         fake = FakeTime()
         report = ingest(settings, Store(settings.state_url), now=NOW, fetcher=fetcher(fake, host_delay=1.5))
