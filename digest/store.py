@@ -218,13 +218,14 @@ def article_key(kind: str, value: str) -> str:
     return hashlib.sha256(f"{kind}\0{value}".encode("utf-8")).hexdigest()
 
 
-def _keys_for(a: Article) -> list[tuple[str, str]]:
-    """(kind, key) for each way the article can be recognised, strongest first."""
+def _keys_for(a: Article, shared_urls: set[str] = frozenset()) -> list[tuple[str, str]]:  # type: ignore[assignment]
+    """(kind, key) for each way the article can be recognised, strongest first. A URL that
+    several items of one batch share identifies none of them."""
     from digest.sources.identity import canonical_url, text_fingerprint
 
     keys = [("id", article_key("id", a.id))]
     url = canonical_url(a.url)
-    if url:
+    if url and url not in shared_urls:
         keys.append(("url", article_key("url", url)))
     fingerprint = text_fingerprint(a.title, a.body)
     if fingerprint:
@@ -345,19 +346,27 @@ class Store:
         - from another source: a duplicate, not stored again, unless this copy has more text (a
           full article where the first source had a stub), which then replaces the stored one.
 
-        Two items of the same batch with different ids are never merged by URL or text: a feed
-        that lists two items under one link (a link blog) means two articles.
+        Two items of the same batch with different ids are never merged: a feed that lists two
+        items under one link (a link blog, or posts that are anchors on one day's page) means two
+        articles, and that link is not used to recognise either of them.
         """
+        from digest.sources.identity import canonical_url
+
         now = now or _utcnow()
         items = list(items)
         batch_ids: dict[str, set[str]] = {}
+        url_count: dict[tuple[str, str], int] = {}
         for a in items:
             batch_ids.setdefault(a.source, set()).add(a.id)
+            url = canonical_url(a.url)
+            if url:
+                url_count[(a.source, url)] = url_count.get((a.source, url), 0) + 1
+        shared_urls = {url for (_src, url), n in url_count.items() if n > 1}
         new = updated = unchanged = duplicates = 0
         cols = (articles.c.id, articles.c.source, articles.c.content_hash, articles.c.first_seen, articles.c.published, articles.c.body)
         with self.engine.begin() as conn:
             for a in items:
-                keys = _keys_for(a)
+                keys = _keys_for(a, shared_urls)
                 found = dict(
                     conn.execute(
                         sa.select(article_keys.c.key, article_keys.c.article_id).where(article_keys.c.key.in_([k for _, k in keys]))

@@ -173,3 +173,33 @@ def test_same_title_same_minute_from_another_source_is_a_duplicate(store: Store)
     store.store_articles([one])
     assert store.store_articles([two]).duplicates == 1
     assert store.store_articles([later]).new == 1, "the same title on another day is another article"
+
+
+def test_posts_that_are_anchors_on_one_page_stay_apart(store: Store) -> None:
+    """Scripting News: each post is an anchor on its day's page, so the fragment is what tells
+    them apart (a canonical URL drops fragments), and their shared page URL identifies none."""
+    items = tuple(
+        FeedItem(guid=f"http://scripting.com/2017/06/26.html#a0{n}", link=f"http://scripting.com/2017/06/26.html#a0{n}", content=f"<p>Post {n}.</p>")
+        for n in range(3)
+    )
+    articles, _ = feed_articles(ParsedFeed("rss20", "Scripting News", "http://scripting.com/", None, items), source="s", now=NOW)
+    assert [a.id for a in articles] == [f"https://scripting.com/2017/06/26.html#a0{n}" for n in range(3)]
+    assert store.store_articles(articles).new == 3
+    # The oldest post drops out of the feed and a new one arrives on the same page: still apart.
+    newer = feed_articles(
+        ParsedFeed("rss20", "S", None, None, items[1:] + (FeedItem(guid="http://scripting.com/2017/06/26.html#a09", link="http://scripting.com/2017/06/26.html#a09", content="<p>Post 9.</p>"),)),
+        source="s",
+        now=NOW,
+    )[0]
+    report = store.store_articles(newer)
+    assert (report.new, report.unchanged) == (1, 2) and len(store.all_articles()) == 4
+
+
+def test_scripting_news_keeps_every_post() -> None:
+    from conftest import shared_path
+    from digest.sources.feed import parse_feed
+
+    path = shared_path("corpus", "feeds", "netnewswire", "scriptingNews.rss")
+    articles, _ = feed_articles(parse_feed(path.read_bytes()), source="s", now=NOW)
+    # 50 items, two of them listed twice.
+    assert len(articles) == len({a.id for a in articles}) == 48

@@ -360,19 +360,31 @@ def derived_title(body: Sequence[Block]) -> str:
 
 
 def feed_articles(feed: ParsedFeed, *, source: str, now: datetime, feed_url: str | None = None) -> tuple[list[Article], list[str]]:
-    """The articles of a parsed feed, and one line per item that could not be used."""
+    """The articles of a parsed feed, and one line per kind of item that could not be used."""
     problems = list(feed.problems)
     guids = trusted_guids((i.guid for i in feed.items), feed_links=(feed.link, feed_url))
-    articles: list[Article] = []
-    seen: set[str] = set()
+    built: list[tuple[FeedItem, Article]] = []
     empty: list[int] = []
     for n, item in enumerate(feed.items):
         art = item_article(item, source=source, now=now, trusted_guid=item.guid if item.guid in guids else None)
         if art is None:
             empty.append(n + 1)
-            continue
+        else:
+            built.append((item, art))
+    # Items whose ids collide only because canonical URLs drop the fragment are anchors on one
+    # page: they keep their fragments.
+    by_id: dict[str, set[str]] = {}
+    for item, art in built:
+        by_id.setdefault(art.id, set()).add((item.guid if item.guid in guids else None) or item.link or "")
+    clashing = {i for i, raws in by_id.items() if len(raws) > 1}
+    articles: list[Article] = []
+    seen: set[str] = set()
+    for item, art in built:
+        if art.id in clashing:
+            trusted = item.guid if item.guid in guids else None
+            art = replace(art, id=article_id(source=source, guid=trusted, url=item.link, title=art.title, body=art.body, keep_fragment=True))
         if art.id in seen:
-            log.debug("source %r: item %d repeats %s; kept the first", source, n + 1, art.id)
+            log.debug("source %r: %s appears twice; kept the first", source, art.id)
             continue
         seen.add(art.id)
         articles.append(art)

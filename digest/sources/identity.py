@@ -51,11 +51,12 @@ def _normalise_path(path: str) -> str:
     return "/" + "/".join(segments) if segments else ""
 
 
-def canonical_url(url: str | None) -> str | None:
+def canonical_url(url: str | None, *, keep_fragment: bool = False) -> str | None:
     """The form of an http(s) URL used to recognise the same page: scheme and host normalised
     (``http`` and ``https``, ``www.`` or not, count as the same), default port, fragment,
     tracking parameters (``utm_*``, ``fbclid``, ``gclid``, ``ref`` ...) and a trailing slash
-    removed. None for anything that is not an http(s) URL.
+    removed. None for anything that is not an http(s) URL. ``keep_fragment`` keeps the fragment,
+    for feeds whose items are fragments of one page (see :func:`article_id`).
 
     >>> canonical_url("HTTP://WWW.Example.org:80/a/b/?utm_source=x&id=3#top")
     'https://example.org/a/b?id=3'
@@ -78,7 +79,8 @@ def canonical_url(url: str | None) -> str | None:
     host = host.lower().removeprefix("www.")
     netloc = host if port in (None, _DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not _is_tracking(k)]
-    return urlunsplit(("https", netloc, _normalise_path(parts.path), urlencode(query, doseq=True), ""))
+    fragment = parts.fragment if keep_fragment else ""
+    return urlunsplit(("https", netloc, _normalise_path(parts.path), urlencode(query, doseq=True), fragment))
 
 
 def text_fingerprint(title: str, body: Sequence[Block]) -> str | None:
@@ -103,7 +105,9 @@ def trusted_guids(guids: Iterable[str | None], *, feed_links: Iterable[str | Non
     return {g for g, n in seen.items() if n == 1 and canonical_url(g) not in homes}
 
 
-def article_id(*, source: str, guid: str | None, url: str | None, title: str, body: Sequence[Block]) -> str:
+def article_id(
+    *, source: str, guid: str | None, url: str | None, title: str, body: Sequence[Block], keep_fragment: bool = False
+) -> str:
     """The stable id of an article.
 
     ``guid`` must already be known to be trustworthy (see :func:`trusted_guids`); pass None when it
@@ -113,13 +117,13 @@ def article_id(*, source: str, guid: str | None, url: str | None, title: str, bo
     """
     if guid:
         guid = guid.strip()
-        as_url = canonical_url(guid)
+        as_url = canonical_url(guid, keep_fragment=keep_fragment)
         if as_url:
             return _short(as_url, "url-sha256:")
         if _SCHEME.match(guid) and not guid.lower().startswith(("http:", "https:")):
             return _short(guid, "guid-sha256:")
         return _short(f"{source}#{guid}", "guid-sha256:")
-    as_url = canonical_url(url)
+    as_url = canonical_url(url, keep_fragment=keep_fragment)
     if as_url:
         return _short(as_url, "url-sha256:")
     words = " ".join(re.findall(r"\w+", (title + " " + " ".join(b.text for b in body)).lower()))
