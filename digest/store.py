@@ -11,7 +11,7 @@ import json
 import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -167,7 +167,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def article_to_row(a: Article, *, first_seen: datetime, content_hash: str) -> dict[str, Any]:
-    row = asdict(a)
+    # Shallow: asdict() would deep-copy every body block only to have them re-encoded below.
+    row = {f.name: getattr(a, f.name) for f in fields(a)}
     row["body"] = json.dumps([[b.kind, b.text] for b in a.body], ensure_ascii=False)
     row["tags"] = json.dumps(list(a.tags), ensure_ascii=False)
     row["first_seen"] = first_seen
@@ -237,6 +238,18 @@ def _keys_for(a: Article, shared_urls: set[str] = frozenset()) -> list[tuple[str
         when = a.published.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
         keys.append(("dated", article_key("dated", f"{title_words}|{when}")))
     return keys
+
+
+class _RowView:
+    """A row not yet written, looked at like one read from the table."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
 
 
 def _body_chars(body_json: str | None) -> int:
@@ -364,32 +377,34 @@ class Store:
         shared_urls = {url for (_src, url), n in url_count.items() if n > 1}
         new = updated = unchanged = duplicates = 0
         cols = (articles.c.id, articles.c.source, articles.c.content_hash, articles.c.first_seen, articles.c.published, articles.c.body)
+        item_keys = [_keys_for(a, shared_urls) for a in items]
         with self.engine.begin() as conn:
-            for a in items:
-                keys = _keys_for(a, shared_urls)
-                found = dict(
-                    conn.execute(
-                        sa.select(article_keys.c.key, article_keys.c.article_id).where(article_keys.c.key.in_([k for _, k in keys]))
-                    ).all()
-                )
+            # Everything the batch could match, read in a few queries; then decided in memory.
+            found: dict[str, str] = {}
+            for chunk in _chunks(sorted({k for keys in item_keys for _, k in keys})):
+                found.update(conn.execute(sa.select(article_keys.c.key, article_keys.c.article_id).where(article_keys.c.key.in_(chunk))).all())
+            rows: dict[str, Any] = {}
+            for chunk in _chunks(sorted(set(found.values()) | {a.id for a in items})):
+                rows.update((r.id, r) for r in conn.execute(sa.select(*cols).where(articles.c.id.in_(chunk))))
+            pending: dict[str, dict[str, Any]] = {}
+            new_keys: list[dict[str, str]] = []
+            for a, keys in zip(items, item_keys):
                 target = None
                 for kind, key in keys:
-                    aid = found.get(key)
-                    if aid is None:
-                        continue
-                    row = conn.execute(sa.select(*cols).where(articles.c.id == aid)).first()
+                    row = rows.get(found.get(key, ""))
                     if row is None:
                         continue
                     if kind != "id" and row.source == a.source and row.id != a.id and row.id in batch_ids[a.source]:
                         continue
                     target = row
                     break
-                if target is None:
-                    # A row stored before it had keys.
-                    target = conn.execute(sa.select(*cols).where(articles.c.id == a.id)).first()
+                # A row stored before it had keys.
+                target = target or rows.get(a.id)
                 h = content_hash(a)
                 if target is None:
-                    conn.execute(articles.insert().values(**article_to_row(a, first_seen=now, content_hash=h)))
+                    values = article_to_row(a, first_seen=now, content_hash=h)
+                    pending[a.id] = values
+                    rows[a.id] = _RowView(values)
                     new += 1
                     owner = a.id
                 else:
@@ -400,20 +415,29 @@ class Store:
                         else sum(len(b.text) for b in a.body) > _body_chars(target.body)
                     )
                     if replace:
-                        row = article_to_row(a, first_seen=target.first_seen, content_hash=h)
-                        row["id"] = target.id
+                        values = article_to_row(a, first_seen=target.first_seen, content_hash=h)
+                        values["id"] = target.id
                         if a.date_is_first_seen:
                             # An undated item keeps the moment it was first seen, not this run's.
-                            row["published"] = target.published
-                        conn.execute(articles.update().where(articles.c.id == target.id).values(**row))
+                            values["published"] = target.published
+                        if target.id in pending:
+                            pending[target.id] = values
+                        else:
+                            conn.execute(articles.update().where(articles.c.id == target.id).values(**values))
+                        rows[target.id] = _RowView(values)
                         updated += 1
                     elif target.source == a.source:
                         unchanged += 1
                     else:
                         duplicates += 1
-                missing = [k for _, k in keys if k not in found]
-                if missing:
-                    conn.execute(article_keys.insert(), [{"key": k, "article_id": owner, "source": a.source} for k in missing])
+                for _, key in keys:
+                    if key not in found:
+                        found[key] = owner
+                        new_keys.append({"key": key, "article_id": owner, "source": a.source})
+            if pending:
+                conn.execute(articles.insert(), list(pending.values()))
+            if new_keys:
+                conn.execute(article_keys.insert(), new_keys)
         return UpsertReport(new, updated, unchanged, duplicates)
 
     def known_keys(self, source: str) -> frozenset[str]:
