@@ -27,7 +27,8 @@ from zoneinfo import ZoneInfo
 
 from digest.config import SourceSettings
 from digest.models import Article
-from digest.sources.http import Fetcher, default_fetcher
+from digest.errors import SourceError
+from digest.sources.http import Fetcher, FetchResult, default_fetcher
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,16 @@ class SourceResult:
     moved_to: str | None = None
     problems: tuple[str, ...] = field(default=())
 
+    @classmethod
+    def unchanged(cls, res: FetchResult, state: SourceState) -> "SourceResult":
+        """The result of a 304: nothing to parse, the validators kept."""
+        return cls(
+            not_modified=True,
+            etag=res.etag or state.etag,
+            last_modified=res.last_modified or state.last_modified,
+            moved_to=res.moved_to or state.moved_to,
+        )
+
 
 class Source(ABC):
     def __init__(self, settings: SourceSettings, *, tz: ZoneInfo, fetcher: Fetcher | None = None) -> None:
@@ -69,6 +80,27 @@ class Source(ABC):
     @abstractmethod
     def collect(self, now: datetime, state: SourceState | None = None) -> SourceResult:
         """Read the source once (see the module docstring)."""
+
+    def fetch(self, state: SourceState, *, accept: str) -> FetchResult:
+        """GET the source's URL — where a permanent redirect moved it, if one did — conditionally
+        on the validators stored last time."""
+        assert self.settings.url is not None
+        return self.fetcher.get(
+            state.moved_to or self.settings.url,
+            source=self.name,
+            etag=state.etag,
+            last_modified=state.last_modified,
+            user_agent=self.settings.user_agent,
+            accept=accept,
+        )
+
+    def read_file(self) -> bytes:
+        """The bytes of the source's local file."""
+        assert self.settings.path is not None
+        try:
+            return self.settings.path.read_bytes()
+        except OSError as exc:
+            raise SourceError(f"source {self.name!r}: cannot read {self.settings.path}: {exc.strerror or exc}") from None
 
     def read(self, now: datetime) -> list[Article]:
         """Every article this source offers now, ignoring any remembered state; problems with

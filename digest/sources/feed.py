@@ -31,7 +31,7 @@ from digest.errors import SourceError
 from digest.models import Article, Block
 from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document, xml_as_utf8
-from digest.sources.identity import article_id, canonical_url, trusted_guids
+from digest.sources.identity import article_id, trusted_guids
 from digest.sources.jsonfeed import JsonFeedError, looks_like_json, parse_json_feed, parse_rfc3339
 from digest.sources.markup import html_blocks, is_lead_of, text_blocks
 from digest.sources.text import as_aware, clean_text, normalise_space
@@ -434,44 +434,25 @@ def item_article(item: FeedItem, *, source: str, now: datetime, trusted_guid: st
 class FeedSource(Source):
     def collect(self, now: datetime, state: SourceState | None = None) -> SourceResult:
         state = state or SourceState()
-        url = self.settings.url
-        if url:
-            res = self.fetcher.get(
-                state.moved_to or url,
-                source=self.name,
-                etag=state.etag,
-                last_modified=state.last_modified,
-                user_agent=self.settings.user_agent,
-                accept=FEED_ACCEPT,
-            )
-            moved = res.moved_to or state.moved_to
+        etag = last_modified = moved = url = charset = content_type = None
+        if self.settings.url:
+            res = self.fetch(state, accept=FEED_ACCEPT)
             if res.not_modified:
-                return SourceResult(not_modified=True, etag=res.etag or state.etag, last_modified=res.last_modified or state.last_modified, moved_to=moved)
-            where = res.url
-            try:
-                feed = parse_feed(res.body, url=res.url, charset=res.charset, content_type=res.content_type)
-            except FeedError as exc:
-                raise SourceError(f"source {self.name!r}: {where}: {exc}") from None
-            articles, problems = feed_articles(feed, source=self.name, now=now, feed_url=res.url)
-            if self.settings.fetch_full:
-                articles, more = self._full_pages(articles, state)
-                problems += more
-            return SourceResult(tuple(articles), etag=res.etag, last_modified=res.last_modified, moved_to=moved, problems=tuple(problems))
-        path = self.settings.path
-        assert path is not None
+                return SourceResult.unchanged(res, state)
+            data, where = res.body, res.url
+            url, charset, content_type = res.url, res.charset, res.content_type
+            etag, last_modified, moved = res.etag, res.last_modified, res.moved_to or state.moved_to
+        else:
+            data, where = self.read_file(), str(self.settings.path)
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise SourceError(f"source {self.name!r}: cannot read {path}: {exc.strerror or exc}") from None
-        try:
-            feed = parse_feed(data)
+            feed = parse_feed(data, url=url, charset=charset, content_type=content_type)
         except FeedError as exc:
-            raise SourceError(f"source {self.name!r}: {path}: {exc}") from None
-        articles, problems = feed_articles(feed, source=self.name, now=now)
+            raise SourceError(f"source {self.name!r}: {where}: {exc}") from None
+        articles, problems = feed_articles(feed, source=self.name, now=now, feed_url=url)
         if self.settings.fetch_full:
             articles, more = self._full_pages(articles, state)
             problems += more
-        return SourceResult(tuple(articles), problems=tuple(problems))
+        return SourceResult(tuple(articles), etag=etag, last_modified=last_modified, moved_to=moved, problems=tuple(problems))
 
     def _full_pages(self, articles: list[Article], state: SourceState) -> tuple[list[Article], list[str]]:
         """Replace stubs with the article extracted from each new item's page. Items already

@@ -157,25 +157,13 @@ class PageSource(Source):
         fetched_url: str | None = None
         etag = last_modified = moved = None
         if self.settings.url:
-            res = self.fetcher.get(
-                state.moved_to or self.settings.url,
-                source=self.name,
-                etag=state.etag,
-                last_modified=state.last_modified,
-                user_agent=self.settings.user_agent,
-                accept=PAGE_ACCEPT,
-            )
-            moved = res.moved_to or state.moved_to
+            res = self.fetch(state, accept=PAGE_ACCEPT)
             if res.not_modified:
-                return SourceResult(not_modified=True, etag=res.etag or state.etag, last_modified=res.last_modified or state.last_modified, moved_to=moved)
+                return SourceResult.unchanged(res, state)
             html_text = decode_page(res.body, res.charset)
-            fetched_url, etag, last_modified = res.url, res.etag, res.last_modified
+            fetched_url, etag, last_modified, moved = res.url, res.etag, res.last_modified, res.moved_to or state.moved_to
         else:
-            assert self.settings.path is not None
-            try:
-                html_text = decode_page(self.settings.path.read_bytes())
-            except OSError as exc:
-                raise SourceError(f"source {self.name!r}: cannot read {self.settings.path}: {exc.strerror or exc}") from None
+            html_text = decode_page(self.read_file())
         page = extract_page(html_text, url=fetched_url)
         if page is None or not page.title:
             raise SourceError(f"source {self.name!r}: no article with a title found at {self.location}")
