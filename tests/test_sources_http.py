@@ -136,35 +136,25 @@ def test_a_retry_after_beyond_the_limit_is_not_waited_for() -> None:
 # --- redirects ----------------------------------------------------------------------------------------
 
 
-def test_a_permanent_redirect_updates_the_stored_url(write_config) -> None:
+@pytest.mark.parametrize("status, moves", [(301, True), (308, True), (302, False), (307, False)])
+def test_a_permanent_redirect_updates_the_stored_url_and_a_temporary_one_does_not(write_config, status: int, moves: bool) -> None:
     routes = {
-        "/old.xml": lambda req: Reply(301, headers={"Location": "/new.xml"}),
+        "/old.xml": lambda req: Reply(status, headers={"Location": "/new.xml"}),
         "/new.xml": lambda req: Reply(200, FEED),
     }
     with TestServer(routes) as server:
         settings = load_config(feeds_config(write_config, server.url("/old.xml")))
         store = Store(settings.state_url)
         first = ingest(settings, store, now=NOW, fetcher=fetcher(FakeTime()))
-        assert first.sources[0].new == 2 and first.sources[0].moved_to == server.url("/new.xml")
+        assert first.sources[0].new == 2
+        assert first.sources[0].moved_to == (server.url("/new.xml") if moves else None)
         (row,) = store.source_rows()
-        assert row.moved_to == server.url("/new.xml") and row.location == server.url("/old.xml")
+        assert row.moved_to == first.sources[0].moved_to and row.location == server.url("/old.xml")
         ingest(settings, store, now=NOW, fetcher=fetcher(FakeTime()))
-    assert server.paths() == ["/old.xml", "/new.xml", "/new.xml"], "the second run goes to the new URL directly"
-
-
-def test_a_temporary_redirect_does_not_move_the_source(write_config) -> None:
-    routes = {
-        "/feed.xml": lambda req: Reply(302, headers={"Location": "/today.xml"}),
-        "/today.xml": lambda req: Reply(200, FEED),
-    }
-    with TestServer(routes) as server:
-        settings = load_config(feeds_config(write_config, server.url("/feed.xml")))
-        store = Store(settings.state_url)
-        ingest(settings, store, now=NOW, fetcher=fetcher(FakeTime()))
-        ingest(settings, store, now=NOW, fetcher=fetcher(FakeTime()))
-        (row,) = store.source_rows()
-        assert row.moved_to is None
-    assert server.paths() == ["/feed.xml", "/today.xml"] * 2
+    if moves:
+        assert server.paths() == ["/old.xml", "/new.xml", "/new.xml"], "the second run goes to the new URL directly"
+    else:
+        assert server.paths() == ["/old.xml", "/new.xml"] * 2
 
 
 def test_a_301_after_a_302_is_not_a_move() -> None:
