@@ -33,7 +33,7 @@ from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document, xml_as_utf8
 from digest.sources.identity import article_id, trusted_guids
 from digest.sources.jsonfeed import JsonFeedError, looks_like_json, parse_json_feed, parse_rfc3339
-from digest.sources.markup import html_blocks, is_lead_of, text_blocks
+from digest.sources.markup import html_blocks, is_lead_of, text_blocks, without_title
 from digest.sources.text import as_aware, clean_text, normalise_space
 
 log = logging.getLogger(__name__)
@@ -405,6 +405,7 @@ def item_article(item: FeedItem, *, source: str, now: datetime, trusted_guid: st
     if content and summary_blocks:
         text = " ".join(b.text for b in summary_blocks)
         summary = None if is_lead_of(text, content) else text
+    body = without_title(body, item.title) if item.title else body
     title = item.title or (derived_title(body) if body else "")
     if not title:
         if not item.link:

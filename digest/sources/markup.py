@@ -215,3 +215,11 @@ def is_lead_of(summary: str, body: Sequence[Block]) -> bool:
         return False
     # The last word of an excerpt may be cut mid-word.
     return b[: len(s) - 1] == s[:-1] and b[len(s) - 1].startswith(s[-1])
+
+
+def without_title(body: Sequence[Block], title: str) -> tuple[Block, ...]:
+    """The body without a leading heading that only repeats the title (pages and feed content
+    often open with the headline as an <h1>)."""
+    if body and body[0].kind == "h" and _words(body[0].text) == _words(title):
+        return tuple(body[1:])
+    return tuple(body)

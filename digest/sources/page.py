@@ -24,7 +24,7 @@ from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document
 from digest.sources.http import Fetcher
 from digest.sources.identity import article_id, canonical_url
-from digest.sources.markup import html_blocks, is_lead_of
+from digest.sources.markup import html_blocks, is_lead_of, without_title
 from digest.sources.text import as_aware, clean_text, parse_loose_date
 
 log = logging.getLogger(__name__)
@@ -123,9 +123,10 @@ def extract_page(html_text: str, *, url: str | None = None) -> ExtractedPage | N
     body = trafilatura_blocks(getattr(doc, "body", None))
     if not body and getattr(doc, "text", None):
         body = tuple(Block(clean_text(line)) for line in doc.text.splitlines() if clean_text(line))
+    title = clean_text(doc.title)
     return ExtractedPage(
-        title=clean_text(doc.title),
-        body=body,
+        title=title,
+        body=without_title(body, title),
         url=doc.url or url,
         author=clean_text(doc.author) or None,
         date=_page_date(doc.date),
