@@ -102,8 +102,12 @@ def ingest(c: Context) -> None:
     for s in report.sources:
         if s.error:
             warn(s.error)
-        else:
-            echo(f"{s.name}: {s.seen} articles ({s.new} new, {s.updated} updated)")
+            continue
+        echo(f"{s.name}: {s.note}")
+        for problem in s.problems:
+            warn(f"source {s.name!r}: {problem}")
+        if s.moved_to:
+            warn(f"source {s.name!r} moved permanently to {s.moved_to}; update its url in the config")
     if report.sources and len(report.failed) == len(report.sources):
         raise DigestError("every source failed; nothing was ingested")
 
@@ -125,7 +129,7 @@ def build(c: Context, as_of: str | None, out: Path, do_ingest: bool) -> None:
     slot = due_slot(c.settings, when) if when else upcoming_slot(c.settings, c.now())
     built = build_issue(c.settings, c.store, slot)
     paths = write_build(built, c.settings, token_signer(c.settings, c.store), out, now=c.now())
-    for w in check_sources_failing(c.store):
+    for w in check_sources_failing(c.store, configured=[s.name for s in c.settings.sources]):
         warn(w)
     n = len(built.issue.entries)
     if n < c.settings.selection.min_articles:
@@ -191,7 +195,7 @@ def run(c: Context, as_of: str | None) -> None:
         if s.error:
             warn(s.error)
         else:
-            echo(f"ingested {s.name}: {s.seen} articles ({s.new} new, {s.updated} updated)")
+            echo(f"ingested {s.name}: {s.note}")
     _print_send(sent)
     if sent.outcome == "incomplete":
         sys.exit(3)
@@ -230,6 +234,52 @@ def subscribers_list(c: Context, status: str | None) -> None:
 
 # === sources: health and listing ==================================================
 # (commands for ingest health go below this line)
+
+
+def _when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "never"
+
+
+@cli.command("sources", epilog="Examples:\n\n  digest sources\n\n  digest sources --failing")
+@click.option("--failing", is_flag=True, help="Only sources whose last read failed.")
+@pass_ctx
+def sources_list(c: Context, failing: bool) -> None:
+    """List the configured sources and their health: last success, last error, failures in a row.
+
+    Health is recorded by every ingest (digest ingest, build, run); this command reads nothing.
+    """
+    from digest.pipeline import FAILING_RUNS
+
+    rows = {r.name: r for r in c.store.source_rows()}
+    shown = 0
+    for cfg in c.settings.sources:
+        r = rows.pop(cfg.name, None)
+        location = cfg.url or str(cfg.path)
+        if r is None or r.location != location:
+            status = "not read yet"
+        elif r.failures:
+            status = f"FAILING, {r.failures} run{'s' if r.failures != 1 else ''} in a row" + (" (digest build warns)" if r.failures >= FAILING_RUNS else "")
+        else:
+            status = "ok"
+        if failing and not status.startswith("FAILING"):
+            continue
+        shown += 1
+        echo(f"{cfg.name} ({cfg.kind}{', full pages' if cfg.fetch_full else ''}): {status}")
+        echo(f"  location:      {location}")
+        if r is None or r.location != location:
+            continue
+        if r.moved_to:
+            echo(f"  moved to:      {r.moved_to} (permanent redirect; update the config)")
+        echo(f"  last success:  {_when(r.last_success)}" + (f": {r.last_note}" if r.last_note and r.last_success else ""))
+        if r.last_error:
+            echo(f"  last error:    {_when(r.last_error_at)}: {r.last_error}")
+    for r in rows.values():
+        if failing and not r.failures:
+            continue
+        shown += 1
+        echo(f"{r.name}: no longer in the config (last success {_when(r.last_success)})")
+    if not shown:
+        echo("no failing sources" if failing else "no sources configured; add [[sources]] tables to the config")
 
 
 # === teasers ======================================================================

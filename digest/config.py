@@ -115,6 +115,10 @@ class SourceSettings(_Section):
     kind: Literal["feed", "page", "folder"]
     url: str | None = None
     path: Path | None = None
+    # A feed whose items carry only a stub: fetch each new item's page and extract the article.
+    fetch_full: bool = False
+    # For a site that refuses the default User-Agent ([fetch] user_agent applies otherwise).
+    user_agent: str | None = None
 
     @model_validator(mode="after")
     def _one_location(self) -> "SourceSettings":
@@ -124,7 +128,24 @@ class SourceSettings(_Section):
             raise ValueError("a folder source needs path, not url")
         if self.url is not None and not self.url.startswith(("http://", "https://")):
             raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
+        if self.fetch_full and self.kind != "feed":
+            raise ValueError(f"fetch_full applies to feed sources only, not kind = {self.kind!r}")
+        if self.user_agent is not None and not self.user_agent.strip():
+            raise ValueError("user_agent is empty; remove it to use [fetch] user_agent")
         return self
+
+
+class FetchSettings(_Section):
+    """How sources are fetched over HTTP (see digest.sources.http)."""
+
+    # Default: "digest/<version> (newsletter digest generator; +<newsletter.site_url>)".
+    user_agent: str | None = None
+    timeout: float = Field(30.0, gt=0)
+    max_response_mb: float = Field(10.0, gt=0)
+    host_delay: float = Field(1.0, ge=0)
+    workers: int = Field(8, ge=1, le=64)
+    retries: int = Field(3, ge=0, le=10)
+    max_retry_after: float = Field(300.0, ge=0)
 
 
 class SelectionSettings(_Section):
@@ -279,6 +300,7 @@ class SecuritySettings(_Section):
 class Settings(_Section):
     newsletter: NewsletterSettings
     sources: list[SourceSettings] = []
+    fetch: FetchSettings = FetchSettings()
     selection: SelectionSettings = SelectionSettings()
     teaser: TeaserSettings = TeaserSettings()
     schedule: ScheduleSettings = ScheduleSettings()

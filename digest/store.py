@@ -6,10 +6,12 @@ second process would need is kept in memory: every decision that matters is made
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 import secrets
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict
+from dataclasses import dataclass, fields
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -85,6 +87,23 @@ sources = sa.Table(
     sa.Column("failures", sa.Integer, nullable=False, default=0),
     sa.Column("etag", sa.Text),
     sa.Column("last_modified", sa.Text),
+    # Where a permanent redirect moved the configured URL; fetched instead of it until the
+    # configured location changes.
+    sa.Column("moved_to", sa.Text),
+    sa.Column("last_checked", UTCDateTime),
+    # What the last successful read found, e.g. "12 articles (3 new, 1 updated)" or "not modified".
+    sa.Column("last_note", sa.Text),
+)
+
+# Every way an article is recognised — its id, its canonical URL, the fingerprint of its text
+# (see digest.sources.identity), its title and minute of publication — hashed to a fixed width by article_key(). The same article
+# reached through another source, or under a GUID its publisher changed, finds its row here.
+article_keys = sa.Table(
+    "article_keys",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("article_id", sa.String(255), nullable=False, index=True),
+    sa.Column("source", sa.String(255), nullable=False, index=True),
 )
 
 issues = sa.Table(
@@ -179,7 +198,8 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def article_to_row(a: Article, *, first_seen: datetime, content_hash: str) -> dict[str, Any]:
-    row = asdict(a)
+    # Shallow: asdict() would deep-copy every body block only to have them re-encoded below.
+    row = {f.name: getattr(a, f.name) for f in fields(a)}
     row["body"] = json.dumps([[b.kind, b.text] for b in a.body], ensure_ascii=False)
     row["tags"] = json.dumps(list(a.tags), ensure_ascii=False)
     row["first_seen"] = first_seen
@@ -214,11 +234,66 @@ def content_hash(a: Article) -> str:
     import hashlib
 
     h = hashlib.sha256()
-    for part in (a.title, a.url or "", a.dek or "", a.summary or "", a.author or "", a.image or ""):
+    # The dates count (a new "updated" is an edit), except a first-seen date, which is this run's clock.
+    published = "" if a.date_is_first_seen else a.published.isoformat()
+    updated = a.updated.isoformat() if a.updated else ""
+    for part in (a.title, a.url or "", a.dek or "", a.summary or "", a.author or "", a.image or "", published, updated, "\x1f".join(a.tags)):
         h.update(part.encode("utf-8") + b"\0")
     for b in a.body:
         h.update(b.kind.encode() + b.text.encode("utf-8") + b"\0")
     return h.hexdigest()
+
+
+def article_key(kind: str, value: str) -> str:
+    """The article_keys key for an id (``kind`` "id"), a canonical URL ("url") or a text
+    fingerprint ("text")."""
+    return hashlib.sha256(f"{kind}\0{value}".encode("utf-8")).hexdigest()
+
+
+def _keys_for(a: Article, shared_urls: set[str] = frozenset()) -> list[tuple[str, str]]:  # type: ignore[assignment]
+    """(kind, key) for each way the article can be recognised, strongest first. A URL that
+    several items of one batch share identifies none of them."""
+    from digest.sources.identity import canonical_url, text_fingerprint
+
+    keys = [("id", article_key("id", a.id))]
+    url = canonical_url(a.url)
+    if url and url not in shared_urls:
+        keys.append(("url", article_key("url", url)))
+    fingerprint = text_fingerprint(a.title, a.body)
+    if fingerprint:
+        keys.append(("text", article_key("text", fingerprint)))
+    title_words = " ".join(re.findall(r"\w+", a.title.lower()))
+    if not a.date_is_first_seen and title_words:
+        # The same title published the same minute: one site's RSS and JSON feeds, which may
+        # link the same post differently (a link blog's permalink in one, the linked page in the other).
+        when = a.published.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
+        keys.append(("dated", article_key("dated", f"{title_words}|{when}")))
+    return keys
+
+
+class _RowView:
+    """A row not yet written, looked at like one read from the table."""
+
+    def __init__(self, values: dict[str, Any]) -> None:
+        self.__dict__.update(values)
+
+
+def _chunks(values: list[str], size: int = 500) -> Iterator[list[str]]:
+    for i in range(0, len(values), size):
+        yield values[i : i + size]
+
+
+def _body_chars(body_json: str | None) -> int:
+    return sum(len(t) for _k, t in json.loads(body_json or "[]"))
+
+
+@dataclass(frozen=True)
+class UpsertReport:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    # Copies of articles already stored from another source, not stored again.
+    duplicates: int = 0
 
 
 class Store:
@@ -298,28 +373,108 @@ class Store:
 
     def upsert_articles(self, items: Iterable[Article], *, now: datetime | None = None) -> tuple[int, int]:
         """Store articles; an article whose content changed is updated in place.
-        Returns (new, updated)."""
+        Returns (new, updated). See :meth:`store_articles`."""
+        report = self.store_articles(items, now=now)
+        return report.new, report.updated
+
+    def store_articles(self, items: Iterable[Article], *, now: datetime | None = None) -> UpsertReport:
+        """Store a batch of articles (one source's read), recognising ones already stored.
+
+        An incoming article is the stored one with the same id, else the one with the same
+        canonical URL, else the one with the same text fingerprint, else the one with the same
+        title published the same minute. Then:
+
+        - from the source that stored it: updated in place when its content changed (an edit, or
+          a GUID the publisher changed while the link stayed); the row keeps its id and first-seen
+          time, and an undated item keeps its first-seen date;
+        - from another source: a duplicate, not stored again, unless this copy has more text (a
+          full article where the first source had a stub), which then replaces the stored one.
+
+        Two items of the same batch with different ids are never merged: a feed that lists two
+        items under one link (a link blog, or posts that are anchors on one day's page) means two
+        articles, and that link is not used to recognise either of them.
+        """
+        from digest.sources.identity import canonical_url
+
         now = now or _utcnow()
-        new = updated = 0
+        items = list(items)
+        batch_ids: dict[str, set[str]] = {}
+        url_count: dict[tuple[str, str], int] = {}
+        for a in items:
+            batch_ids.setdefault(a.source, set()).add(a.id)
+            url = canonical_url(a.url)
+            if url:
+                url_count[(a.source, url)] = url_count.get((a.source, url), 0) + 1
+        shared_urls = {url for (_src, url), n in url_count.items() if n > 1}
+        new = updated = unchanged = duplicates = 0
+        cols = (articles.c.id, articles.c.source, articles.c.content_hash, articles.c.first_seen, articles.c.published, articles.c.body)
+        item_keys = [_keys_for(a, shared_urls) for a in items]
         with self.engine.begin() as conn:
-            for a in items:
+            # Everything the batch could match, read in a few queries; then decided in memory.
+            found: dict[str, str] = {}
+            for chunk in _chunks(sorted({k for keys in item_keys for _, k in keys})):
+                found.update(conn.execute(sa.select(article_keys.c.key, article_keys.c.article_id).where(article_keys.c.key.in_(chunk))).all())
+            rows: dict[str, Any] = {}
+            for chunk in _chunks(sorted(set(found.values()) | {a.id for a in items})):
+                rows.update((r.id, r) for r in conn.execute(sa.select(*cols).where(articles.c.id.in_(chunk))))
+            pending: dict[str, dict[str, Any]] = {}
+            new_keys: list[dict[str, str]] = []
+            for a, keys in zip(items, item_keys):
+                target = None
+                for kind, key in keys:
+                    row = rows.get(found.get(key, ""))
+                    if row is None:
+                        continue
+                    if kind != "id" and row.source == a.source and row.id != a.id and row.id in batch_ids[a.source]:
+                        continue
+                    target = row
+                    break
+                # A row stored before it had keys.
+                target = target or rows.get(a.id)
                 h = content_hash(a)
-                old = conn.execute(
-                    sa.select(articles.c.content_hash, articles.c.first_seen, articles.c.published, articles.c.date_is_first_seen).where(
-                        articles.c.id == a.id
-                    )
-                ).first()
-                if old is None:
-                    conn.execute(articles.insert().values(**article_to_row(a, first_seen=now, content_hash=h)))
+                if target is None:
+                    values = article_to_row(a, first_seen=now, content_hash=h)
+                    pending[a.id] = values
+                    rows[a.id] = _RowView(values)
                     new += 1
-                elif old.content_hash != h:
-                    row = article_to_row(a, first_seen=old.first_seen, content_hash=h)
-                    if a.date_is_first_seen:
-                        # An undated item keeps the moment it was first seen, not this run's.
-                        row["published"] = old.published
-                    conn.execute(articles.update().where(articles.c.id == a.id).values(**row))
-                    updated += 1
-        return new, updated
+                    owner = a.id
+                else:
+                    owner = target.id
+                    replace = (
+                        target.content_hash != h
+                        if target.source == a.source
+                        else sum(len(b.text) for b in a.body) > _body_chars(target.body)
+                    )
+                    if replace:
+                        values = article_to_row(a, first_seen=target.first_seen, content_hash=h)
+                        values["id"] = target.id
+                        if a.date_is_first_seen:
+                            # An undated item keeps the moment it was first seen, not this run's.
+                            values["published"] = target.published
+                        if target.id in pending:
+                            pending[target.id] = values
+                        else:
+                            conn.execute(articles.update().where(articles.c.id == target.id).values(**values))
+                        rows[target.id] = _RowView(values)
+                        updated += 1
+                    elif target.source == a.source:
+                        unchanged += 1
+                    else:
+                        duplicates += 1
+                for _, key in keys:
+                    if key not in found:
+                        found[key] = owner
+                        new_keys.append({"key": key, "article_id": owner, "source": a.source})
+            if pending:
+                conn.execute(articles.insert(), list(pending.values()))
+            if new_keys:
+                conn.execute(article_keys.insert(), new_keys)
+        return UpsertReport(new, updated, unchanged, duplicates)
+
+    def known_keys(self, source: str) -> frozenset[str]:
+        """The article keys recorded for a source: whatever it has already delivered."""
+        with self.engine.connect() as conn:
+            return frozenset(conn.execute(sa.select(article_keys.c.key).where(article_keys.c.source == source)).scalars())
 
     def articles_published_between(self, start: datetime, end: datetime) -> list[Article]:
         with self.engine.connect() as conn:
@@ -349,21 +504,42 @@ class Store:
 
     # --- sources ------------------------------------------------------------------------------
 
-    def record_source(self, name: str, location: str, *, error: str | None, now: datetime) -> None:
+    def record_source(
+        self,
+        name: str,
+        location: str,
+        *,
+        error: str | None,
+        now: datetime,
+        validators: tuple[str | None, str | None] | None = None,
+        moved_to: str | None = None,
+        note: str | None = None,
+    ) -> None:
+        """Record one read of a source: success (its ETag and Last-Modified when given, where a
+        permanent redirect moved it, what it found) or failure (the error, one more failure in a
+        row). When the configured location changed, what was remembered about the old one goes."""
         with self.engine.begin() as conn:
             row = conn.execute(sa.select(sources).where(sources.c.name == name)).first()
             if row is None:
                 conn.execute(sources.insert().values(name=name, location=location, failures=0))
+            values: dict[str, Any] = {"location": location, "last_checked": now}
+            if row is not None and row.location != location:
+                values.update(etag=None, last_modified=None, moved_to=None)
             if error is None:
-                values: dict[str, Any] = {"last_success": now, "failures": 0, "location": location}
+                values.update(last_success=now, failures=0, last_note=note)
+                if validators is not None:
+                    values.update(etag=validators[0], last_modified=validators[1])
+                if moved_to is not None:
+                    values["moved_to"] = moved_to
             else:
-                values = {
-                    "last_error": error,
-                    "last_error_at": now,
-                    "failures": sources.c.failures + 1,
-                    "location": location,
-                }
+                values.update(last_error=error, last_error_at=now, failures=sources.c.failures + 1)
             conn.execute(sources.update().where(sources.c.name == name).values(**values))
+
+    def source_row(self, name: str, location: str) -> Any | None:
+        """The stored row of a source, or None when there is none or it was for another location."""
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(sources).where(sources.c.name == name)).first()
+        return row if row is not None and row.location == location else None
 
     def source_rows(self) -> list[Any]:
         with self.engine.connect() as conn:

@@ -109,3 +109,21 @@ def test_example_content_reads_in_both_formats() -> None:
     span = max(a.published for a in found) - min(a.published for a in found)
     assert span.days >= 14
     assert all(a.body and a.body[0].kind == "p" for a in found)
+
+
+def test_html_file_in_a_folder_decodes_its_declared_charset(tmp_path: Path) -> None:
+    para = "Le café du coin a rouvert ses portes après des travaux qui ont duré tout l'été, et les habitués sont revenus. " * 3
+    html = (
+        '<html><head><meta charset="iso-8859-1"><title>Réouverture du café</title>'
+        '<link rel="canonical" href="https://www.journal.example/cafe/?utm_source=rss">'
+        '<meta name="author" content="Zoé Martin"><meta property="article:published_time" content="2025-08-06T10:00:00+02:00">'
+        f"</head><body><article><h1>Réouverture du café</h1><p>{para}</p><h2>Et après</h2><p>{para}</p></article></body></html>"
+    )
+    (tmp_path / "cafe.html").write_bytes(html.encode("iso-8859-1"))
+    src = FolderSource(SourceSettings(name="f", kind="folder", path=tmp_path), tz=LONDON)
+    (a,) = src.read(datetime(2025, 8, 11, tzinfo=LONDON))
+    assert a.title == "Réouverture du café" and a.author == "Zoé Martin"
+    assert a.id == "https://journal.example/cafe"
+    assert a.published.date() == date(2025, 8, 6)
+    assert a.body[0].kind == "p" and a.body[0].text.startswith("Le café du coin")
+    assert ("h", "Et après") in [(b.kind, b.text) for b in a.body]

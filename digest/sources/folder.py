@@ -9,8 +9,10 @@ from typing import Any
 
 from digest.errors import SourceError
 from digest.models import Article
-from digest.sources.base import Source
-from digest.sources.markup import html_blocks, markdown_blocks, split_front_matter
+from digest.sources.base import Source, SourceResult, SourceState
+from digest.sources.encoding import decode_document
+from digest.sources.identity import canonical_url
+from digest.sources.markup import markdown_blocks, split_front_matter
 from digest.sources.text import as_aware, normalise_space, parse_loose_date
 from digest.sources.textpage import parse_text_page
 
@@ -23,28 +25,30 @@ ARTICLE_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES
 
 
 class FolderSource(Source):
-    def read(self, now: datetime) -> list[Article]:
+    def collect(self, now: datetime, state: SourceState | None = None) -> SourceResult:
         folder = self.settings.path
         assert folder is not None
         if not folder.is_dir():
             raise SourceError(f"source {self.name!r}: folder {folder} does not exist; fix sources.path in the config")
         found: list[Article] = []
+        problems: list[str] = []
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES):
             if any(part.startswith(".") for part in path.relative_to(folder).parts):
                 continue
             try:
                 found.append(read_article_file(path, source=self.name, tz=self.tz, root=folder))
             except (ValueError, OSError, UnicodeDecodeError) as exc:
-                log.warning("%s: skipped: %s", path, exc)
-        return found
+                problems.append(f"{path}: skipped: {exc}")
+        return SourceResult(tuple(found), problems=tuple(problems))
 
 
 def read_article_file(path: Path, *, source: str, tz: Any, root: Path | None = None) -> Article:
     """Read one article file of any supported format. Raises ValueError naming what is wrong."""
-    text = path.read_text(encoding="utf-8")
+    suffix = path.suffix.lower()
+    # HTML says its own encoding; Markdown and text files must be UTF-8.
+    text = decode_document(path.read_bytes()).text if suffix in HTML_SUFFIXES else path.read_text(encoding="utf-8")
     rel = path.relative_to(root).as_posix() if root else path.name
     fallback_id = f"file:{source}/{rel}"
-    suffix = path.suffix.lower()
     if suffix in TEXT_SUFFIXES:
         page = parse_text_page(text)
         if page.date is None:
@@ -103,7 +107,7 @@ def _from_front_matter(meta: dict[str, Any], body: tuple, *, path: Path, source:
         tags = [t.strip() for t in tags.split(",")]
     url = str(meta["url"]).strip() if meta.get("url") else None
     return Article(
-        id=str(meta.get("id") or url or fallback_id),
+        id=str(meta.get("id") or canonical_url(url) or fallback_id),
         source=source,
         title=title,
         url=url,

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import yaml
 
-from digest.models import Block
-from digest.sources.text import clean_text
+from digest.models import Block, BlockKind
+from digest.sources.text import clean_text, normalise_space
 
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
@@ -84,13 +85,29 @@ def markdown_blocks(text: str) -> tuple[Block, ...]:
     return tuple(blocks)
 
 
-_BLOCK_TAGS = {"p", "li", "blockquote", "pre", "dd", "dt", "figcaption", "td", "th"}
+_BLOCK_TAGS = {"p", "li", "blockquote", "pre", "dd", "dt", "td", "th"}
 _HEAD_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
-_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "form", "nav", "iframe", "button"}
+# Not prose: code and furniture, and captions (which describe a picture, and must never become
+# the lead paragraph a teaser is drawn from).
+_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "form", "nav", "iframe", "button", "figcaption", "object", "video", "audio"}
+_CONTAINER_TAGS = {"div", "section", "article", "main", "header", "footer", "aside", "figure", "ul", "ol", "table", "tr", "tbody", "thead", "dl", "center"}
+# Stands in for <br> while text is gathered: two of them in a row end a paragraph.
+_BR = "\u2028"
+_BR_BREAK = re.compile(_BR + r"[\s" + _BR + r"]*" + _BR)
+
+
+def text_blocks(text: str) -> tuple[Block, ...]:
+    """Paragraphs of plain text: blank lines separate them."""
+    if not text:
+        return ()
+    paras = (normalise_space(p) for p in re.split(r"\n\s*\n", text.replace("\r\n", "\n")))
+    return tuple(Block(p) for p in paras if p)
 
 
 def html_blocks(fragment: str) -> tuple[Block, ...]:
-    """Paragraphs and headings of an HTML fragment in reading order."""
+    """Paragraphs and headings of an HTML fragment in reading order: no tags, entities decoded
+    once (by the parser), whitespace normalised. Loose text between blocks is a paragraph of its
+    own, and two ``<br>`` in a row end one (old feeds write paragraphs that way)."""
     import lxml.html
     from lxml import etree
 
@@ -104,46 +121,45 @@ def html_blocks(fragment: str) -> tuple[Block, ...]:
     blocks: list[Block] = []
     loose: list[str] = []
 
-    def flush_loose() -> None:
-        text = clean_text(" ".join(loose))
+    def add(text: str, kind: BlockKind = "p") -> None:
+        text = normalise_space(text)
         if text:
-            blocks.append(Block(text))
+            blocks.append(Block(text, kind))
+
+    def flush_loose() -> None:
+        for part in _BR_BREAK.split("".join(loose)):
+            add(part)
         loose.clear()
 
     def walk(el: Any) -> None:
-        tag = el.tag if isinstance(el.tag, str) else ""
-        if tag in _SKIP_TAGS:
-            if el.tail:
-                loose.append(el.tail)
-            return
-        if tag in _HEAD_TAGS or tag in _BLOCK_TAGS:
+        tag = el.tag.lower() if isinstance(el.tag, str) else ""
+        if tag in _SKIP_TAGS or not tag:
+            pass
+        elif tag in _HEAD_TAGS or tag in _BLOCK_TAGS:
             flush_loose()
-            has_block_child = any(isinstance(c.tag, str) and (c.tag in _BLOCK_TAGS or c.tag in _HEAD_TAGS) for c in el)
-            if has_block_child:
+            has_block_child = any(isinstance(c.tag, str) and (c.tag in _BLOCK_TAGS or c.tag in _HEAD_TAGS or c.tag in _CONTAINER_TAGS) for c in el)
+            if has_block_child or el.find(".//br") is not None:
                 if el.text:
                     loose.append(el.text)
                 for child in el:
                     walk(child)
-                flush_loose()
+                if tag in _HEAD_TAGS:
+                    text = "".join(loose).replace(_BR, " ")
+                    loose.clear()
+                    add(text, "h")
+                else:
+                    flush_loose()
             else:
-                text = clean_text(el.text_content())
-                if text:
-                    blocks.append(Block(text, "h" if tag in _HEAD_TAGS else "p"))
-            if el.tail:
-                loose.append(el.tail)
-            return
-        if tag == "br":
-            loose.append(" ")
-        elif tag in {"div", "section", "article", "main", "header", "footer", "aside", "figure", "ul", "ol", "table", "tr", "tbody", "thead", "dl"}:
+                add(_text_without_skipped(el), "h" if tag in _HEAD_TAGS else "p")
+        elif tag == "br":
+            loose.append(_BR)
+        elif tag in _CONTAINER_TAGS:
             flush_loose()
             if el.text:
                 loose.append(el.text)
             for child in el:
                 walk(child)
             flush_loose()
-            if el.tail:
-                loose.append(el.tail)
-            return
         else:
             if el.text:
                 loose.append(el.text)
@@ -158,3 +174,52 @@ def html_blocks(fragment: str) -> tuple[Block, ...]:
         walk(child)
     flush_loose()
     return tuple(blocks)
+
+
+def _text_without_skipped(el: Any) -> str:
+    parts: list[str] = []
+
+    def gather(node: Any) -> None:
+        tag = node.tag.lower() if isinstance(node.tag, str) else ""
+        if tag and tag not in _SKIP_TAGS:
+            if node.text:
+                parts.append(node.text)
+            for child in node:
+                gather(child)
+        if node is not el and node.tail:
+            parts.append(node.tail)
+
+    gather(el)
+    return "".join(parts)
+
+
+_TRAILER = re.compile(r"(\s*(\[?(…|\.\.\.)\]?|continue reading|read more|more|»|→|\(more\)))+\s*$", re.I)
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def is_lead_of(summary: str, body: Sequence[Block]) -> bool:
+    """True when a summary is only the first words of the body (an automatic excerpt), so it
+    should not stand in for a teaser an editor wrote."""
+    s = _words(_TRAILER.sub("", summary))
+    if not s:
+        return True
+    b: list[str] = []
+    for block in body:
+        b.extend(_words(block.text))
+        if len(b) > len(s):
+            break
+    if len(b) < len(s):
+        return False
+    # The last word of an excerpt may be cut mid-word.
+    return b[: len(s) - 1] == s[:-1] and b[len(s) - 1].startswith(s[-1])
+
+
+def without_title(body: Sequence[Block], title: str) -> tuple[Block, ...]:
+    """The body without a leading heading that only repeats the title (pages and feed content
+    often open with the headline as an <h1>)."""
+    if body and body[0].kind == "h" and _words(body[0].text) == _words(title):
+        return tuple(body[1:])
+    return tuple(body)

@@ -9,7 +9,10 @@ from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 _WS = re.compile(r"\s+")
-_TAG = re.compile(r"<[^>]+>")
+# A tag starts with a letter, "/" or "!": text such as "I <3 feeds" or "a < b > c" is not markup.
+_TAG = re.compile(r"</?[A-Za-z!][^<>]*>")
+# C0/C1 control characters other than whitespace: illegal in XML 1.0, yet real feeds carry them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def clean_text(value: str | None) -> str:
@@ -21,11 +24,12 @@ def clean_text(value: str | None) -> str:
 
 
 def normalise_space(value: str | None) -> str:
-    """Plain text tidied: NFC, soft hyphens gone, whitespace (non-breaking too) folded to one space."""
+    """Plain text tidied: NFC, soft hyphens and control characters gone, whitespace (non-breaking
+    too) folded to one space."""
     if not value:
         return ""
     text = unicodedata.normalize("NFC", value).replace("\u00ad", "")
-    return _WS.sub(" ", text).strip()
+    return _WS.sub(" ", _CONTROL.sub("", text)).strip()
 
 
 _DATE_FORMATS = ("%B %d, %Y", "%b %d, %Y", "%B %d %Y", "%d %B %Y", "%Y-%m-%d", "%b. %d, %Y")
