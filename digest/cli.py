@@ -167,9 +167,9 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None) -> None:
 
 def _send_test(c: Context, slot: Any, to: str, now: datetime) -> None:
     from digest.delivery.base import OutgoingMessage, backend_from_settings
+    from digest.delivery.mime import MessageTemplate
     from digest.errors import DeliveryError
     from digest.pipeline import build_issue, token_signer
-    from digest.render.message import build_message
     from digest.subscribers import normalise_address
 
     try:
@@ -177,11 +177,10 @@ def _send_test(c: Context, slot: Any, to: str, now: datetime) -> None:
     except ValueError as exc:
         raise UsageError(f"--to {to!r}: {exc}") from None
     built = build_issue(c.settings, c.store, slot)
-    msg = build_message(
-        built.rendered, c.settings.newsletter, to=address, token=token_signer(c.settings, c.store).token(address), now=now, subject_prefix="[TEST] "
-    )
+    template = MessageTemplate(built.rendered, c.settings.newsletter, subject_prefix="[TEST] ")
+    message = OutgoingMessage(address, template, token_signer(c.settings, c.store).token(address), template.new_message_id(), now)
     with backend_from_settings(c.settings.delivery, issue_key=f"test-{slot.key}") as backend:
-        (result,) = backend.send_batch([OutgoingMessage(address, msg)])
+        (result,) = backend.send_batch([message])
     if result.status != "sent":
         raise DeliveryError(f"test copy to {address} not delivered: {result.detail}")
     echo(f"test copy of issue {slot.key} sent to {address}")

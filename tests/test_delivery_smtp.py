@@ -75,7 +75,12 @@ def test_smtp_round_trip(write_config, tmp_path: Path, fixed_now) -> None:
         assert m.group(1) in text
         assert m.group(1) in html
         assert r.rcpt_tos[0] in text
-        assert max(len(line) for line in r.raw.splitlines()) <= 78
+        head, body = r.raw.split(b"\r\n\r\n", 1)
+        # Quoted-printable lines stay within RFC 2045's 76; header lines within RFC 5322's 998.
+        assert max(len(line) for line in body.splitlines()) <= 76
+        assert max(len(line) for line in head.splitlines()) <= 998
+        # The unsubscribe URL is written as it is, where mail clients look for it (RFC 2369).
+        assert b"List-Unsubscribe: <" + m.group(1).encode() + b">," in head
     assert len(tokens) == 3, "each recipient has an own unsubscribe URL"
 
 
