@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT, write_article
 from digest.cli import cli
 
-COMMANDS = [[], ["ingest"], ["build"], ["send"], ["run"], ["subscribers"], ["subscribers", "import"], ["subscribers", "list"]]
+COMMANDS = [[], ["ingest"], ["build"], ["send"], ["run"], ["subscribers"], ["subscribers", "import"], ["subscribers", "list"], ["subscribers", "export"], ["status"]]
 
 
 def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
