@@ -171,7 +171,7 @@ class RetrySettings(_Section):
     max_delay: float = Field(600.0, gt=0)
 
 
-class _APISettings(_Section):
+class APISettings(_Section):
     base_url: str
     timeout: float = Field(30.0, gt=0)
     # Filled from the environment variable named by api_key_env; never read from the file.
@@ -185,18 +185,18 @@ class _APISettings(_Section):
         return v.rstrip("/")
 
 
-class SendGridSettings(_APISettings):
+class SendGridSettings(APISettings):
     base_url: str = "https://api.sendgrid.com"
     api_key_env: str = "SENDGRID_API_KEY"
 
 
-class MailgunSettings(_APISettings):
+class MailgunSettings(APISettings):
     base_url: str = "https://api.mailgun.net"  # EU region: https://api.eu.mailgun.net
     api_key_env: str = "MAILGUN_API_KEY"
     domain: str | None = None
 
 
-class PostmarkSettings(_APISettings):
+class PostmarkSettings(APISettings):
     base_url: str = "https://api.postmarkapp.com"
     api_key_env: str = "POSTMARK_SERVER_TOKEN"
     message_stream: str = "broadcast"

@@ -121,12 +121,12 @@ class Ledger:
     def release(self, claim: Claim, now: datetime) -> None:
         self.store.release_claim(self.key, claim.id, now=now)
 
-    def backoff(self, attempt: int, retry_after: float | None) -> float:
+    def backoff(self, attempt: int, retry_after: float | None, jitter: float) -> float:
         """Seconds before attempt ``attempt + 1``: exponential with jitter (half fixed, half
-        random), never sooner than the service's Retry-After."""
+        random; ``jitter`` in [0, 1)), never sooner than the service's Retry-After."""
         r = self.retry
         delay = min(r.max_delay, r.base_delay * 2 ** max(attempt - 1, 0))
-        delay = delay / 2 + self.rng() * delay / 2
+        delay = delay / 2 + jitter * delay / 2
         if retry_after is not None:
             delay = max(delay, min(retry_after, r.max_delay))
         return delay
@@ -136,6 +136,8 @@ class Ledger:
         outcomes: list[tuple[DeliveryResult, datetime | None]] = []
         bounced: list[str] = []
         tally = Recorded()
+        # One draw per batch: the retries of a batch stay together (one request for an API).
+        jitter = self.rng()
         for r in results:
             extra = r.extra or {}
             if extra.get("throttle"):
@@ -146,7 +148,7 @@ class Ledger:
                     r = DeliveryResult(r.recipient, "failed", r.message_id, f"gave up after {tried} attempts; last: {r.detail}")
                 else:
                     after = extra.get("retry_after")
-                    delay = self.backoff(tried, float(after) if after is not None else None)
+                    delay = self.backoff(tried, float(after) if after is not None else None, jitter)
                     outcomes.append((r, now + timedelta(seconds=delay)))
                     tally.retry += 1
                     continue
