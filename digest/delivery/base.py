@@ -50,7 +50,7 @@ class OutgoingMessage:
 
     @property
     def envelope_from(self) -> str:
-        return self.template.nl.sender_address
+        return self.template.envelope_from
 
     def as_bytes(self) -> bytes:
         """The whole RFC 5322 message (CRLF line ends), built by the fast path."""

@@ -21,6 +21,7 @@ The result parses to the same headers and decoded parts as
 from __future__ import annotations
 
 import html as htmllib
+import re
 import secrets
 from datetime import datetime
 from email.utils import format_datetime, make_msgid
@@ -63,12 +64,18 @@ def _qp_line(line: str, *, ends_line: bool) -> list[str]:
     return out
 
 
+_PLAIN = re.compile(r"[!-<>-~]{1,75}")  # printable ASCII but "=", no white space: literal as is
+
+
 def qp_piece(text: str) -> bytes:
     """Quoted-printable for a piece of text that starts at column 0. ``\\n`` ends a line (a hard
     break, CRLF). A piece that does not end with a line break ends with a soft break, so whatever
     follows it starts at column 0 again."""
     if not text:
         return b""
+    if _PLAIN.fullmatch(text):
+        # The common case for a spliced value (a token, an address): nothing to escape or wrap.
+        return text.encode("ascii") + b"=\r\n"
     lines = text.split("\n")
     out: list[str] = []
     for i, line in enumerate(lines):
@@ -144,6 +151,10 @@ class MessageTemplate:
         self.nl = nl
         self.subject_prefix = subject_prefix
         self.mailto = nl.unsubscribe_mailto or nl.sender_address
+        self.envelope_from = nl.sender_address
+        self._msgid_domain = nl.sender_domain
+        self._unsubscribe_base = nl.unsubscribe_base
+        self._date: tuple[datetime, bytes] | None = None
         self.msgid_idstring = rendered.key.replace(" ", "")
         # The reference message, built once with placeholder values, gives the constant header
         # fields exactly as the email package encodes them (RFC 2047 words, folding).
@@ -196,10 +207,16 @@ class MessageTemplate:
         return text, html
 
     def unsubscribe_url(self, token: str) -> str:
-        return f"{self.nl.unsubscribe_base}?token={token}"
+        return f"{self._unsubscribe_base}?token={token}"
+
+    def _date_field(self, date: datetime) -> bytes:
+        # A batch shares one moment: format it once.
+        if self._date is None or self._date[0] != date:
+            self._date = (date, b"Date: " + format_datetime(date).encode("ascii") + CRLF)
+        return self._date[1]
 
     def new_message_id(self) -> str:
-        return make_msgid(idstring=self.msgid_idstring, domain=self.nl.sender_domain)
+        return make_msgid(idstring=self.msgid_idstring, domain=self._msgid_domain)
 
     def render(self, *, to: str, token: str, date: datetime, message_id: str) -> bytes:
         """The whole message for one recipient, CRLF line ends, ready for SMTP DATA."""
@@ -210,13 +227,15 @@ class MessageTemplate:
             msg["Message-ID"] = message_id
             data = msg.as_bytes()
         else:
-            values = {_TOKEN: qp_piece(token), _EMAIL: qp_piece(to), _EMAIL_HTML: qp_piece(htmllib.escape(to))}
+            email = qp_piece(to)
+            escaped = htmllib.escape(to)
+            values = {_TOKEN: qp_piece(token), _EMAIL: email, _EMAIL_HTML: email if escaped == to else qp_piece(escaped)}
             out = [
                 self._from,
                 b"To: " + to.encode("ascii") + CRLF,
                 self._reply_to,
                 self._subject,
-                b"Date: " + format_datetime(date).encode("ascii") + CRLF,
+                self._date_field(date),
                 b"Message-ID: " + message_id.encode("ascii") + CRLF,
                 self._list_id,
                 fold_list_unsubscribe(self.unsubscribe_url(token), self.mailto),
