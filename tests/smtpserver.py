@@ -42,11 +42,14 @@ class RecordingHandler:
     refuse: dict[str, str] = field(default_factory=dict)  # address -> SMTP reply for RCPT
     connections: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
+    pipelining: bool = False  # advertise RFC 2920 PIPELINING (aiosmtpd reads commands in order)
 
     async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
         with self.lock:
             self.connections += 1
         session.host_name = hostname
+        if self.pipelining:
+            responses.insert(1, "250-PIPELINING")
         return responses
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: Any) -> str:

@@ -98,10 +98,16 @@ def test_a_thousand_subscribers_get_a_thousand_distinct_messages_once(write_conf
     assert store.delivery_counts("2025-W33") == {"sent": 1000}
 
 
-def test_flaky_server_gets_everything_once(write_config, tmp_path: Path, fixed_now) -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_flaky_server_gets_everything_once(write_config, tmp_path: Path, fixed_now, pipelining: bool, monkeypatch) -> None:
     """421/451 for 20% of transactions, 5% of connections dropped: all delivered, none twice."""
+    from digest.delivery.smtp import SMTPBackend
+
+    pipelined = []
+    original = SMTPBackend._pipelined_envelope
+    monkeypatch.setattr(SMTPBackend, "_pipelined_envelope", lambda self, *a: pipelined.append(1) or original(self, *a))
     subs = addresses(400)
-    handler = FaultyHandler(temporary=0.20, drops=0.05, seed=11)
+    handler = FaultyHandler(temporary=0.20, drops=0.05, seed=11, pipelining=pipelining)
     clock = FakeClock(fixed_now)
     retry = "[delivery.retry]\nmax_attempts = 40\nbase_delay = 2\nmax_delay = 60\n"
     with SMTPServer(handler) as server:
@@ -119,15 +125,17 @@ def test_flaky_server_gets_everything_once(write_config, tmp_path: Path, fixed_n
     assert sum(handler.faults.values()) >= 80
     # Retries waited (on the injected clock) rather than hammering the server.
     assert clock.sleeps and min(clock.sleeps) > 0
+    assert bool(pipelined) == pipelining
 
 
-def test_refused_recipients_fail_with_the_servers_words_rest_delivered(write_config, tmp_path: Path, fixed_now) -> None:
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_refused_recipients_fail_with_the_servers_words_rest_delivered(write_config, tmp_path: Path, fixed_now, pipelining: bool) -> None:
     subs = addresses(30)
     refuse = {
         subs[3]: "550 5.1.1 No such user here",
         subs[17]: "553 5.7.1 Relaying denied for this recipient",
     }
-    with SMTPServer(RecordingHandler(refuse=refuse)) as server:
+    with SMTPServer(RecordingHandler(refuse=refuse, pipelining=pipelining)) as server:
         settings, store, slot, _ = newsletter(write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now)
         report = send_issue(settings, store, slot, now=fixed_now)
     assert report.outcome == "sent"

@@ -10,7 +10,7 @@ failure.
 
 The transaction is driven step by step (MAIL, RCPT, DATA) rather than through ``sendmail`` so the
 backend knows how far each message got, and the message goes out as the exact bytes it was
-given. **DKIM**: pass ``sign`` (bytes → bytes) to :class:`SMTPBackend`; it is applied in
+given. When the server offers PIPELINING (RFC 2920), MAIL, RCPT and DATA go out in one write. **DKIM**: pass ``sign`` (bytes → bytes) to :class:`SMTPBackend`; it is applied in
 :meth:`SMTPBackend._send_one` to the finished message right before DATA, so what is signed is
 exactly what is sent.
 """
@@ -223,16 +223,21 @@ class SMTPBackend(Backend):
 
     def _transaction(self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, data: bytes) -> DeliveryResult:
         try:
-            code, resp = conn.mail(m.envelope_from)
-            if code != 250:
-                return self._refused(lane, conn, m, code, resp, "MAIL")
-            code, resp = conn.rcpt(m.recipient)
-            if code not in (250, 251):
-                return self._refused(lane, conn, m, code, resp, "RCPT")
-            conn.putcmd("data")
-            code, resp = conn.getreply()
-            if code != 354:
-                return self._refused(lane, conn, m, code, resp, "DATA")
+            if conn.has_extn("pipelining"):
+                refused = self._pipelined_envelope(lane, conn, m)
+                if refused is not None:
+                    return refused
+            else:
+                code, resp = conn.mail(m.envelope_from)
+                if code != 250:
+                    return self._refused(lane, conn, m, code, resp, "MAIL")
+                code, resp = conn.rcpt(m.recipient)
+                if code not in (250, 251):
+                    return self._refused(lane, conn, m, code, resp, "RCPT")
+                conn.putcmd("data")
+                code, resp = conn.getreply()
+                if code != 354:
+                    return self._refused(lane, conn, m, code, resp, "DATA")
             # Dot-stuffing (RFC 5321 §4.5.2); the message already ends with CRLF.
             body = data.replace(b"\r\n.", b"\r\n..")
             if body.startswith(b"."):
@@ -248,6 +253,26 @@ class SMTPBackend(Backend):
         if code != 250:
             return self._refused(lane, conn, m, code, resp, "end of DATA")
         return DeliveryResult(m.recipient, "sent", m.message_id)
+
+    def _pipelined_envelope(self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage) -> DeliveryResult | None:
+        """MAIL, RCPT and DATA in one write (RFC 2920), then their three replies in order: two
+        round trips fewer per message. None when the server is ready for the message."""
+        conn.send(f"MAIL FROM:{smtplib.quoteaddr(m.envelope_from)}\r\nRCPT TO:{smtplib.quoteaddr(m.recipient)}\r\nDATA\r\n".encode("ascii"))
+        refusal: tuple[int, bytes, str] | None = None
+        for stage, ok in (("MAIL", (250,)), ("RCPT", (250, 251)), ("DATA", (354,))):
+            code, resp = conn.getreply()
+            if code == 421:
+                # The server is closing: the replies still owed will not come.
+                return self._refused(lane, conn, m, code, resp, stage)
+            if stage == "DATA" and code == 354 and refusal is not None:
+                # A server that opened DATA after refusing the envelope: close it empty.
+                conn.send(b".\r\n")
+                conn.getreply()
+            if code not in ok and refusal is None:
+                refusal = (code, resp, stage)
+        if refusal is not None:
+            return self._refused(lane, conn, m, *refusal)
+        return None
 
     def _refused(self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, code: int, resp: bytes, stage: str) -> DeliveryResult:
         text = _words(code, resp)
