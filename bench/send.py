@@ -45,8 +45,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, str, str]:
-    """(seconds, peak RSS in MB, stdout, stderr) of one child process (its own rusage, from wait4)."""
+def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, str, str, float]:
+    """(seconds, peak RSS in MB, stdout, stderr, CPU seconds) of one child process (its own
+    rusage, from wait4)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         t0 = time.perf_counter()
         proc = subprocess.Popen(args, stdout=out, stderr=err, env=env, text=True)
@@ -58,7 +59,7 @@ def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, st
         stdout, stderr = out.read(), err.read()
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(args[:6])}… failed ({proc.returncode}): {stderr.strip()[-500:]}")
-    return elapsed, usage.ru_maxrss / 1024, stdout, stderr
+    return elapsed, usage.ru_maxrss / 1024, stdout, stderr, usage.ru_utime + usage.ru_stime
 
 
 def write_newsletter(folder: Path, port: int, articles: int) -> Path:
@@ -150,10 +151,10 @@ def main() -> None:
         sink = subprocess.Popen([str(sink_bin), *user, f"127.0.0.1:{port}", "256"], env=env)
         try:
             time.sleep(0.3)
-            ours_s, ours_mb, out, _ = run_measured([*digest, "--config", str(cfg), "send", "--as-of", AS_OF], env)
+            ours_s, ours_mb, out, _, ours_cpu = run_measured([*digest, "--config", str(cfg), "send", "--as-of", AS_OF], env)
             if f"sent: {RECIPIENTS} delivered" not in out:
                 raise SystemExit(f"digest send did not deliver everything: {out.strip()}")
-            src_s, _, _, _ = run_measured(
+            src_s, _, _, _, src_cpu = run_measured(
                 [str(source_bin), "-d", "-s", str(CONNECTIONS), "-l", str(size), "-m", str(RECIPIENTS),
                  "-f", "digest@news.example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"],
                 env,
@@ -166,6 +167,7 @@ def main() -> None:
         print(f"  digest send (whole command: start, ledger, fast path, SMTP): {ours_s:.1f} s, {ours_rate:.0f} messages/s")
         print(f"  smtp-source (same size, count, connections):                {src_s:.1f} s, {src_rate:.0f} messages/s")
         print(f"  ratio digest / smtp-source: {ours_rate / src_rate:.2f}")
+        print(f"  CPU time: digest send {ours_cpu:.1f} s ({ours_cpu / RECIPIENTS * 1e6:.0f} us per message), smtp-source {src_cpu:.1f} s")
         print(f"  digest send peak memory: {ours_mb:.0f} MB")
 
         # --- dry run over a million subscribers, streamed -----------------------------------
@@ -178,14 +180,14 @@ def main() -> None:
         add_subscribers(mstore, DRY_RUN)
         filled = time.perf_counter() - t0
         mstore.close()
-        dry_s, dry_mb, out, _ = run_measured([*digest, "--config", str(mcfg), "send", "--dry-run", "--as-of", AS_OF], env)
+        dry_s, dry_mb, out, _, _ = run_measured([*digest, "--config", str(mcfg), "send", "--dry-run", "--as-of", AS_OF], env)
         if f"would go to {DRY_RUN} subscribers" not in out:
             raise SystemExit(f"dry run did not count everyone: {out.strip()}")
         load = (
             "import sys; from digest.store import Store; rows = Store(sys.argv[1]).active_recipients(); "
             "print(len(rows))"
         )
-        load_s, load_mb, out, _ = run_measured([sys.executable, "-c", load, msettings.state_url], env)
+        load_s, load_mb, out, _, _ = run_measured([sys.executable, "-c", load, msettings.state_url], env)
         print(f"dry run: {DRY_RUN} subscribers (database filled in {filled:.0f} s)")
         print(f"  digest send --dry-run (renders every message, keeps none): {dry_s:.0f} s, {DRY_RUN / dry_s:.0f} messages/s, peak memory {dry_mb:.0f} MB")
         print(f"  for comparison, loading every subscriber row into a list: peak memory {load_mb:.0f} MB ({load_s:.0f} s)")

@@ -94,6 +94,10 @@ class SMTPBackend(Backend):
                 conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.ssl_context, local_hostname=self._local_hostname)
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout, local_hostname=self._local_hostname)
+            # Small writes (commands, the final dot) go out at once rather than waiting for the
+            # previous segment's ACK (Nagle): with one round trip per reply that wait dominates.
+            if conn.sock is not None:
+                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn.ehlo()
             if s.security == "starttls":
                 conn.starttls(context=self.ssl_context)
