@@ -202,7 +202,6 @@ class PostmarkSettings(APISettings):
     message_stream: str = "broadcast"
 
 
-DELIVERY_BACKENDS = ("outbox", "smtp", "sendgrid", "mailgun", "postmark", "console")
 API_BACKENDS = ("sendgrid", "mailgun", "postmark")
 
 
@@ -357,16 +356,18 @@ def _read_secrets(data: dict[str, Any], problems: list[str]) -> None:
             'name an environment variable instead, e.g. password_env = "DIGEST_SMTP_PASSWORD"'
         )
         smtp.pop("password")
-    var = smtp.get("password_env")
-    if isinstance(var, str):
-        secret = os.environ.get(var)
-        if not secret:
-            problems.append(
-                f"delivery.smtp.password_env: environment variable {var} is not set; "
-                f"export {var} with the SMTP password before running"
-            )
-        else:
-            smtp["password"] = secret
+    _secret_from_env(smtp, smtp.get("password_env"), "password", "delivery.smtp.password_env", "the SMTP password", problems)
+
+
+def _secret_from_env(table: dict[str, Any], var: Any, into: str, key_path: str, what: str, problems: list[str]) -> None:
+    """Put the value of environment variable ``var`` into ``table[into]``, or report it missing."""
+    if not isinstance(var, str):
+        return
+    secret = os.environ.get(var)
+    if not secret:
+        problems.append(f"{key_path}: environment variable {var} is not set; export {var} with {what} before running")
+    else:
+        table[into] = secret
 
 
 def _read_api_keys(data: dict[str, Any], problems: list[str]) -> None:
@@ -389,15 +390,7 @@ def _read_api_keys(data: dict[str, Any], problems: list[str]) -> None:
             table.pop(key)
     default = {"sendgrid": SendGridSettings, "mailgun": MailgunSettings, "postmark": PostmarkSettings}[backend].model_fields["api_key_env"].default
     var = table.get("api_key_env", default)
-    if isinstance(var, str):
-        secret = os.environ.get(var)
-        if not secret:
-            problems.append(
-                f"delivery.{backend}.api_key_env: environment variable {var} is not set; "
-                f"export {var} with the {backend} API key before running"
-            )
-        else:
-            table["api_key"] = secret
+    _secret_from_env(table, var, "api_key", f"delivery.{backend}.api_key_env", f"the {backend} API key", problems)
 
 
 def config_path_from(option: str | os.PathLike[str] | None) -> Path:

@@ -131,6 +131,16 @@ def _send(service: str, stub: ServiceStub, write_config, tmp_path: Path, now, su
     return settings, store, slot, clock, cfg
 
 
+def _send_checked(service: str, write_config, tmp_path: Path, now, subs: list[str]):  # type: ignore[no-untyped-def]
+    """Send through the service stub that checks every request; returns (store, report, stub, signer)."""
+    problems: list[str] = []
+    with ServiceStub(answer_for(service, problems)) as stub:
+        settings, store, slot, clock, _ = _send(service, stub, write_config, tmp_path, now, subs)
+        report = send_issue(settings, store, slot, now=now, clock=clock.now, sleep=clock.sleep)
+    assert problems == []
+    return store, report, stub, token_signer(settings, store)
+
+
 def _check_unsubscribe(value: str, email: str, signer) -> str:  # type: ignore[no-untyped-def]
     m = UNSUB.match(value)
     assert m, value
@@ -139,14 +149,9 @@ def _check_unsubscribe(value: str, email: str, signer) -> str:  # type: ignore[n
 
 
 def test_sendgrid_request_matches_the_documented_contract(write_config, tmp_path: Path, fixed_now, api_key) -> None:
-    problems: list[str] = []
     subs = addresses(1234)
-    with ServiceStub(answer_for("sendgrid", problems)) as stub:
-        settings, store, slot, clock, _ = _send("sendgrid", stub, write_config, tmp_path, fixed_now, subs)
-        report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
-    assert problems == []
+    store, report, stub, signer = _send_checked("sendgrid", write_config, tmp_path, fixed_now, subs)
     assert report.counts == {"sent": 1234}
-    signer = token_signer(settings, store)
     bodies = [json.loads(r.body) for r in stub.requests]
     assert [len(b["personalizations"]) for b in bodies] == [1000, 234]
     seen = []
@@ -167,14 +172,9 @@ def test_sendgrid_request_matches_the_documented_contract(write_config, tmp_path
 
 
 def test_mailgun_request_matches_the_documented_contract(write_config, tmp_path: Path, fixed_now, api_key) -> None:
-    problems: list[str] = []
     subs = addresses(1234)
-    with ServiceStub(answer_for("mailgun", problems)) as stub:
-        settings, store, slot, clock, _ = _send("mailgun", stub, write_config, tmp_path, fixed_now, subs)
-        report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
-    assert problems == []
+    store, report, stub, signer = _send_checked("mailgun", write_config, tmp_path, fixed_now, subs)
     assert report.counts == {"sent": 1234}
-    signer = token_signer(settings, store)
     seen = []
     sizes = []
     for req in stub.requests:
@@ -198,16 +198,11 @@ def test_mailgun_request_matches_the_documented_contract(write_config, tmp_path:
 
 
 def test_postmark_request_matches_the_documented_contract(write_config, tmp_path: Path, fixed_now, api_key) -> None:
-    problems: list[str] = []
     subs = addresses(1234)
-    with ServiceStub(answer_for("postmark", problems)) as stub:
-        settings, store, slot, clock, _ = _send("postmark", stub, write_config, tmp_path, fixed_now, subs)
-        report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
-    assert problems == []
+    store, report, stub, signer = _send_checked("postmark", write_config, tmp_path, fixed_now, subs)
     assert report.counts == {"sent": 1233, "failed": 1}
     assert report.failures == [("reader00007@example.org", "Postmark: 406 You tried to send to a recipient that has been marked as inactive.")]
     assert {r.email: r.status for r in store.subscriber_rows()}["reader00007@example.org"] == "bounced"
-    signer = token_signer(settings, store)
     batches = [json.loads(r.body) for r in stub.requests]
     assert [len(b) for b in batches] == [500, 500, 234]
     for m in (m for b in batches for m in b):
