@@ -148,8 +148,9 @@ def _print_send(report: Any) -> None:
 @click.option("--as-of", "as_of", metavar="WHEN", help="Send the issue due at WHEN instead of now.")
 @click.option("--dry-run", is_flag=True, help="Build and count recipients; connect to nothing, send nothing.")
 @click.option("--to", "to", metavar="ADDR", help="Send a test copy to ADDR only, marked [TEST], outside the ledger.")
+@click.option("--retry-failed", is_flag=True, help="Give the issue's failed deliveries another try, then send.")
 @pass_ctx
-def send(c: Context, as_of: str | None, dry_run: bool, to: str | None) -> None:
+def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_failed: bool) -> None:
     """Send the due issue to every active subscriber (from stored articles; no ingest).
 
     An interrupted send resumes where it stopped; a finished one sends nothing again.
@@ -161,9 +162,14 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None) -> None:
     if to:
         _send_test(c, slot, to, now)
         return
+    if retry_failed:
+        if dry_run:
+            raise UsageError("--retry-failed and --dry-run do not go together")
+        echo(_reset_failed(c, slot.key, now))
     if not dry_run:
         sync_subscribers(c.settings, c.store, now=now)
-    report = send_issue_exclusive(c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run)
+    with _progress_reporter() as progress:
+        report = send_issue_exclusive(c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress)
     _print_send(report)
     if report.outcome == "incomplete":
         sys.exit(3)
@@ -395,6 +401,135 @@ def serve(c: Context, host: str, port: int) -> None:
 
 # === delivery: status, retries ====================================================
 # (delivery commands go below this line)
+
+
+def _reset_failed(c: Context, key: str, now: datetime) -> str:
+    if c.store.issue(key) is None:
+        raise UsageError(f"--retry-failed: issue {key} has not been sent yet; nothing to retry")
+    n = c.store.reset_failed(key, now=now)
+    return f"issue {key}: {n} failed deliveries will be tried again"
+
+
+class _LogProgress:
+    """Plain progress lines on stderr (not a terminal): at most one every few seconds."""
+
+    def __init__(self, every: float = 5.0) -> None:
+        import time
+
+        self._time = time.monotonic
+        self.every = every
+        self.start = self._time()
+        self.last = 0.0
+
+    def __call__(self, p: Any) -> None:
+        t = self._time()
+        finished = p.sent + p.failed >= p.total
+        if t - self.last < self.every and not finished:
+            return
+        self.last = t
+        rate = p.done_this_run / max(t - self.start, 1e-6)
+        left = p.total - p.sent - p.failed
+        eta = f", about {left / rate:.0f} s left" if rate > 0 and left else ""
+        click.echo(f"issue {p.key}: {p.sent}/{p.total} sent, {p.failed} failed, {rate:.0f} messages/s{eta}", err=True)
+
+
+class _progress_reporter:
+    """A rich progress bar (sent, failed, rate, time left) on a terminal, log lines otherwise."""
+
+    def __enter__(self) -> Callable[[Any], None]:
+        if not sys.stderr.isatty():
+            self._bar = None
+            return _LogProgress()
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[failed]} failed"),
+            TextColumn("{task.fields[rate]} msg/s"),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            transient=False,
+        )
+        self._bar.__enter__()
+        self._task: Any = None
+        import time
+
+        self._start = time.monotonic()
+
+        def update(p: Any) -> None:
+            import time as _t
+
+            assert self._bar is not None
+            if self._task is None:
+                self._task = self._bar.add_task(f"issue {p.key}", total=p.total, failed=0, rate="0")
+            rate = p.done_this_run / max(_t.monotonic() - self._start, 1e-6)
+            self._bar.update(self._task, completed=p.sent + p.failed, failed=p.failed, rate=f"{rate:.0f}")
+
+        return update
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+@cli.command(epilog="Examples:\n\n  digest status\n\n  digest status 2025-W33")
+@click.argument("issue", required=False, metavar="[ISSUE]")
+@pass_ctx
+def status(c: Context, issue: str | None) -> None:
+    """Show issues and their deliveries: counts, failures with the server's words, retries."""
+    store = c.store
+    if issue is None:
+        rows = store.issue_rows()
+        if not rows:
+            echo("no issues yet")
+        for r in rows:
+            counts = store.delivery_counts(r.key)
+            parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or (r.note or "")
+            echo(f"{r.key}\t{r.status}\t{parts}")
+        return
+    row = store.issue(issue)
+    if row is None:
+        raise UsageError(f"no issue {issue!r}; `digest status` lists the issues")
+    counts = store.delivery_counts(issue)
+    total = sum(counts.values())
+    echo(f"issue {issue}: {row.status}; {total} deliveries")
+    for name in ("sent", "failed", "retry", "pending", "inflight", "skipped"):
+        if counts.get(name):
+            echo(f"  {name}: {counts[name]}")
+    interrupted = store.interrupted_total(issue)
+    if interrupted:
+        echo(f"  interrupted: {interrupted} deliveries were in flight when a sender stopped (at most that many duplicates)")
+    for r in store.delivery_rows(issue, ("failed",)):
+        echo(f"  failed: {r.email}: {r.detail or ''}")
+    for r in store.delivery_rows(issue, ("retry",)):
+        when = r.next_attempt.isoformat(timespec="seconds") if r.next_attempt else "now"
+        echo(f"  retry: {r.email}: after {r.attempts} attempts, next at {when}: {r.detail or ''}")
+
+
+@subscribers.command("export", epilog="Example:\n\n  digest subscribers export subscribers.csv --status active")
+@click.argument("out", metavar="[FILE.csv]", required=False, type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--status", type=click.Choice(["active", "unsubscribed", "bounced"]), help="Only this status.")
+@pass_ctx
+def subscribers_export(c: Context, out: Path | None, status: str | None) -> None:
+    """Write subscribers as CSV (email, name, status) to FILE.csv, or to standard output."""
+    import csv
+
+    handle = out.open("w", encoding="utf-8", newline="") if out else None
+    try:
+        writer = csv.writer(handle or sys.stdout, lineterminator="\n")
+        writer.writerow(["email", "name", "status"])
+        n = 0
+        for r in c.store.iter_subscribers(status):
+            writer.writerow([r.email, r.name or "", r.status])
+            n += 1
+    finally:
+        if handle:
+            handle.close()
+    if out:
+        echo(f"wrote {n} subscribers to {out}")
 
 
 

@@ -184,6 +184,10 @@ class SMTPSettings(_Section):
     username: str | None = None
     password_env: str | None = None
     timeout: float = Field(30.0, gt=0)
+    # Parallel connections, each reused for many messages (delivery.pace caps messages each).
+    connections: int = Field(2, ge=1, le=64)
+    # A CA bundle for a relay with a private certificate; certificates are always checked.
+    ca_file: Path | None = None
     # Filled from the environment variable named by password_env; never read from the file.
     password: SecretStr | None = Field(None, exclude=True, repr=False)
 
@@ -219,11 +223,76 @@ class OutboxSettings(_Section):
     path: Path = Path("outbox")
 
 
+class PaceSettings(_Section):
+    # 0 = as fast as the backend goes; a provider's 421 or 429 slows the pace down either way.
+    messages_per_second: float = Field(0.0, ge=0)
+    # SMTP: a connection is closed and opened again after this many messages.
+    messages_per_connection: int = Field(100, ge=1)
+
+
+class RetrySettings(_Section):
+    # Transient failures (SMTP 4xx, dropped connections, HTTP 429/5xx) are retried with
+    # exponential backoff and jitter, honouring Retry-After, up to max_attempts in all.
+    max_attempts: int = Field(5, ge=1)
+    base_delay: float = Field(5.0, gt=0)
+    max_delay: float = Field(600.0, gt=0)
+
+
+class APISettings(_Section):
+    base_url: str
+    timeout: float = Field(30.0, gt=0)
+    # Filled from the environment variable named by api_key_env; never read from the file.
+    api_key: SecretStr | None = Field(None, exclude=True, repr=False)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str) -> str:
+        if not v.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL, got {v!r}")
+        return v.rstrip("/")
+
+
+class SendGridSettings(APISettings):
+    base_url: str = "https://api.sendgrid.com"
+    api_key_env: str = "SENDGRID_API_KEY"
+
+
+class MailgunSettings(APISettings):
+    base_url: str = "https://api.mailgun.net"  # EU region: https://api.eu.mailgun.net
+    api_key_env: str = "MAILGUN_API_KEY"
+    domain: str | None = None
+
+
+class PostmarkSettings(APISettings):
+    base_url: str = "https://api.postmarkapp.com"
+    api_key_env: str = "POSTMARK_SERVER_TOKEN"
+    message_stream: str = "broadcast"
+
+
+API_BACKENDS = ("sendgrid", "mailgun", "postmark")
+
+
 class DeliverySettings(_Section):
-    backend: Literal["outbox", "smtp"] = "outbox"
+    backend: Literal["outbox", "smtp", "sendgrid", "mailgun", "postmark", "console"] = "outbox"
     smtp: SMTPSettings = SMTPSettings()
     outbox: OutboxSettings = OutboxSettings()
     dkim: DKIMSettings | None = None
+    sendgrid: SendGridSettings = SendGridSettings()
+    mailgun: MailgunSettings = MailgunSettings()
+    postmark: PostmarkSettings = PostmarkSettings()
+    pace: PaceSettings = PaceSettings()
+    retry: RetrySettings = RetrySettings()
+    # Messages claimed and recorded together; a crash can repeat at most one batch per sender
+    # (see digest.delivery.ledger). Default: the backend's own (SMTP 100, APIs their limit).
+    batch_size: int | None = Field(None, ge=1, le=1000)
+    # How long a claimed batch stays reserved for its sender before another may take it over.
+    lease_seconds: float = Field(600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _mailgun_domain(self) -> "DeliverySettings":
+        if self.backend == "mailgun" and not self.mailgun.domain:
+            raise ValueError('the mailgun backend needs delivery.mailgun.domain, e.g. domain = "mg.example.org"')
+        return self
 
 
 class SubscriberSettings(_Section):
@@ -404,6 +473,7 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     delivery = data.get("delivery")
     if isinstance(delivery, dict):
         fix(delivery.get("outbox"), "path")
+        fix(delivery.get("smtp"), "ca_file")
         dkim = delivery.get("dkim")
         fix(dkim, "key_path")
     fix(data.get("subscribers"), "csv")
@@ -422,16 +492,41 @@ def _read_secrets(data: dict[str, Any], problems: list[str]) -> None:
             'name an environment variable instead, e.g. password_env = "DIGEST_SMTP_PASSWORD"'
         )
         smtp.pop("password")
-    var = smtp.get("password_env")
-    if isinstance(var, str):
-        secret = os.environ.get(var)
-        if not secret:
+    _secret_from_env(smtp, smtp.get("password_env"), "password", "delivery.smtp.password_env", "the SMTP password", problems)
+
+
+def _secret_from_env(table: dict[str, Any], var: Any, into: str, key_path: str, what: str, problems: list[str]) -> None:
+    """Put the value of environment variable ``var`` into ``table[into]``, or report it missing."""
+    if not isinstance(var, str):
+        return
+    secret = os.environ.get(var)
+    if not secret:
+        problems.append(f"{key_path}: environment variable {var} is not set; export {var} with {what} before running")
+    else:
+        table[into] = secret
+
+
+def _read_api_keys(data: dict[str, Any], problems: list[str]) -> None:
+    """The selected e-mail service's API key, from the environment variable the config names."""
+    delivery = data.get("delivery") if isinstance(data.get("delivery"), dict) else {}
+    backend = delivery.get("backend")
+    if backend not in API_BACKENDS:
+        return
+    table = delivery.get(backend)
+    if table is None:
+        table = delivery[backend] = {}
+    if not isinstance(table, dict):
+        return
+    for key in ("api_key", "token", "password"):
+        if key in table:
             problems.append(
-                f"delivery.smtp.password_env: environment variable {var} is not set; "
-                f"export {var} with the SMTP password before running"
+                f"delivery.{backend}.{key}: secrets do not belong in the config file; "
+                f'name an environment variable instead with api_key_env = "..."'
             )
-        else:
-            smtp["password"] = secret
+            table.pop(key)
+    default = {"sendgrid": SendGridSettings, "mailgun": MailgunSettings, "postmark": PostmarkSettings}[backend].model_fields["api_key_env"].default
+    var = table.get("api_key_env", default)
+    _secret_from_env(table, var, "api_key", f"delivery.{backend}.api_key_env", f"the {backend} API key", problems)
 
 
 def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
@@ -509,6 +604,7 @@ def settings_from_dict(data: dict[str, Any], path: Path) -> Settings:
     problems: list[str] = []
     _read_secrets(data, problems)
     _read_dkim_key(data, problems)
+    _read_api_keys(data, problems)
     data["config_path"] = str(path.resolve())
     try:
         settings = Settings.model_validate(data)

@@ -7,9 +7,7 @@ clock), and returns a plain report. Only this module knows the order; each stage
 from __future__ import annotations
 
 import logging
-import os
-import socket
-import uuid
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -18,8 +16,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from digest.config import Settings
-from digest.delivery.base import Backend, OutgoingMessage, backend_from_settings
-from digest.errors import DeliveryError, DigestError, SourceError
+from digest.delivery.base import Backend, OutgoingMessage, SendStopped, backend_from_settings
+from digest.delivery.ledger import Ledger, sender_identity, sender_is_gone
+from digest.delivery.mime import MessageTemplate
+from digest.delivery.ratelimit import Pace
+from digest.errors import DeliveryConfigError, DeliveryError, DigestError, SourceError
 from digest.models import DeliveryResult, Issue, IssueEntry, RenderedIssue
 from digest.render.issue import fit_issue
 from digest.render.message import build_message
@@ -35,7 +36,6 @@ from digest.tokens import TokenSigner, signer_for
 
 log = logging.getLogger(__name__)
 
-BATCH_SIZE = 100
 SAMPLE_RECIPIENT = "reader@example.org"
 
 
@@ -270,15 +270,16 @@ class SendReport:
     failures: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _batches(items: Iterator[tuple[str, str | None]], size: int) -> Iterator[list[tuple[str, str | None]]]:
-    batch: list[tuple[str, str | None]] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
+@dataclass(frozen=True)
+class SendProgress:
+    """Where a send stands, after each batch (for a progress bar or log line)."""
+
+    key: str
+    total: int
+    sent: int
+    failed: int
+    retry: int
+    done_this_run: int
 
 
 def send_issue(
@@ -291,14 +292,27 @@ def send_issue(
     backend: Backend | None = None,
     dry_run: bool = False,
     stop: Callable[[], bool] | None = None,
+    sleep: Callable[[float], None] | None = None,
+    progress: Callable[[SendProgress], None] | None = None,
+    rng: Callable[[], float] | None = None,
 ) -> SendReport:
     """Send the issue of ``slot`` to every active subscriber, exactly once each.
 
     The first run for a slot builds the issue and, in one transaction, records it and freezes
     its recipients into pending deliveries. Any later run for the same slot resumes those
     deliveries (after a crash or with retries) or, when all are done, sends nothing and says so.
+    The bookkeeping is :mod:`digest.delivery.ledger`'s.
+
+    ``clock`` and ``sleep`` are the time source and the way to wait (for the pace and for
+    retries); by default real time, starting at ``now``.
     """
-    clock = clock or (lambda: now)
+    if clock is None:
+        started = time.monotonic()
+
+        def clock() -> datetime:
+            return now + timedelta(seconds=time.monotonic() - started)
+
+    sleep = sleep or time.sleep
     row = store.issue(slot.key)
     if row is not None and row.status == "sent":
         counts = store.delivery_counts(slot.key)
@@ -321,20 +335,22 @@ def send_issue(
             if not dry_run:
                 store.record_skipped_issue(slot.key, slot=slot.at, note=note, now=now)
             return SendReport(slot.key, "skipped", f"issue {slot.key} not sent: {note}")
-        recipients = store.active_recipients()
         if dry_run:
+            count = _dry_run_render(settings, store, built.rendered, store.iter_active_recipients(), now)
             return SendReport(
                 slot.key,
                 "dry-run",
-                f"dry run: issue {slot.key} with {n} articles would go to {len(recipients)} subscribers; nothing sent",
-                {"pending": len(recipients)},
+                f"dry run: issue {slot.key} with {n} articles would go to {count} subscribers; "
+                f"{count} messages rendered, nothing sent",
+                {"pending": count},
             )
+        # recipients=None: the active subscribers are frozen inside the database, not loaded.
         claimed = store.claim_issue(
             slot.key,
             slot=slot.at,
             rendered=built.rendered,
             article_ids=[a.id for a in built.issue.articles],
-            recipients=recipients,
+            recipients=None,
             now=now,
         )
         if not claimed:
@@ -342,44 +358,117 @@ def send_issue(
     rendered = store.rendered_issue(slot.key)
     assert rendered is not None
     if dry_run:
-        pending = sum(1 for _ in store.pending_deliveries(slot.key))
-        return SendReport(slot.key, "dry-run", f"dry run: issue {slot.key} has {pending} deliveries left; nothing sent", {"pending": pending})
+        pending = _dry_run_render(settings, store, rendered, store.pending_deliveries(slot.key), now)
+        return SendReport(
+            slot.key, "dry-run", f"dry run: issue {slot.key} has {pending} deliveries left; {pending} messages rendered, nothing sent", {"pending": pending}
+        )
+    return _deliver(
+        settings, store, slot.key, rendered, resumed=resumed, clock=clock, sleep=sleep, backend=backend, progress=progress, rng=rng, stop=stop
+    )
 
+
+def _dry_run_render(settings: Settings, store: Store, rendered: RenderedIssue, recipients: Iterator[tuple[str, str | None]], now: datetime) -> int:
+    """Render every recipient's message through the fast path and count them; nothing is kept,
+    so a dry run over a million subscribers streams in constant memory."""
+    template = MessageTemplate(rendered, settings.newsletter)
     signer = token_signer(settings, store)
-    backend = backend or backend_from_settings(settings.delivery, issue_key=slot.key)
-    # Read the pending list up front: a batch's results are written while the next one is read.
-    pending = list(store.pending_deliveries(slot.key))
+    count = 0
+    for email, _name in recipients:
+        template.render(to=email, token=signer.token(email), date=now, message_id=template.new_message_id())
+        count += 1
+    return count
+
+
+def _deliver(
+    settings: Settings,
+    store: Store,
+    key: str,
+    rendered: RenderedIssue,
+    *,
+    resumed: bool,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    backend: Backend | None,
+    progress: Callable[[SendProgress], None] | None,
+    rng: Callable[[], float] | None,
+    stop: Callable[[], bool] | None = None,
+) -> SendReport:
+    delivery = settings.delivery
+    signer = token_signer(settings, store)
+    template = MessageTemplate(rendered, settings.newsletter)
+    backend = backend or backend_from_settings(delivery, issue_key=key, newsletter=settings.newsletter)
+    pace = Pace(delivery.pace.messages_per_second, clock=lambda: clock().timestamp(), sleep=sleep)
+    backend.pace = pace
+    ledger = Ledger(store, key, retry=delivery.retry, lease_seconds=delivery.lease_seconds, **({"rng": rng} if rng else {}))
+    batch_size = min(delivery.batch_size or backend.max_batch, backend.max_batch)
+    taken = ledger.take_over_stopped(clock())
+    if taken:
+        log.warning("issue %s: %d deliveries were in flight when an earlier send stopped; sending them again", key, taken)
+    store.skip_departed(key, now=clock())
+    counts = store.delivery_counts(key)
+    total = sum(counts.values())
+    sent, failed = counts.get("sent", 0), counts.get("failed", 0)
+    done = 0
     with backend:
-        for batch in _batches(iter(pending), BATCH_SIZE):
+        while True:
             # Asked to stop (SIGTERM, or the issue's lease was lost): the batches sent so far are
             # recorded, the rest stay pending, and the next run resumes them.
             if stop is not None and stop():
                 break
             moment = clock()
+            claim = ledger.claim(batch_size, moment)
+            if not claim.rows:
+                due = store.next_retry_at(key)
+                if due is None:
+                    break
+                wait = (due - clock()).total_seconds()
+                if wait > 0:
+                    log.info("issue %s: waiting %.1f s for the next retry", key, wait)
+                    sleep(wait)
+                continue
             messages = [
-                OutgoingMessage(email, build_message(rendered, settings.newsletter, to=email, token=signer.token(email), now=moment))
-                for email, _name in batch
+                OutgoingMessage(email, template, signer.token(email), template.new_message_id(), moment)
+                for email, _name, _attempts in claim.rows
             ]
-            results = backend.send_batch(messages)
-            store.mark_deliveries(slot.key, results, now=clock())
-    counts = store.delivery_counts(slot.key)
-    failures = store.failed_deliveries(slot.key)
-    left = counts.get("pending", 0) + counts.get("retry", 0)
+            try:
+                results = backend.send_batch(messages)
+            except SendStopped as exc:
+                ledger.record(claim, exc.done, clock())
+                ledger.release(claim, clock())
+                raise
+            except DeliveryConfigError:
+                ledger.release(claim, clock())
+                raise
+            tally = ledger.record(claim, results, clock())
+            if tally.throttled:
+                pace.slow_down()
+            else:
+                pace.recover()
+            sent += tally.sent
+            failed += tally.failed
+            done += tally.sent + tally.failed
+            if progress is not None:
+                progress(SendProgress(key, total, sent, failed, tally.retry, done))
+    counts = store.delivery_counts(key)
+    failures = store.failed_deliveries(key)
+    left = counts.get("pending", 0) + counts.get("retry", 0) + counts.get("inflight", 0)
     if left == 0:
-        store.finish_issue(slot.key, now=clock())
+        store.finish_issue(key, now=clock())
         verb = "resumed and finished" if resumed else "sent"
         return SendReport(
-            slot.key,
+            key,
             "resumed" if resumed else "sent",
-            f"issue {slot.key} {verb}: {counts.get('sent', 0)} delivered, {counts.get('failed', 0)} failed",
+            f"issue {key} {verb}: {counts.get('sent', 0)} delivered, {counts.get('failed', 0)} failed",
             counts,
             failures,
         )
+    elsewhere = ledger.inflight_elsewhere()
     return SendReport(
-        slot.key,
+        key,
         "incomplete",
-        f"issue {slot.key}: {counts.get('sent', 0)} delivered, {left} to retry, {counts.get('failed', 0)} failed; "
-        "run `digest send` again to retry",
+        f"issue {key}: {counts.get('sent', 0)} delivered, {left} to retry, {counts.get('failed', 0)} failed"
+        + (f" ({elsewhere} in flight in another sender)" if elsewhere else "")
+        + "; run `digest send` again to retry",
         counts,
         failures,
     )
@@ -426,6 +515,7 @@ def send_issue_exclusive(
     backend: Backend | None = None,
     dry_run: bool = False,
     stop: Callable[[], bool] | None = None,
+    progress: Callable[[SendProgress], None] | None = None,
 ) -> SendReport:
     """:func:`send_issue` under the issue's lease (a dry run needs none: it changes nothing)."""
     if dry_run:
@@ -434,7 +524,9 @@ def send_issue_exclusive(
         store,
         slot,
         clock or _utcnow,
-        lambda lease: send_issue(settings, store, slot, now=now, clock=clock, backend=backend, stop=lease.stopper(stop)),
+        lambda lease: send_issue(
+            settings, store, slot, now=now, clock=clock, backend=backend, stop=lease.stopper(stop), progress=progress
+        ),
     )
 
 
@@ -450,8 +542,9 @@ def _utcnow() -> datetime:
 
 
 def lease_owner() -> str:
-    """Who holds a lease: host, process and a random part (two schedulers in one process differ)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    """Who holds a lease: host, process and a random part (two schedulers in one process differ),
+    the same form as a delivery sender's, so a holder that died on this host is recognised."""
+    return sender_identity()
 
 
 @dataclass
@@ -480,8 +573,14 @@ def issue_lease(store: Store, key: str, *, clock: Callable[[], datetime]) -> Ite
     """Hold the lease on issue ``key`` for the block; yields None when another process holds it."""
     lease = IssueLease(store, f"issue:{key}", lease_owner(), clock)
     if not store.acquire_lease(lease.name, lease.owner, now=clock(), ttl=LEASE_TTL):
-        yield None
-        return
+        # A holder that was killed on this host will never renew: take over at once rather than
+        # waiting out its lease (one on another host is waited out).
+        holder = store.lease_holder(lease.name)
+        if holder is None or not sender_is_gone(holder.owner) or not store.take_over_lease(
+            lease.name, holder.owner, lease.owner, now=clock(), ttl=LEASE_TTL
+        ):
+            yield None
+            return
     try:
         yield lease
     finally:
@@ -523,11 +622,9 @@ def send_copies(
     """Send single copies of a built issue to a few addresses (a test copy, the editors' preview),
     outside the delivery ledger, through the configured backend."""
     signer = token_signer(settings, store)
-    messages = [
-        OutgoingMessage(a, build_message(built.rendered, settings.newsletter, to=a, token=signer.token(a), now=now, subject_prefix=subject_prefix))
-        for a in addresses
-    ]
-    with backend or backend_from_settings(settings.delivery, issue_key=f"{folder}-{built.issue.key}") as b:
+    template = MessageTemplate(built.rendered, settings.newsletter, subject_prefix=subject_prefix)
+    messages = [OutgoingMessage(a, template, signer.token(a), template.new_message_id(), now) for a in addresses]
+    with backend or backend_from_settings(settings.delivery, issue_key=f"{folder}-{built.issue.key}", newsletter=settings.newsletter) as b:
         return b.send_batch(messages)
 
 

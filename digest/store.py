@@ -151,6 +151,14 @@ deliveries = sa.Table(
     sa.Column("detail", sa.Text),
     sa.Column("next_attempt", UTCDateTime),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The in-flight state (status "inflight"): which sender process holds the delivery, under
+    # which batch claim, and until when. See digest.delivery.ledger for the protocol.
+    sa.Column("owner", sa.String(160)),
+    sa.Column("claim", sa.String(40)),
+    sa.Column("lease_until", UTCDateTime),
+    # How often this delivery was in flight when its sender stopped (each may be one duplicate).
+    sa.Column("interrupted", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_deliveries_issue_status", "issue_key", "status", "email"),
 )
 
 # A lease on a named piece of work (``issue:2025-W33``): whoever holds an unexpired lease is the
@@ -558,12 +566,13 @@ class Store:
         slot: datetime,
         rendered: RenderedIssue,
         article_ids: Sequence[str],
-        recipients: Sequence[tuple[str, str | None]],
+        recipients: Sequence[tuple[str, str | None]] | None,
         now: datetime,
     ) -> bool:
         """Start sending an issue: record it with its articles and freeze its recipients into
         pending deliveries, in one transaction. Returns False if the issue already exists (another
-        run claimed it first), in which case nothing is changed."""
+        run claimed it first), in which case nothing is changed. ``recipients=None`` freezes the
+        active subscribers inside the database (INSERT … SELECT), without loading them."""
         try:
             with self.engine.begin() as conn:
                 conn.execute(
@@ -583,11 +592,26 @@ class Store:
                         issue_articles.insert(),
                         [{"issue_key": key, "article_id": a, "position": i} for i, a in enumerate(article_ids)],
                     )
-                if recipients:
+                if recipients is None:
+                    conn.execute(
+                        deliveries.insert().from_select(
+                            ["issue_key", "email", "name", "status", "attempts", "interrupted", "updated_at"],
+                            sa.select(
+                                sa.literal(key, sa.String(64)),
+                                subscribers.c.email,
+                                subscribers.c.name,
+                                sa.literal("pending", sa.String(16)),
+                                sa.literal(0, sa.Integer),
+                                sa.literal(0, sa.Integer),
+                                sa.literal(now, UTCDateTime),
+                            ).where(subscribers.c.status == "active"),
+                        )
+                    )
+                elif recipients:
                     conn.execute(
                         deliveries.insert(),
                         [
-                            {"issue_key": key, "email": e, "name": n, "status": "pending", "attempts": 0, "updated_at": now}
+                            {"issue_key": key, "email": e, "name": n, "status": "pending", "attempts": 0, "interrupted": 0, "updated_at": now}
                             for e, n in recipients
                         ],
                     )
@@ -760,6 +784,17 @@ class Store:
             ).rowcount
         return bool(taken)
 
+    def take_over_lease(self, name: str, old_owner: str, new_owner: str, *, now: datetime, ttl: timedelta) -> bool:
+        """Move a lease from ``old_owner`` (known to be gone) to ``new_owner``, atomically: False
+        when someone else took it first."""
+        with self.engine.begin() as conn:
+            moved = conn.execute(
+                leases.update()
+                .where(leases.c.name == name, leases.c.owner == old_owner)
+                .values(owner=new_owner, acquired_at=now, expires_at=now + ttl)
+            ).rowcount
+        return bool(moved)
+
     def renew_lease(self, name: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
         """Extend a lease this owner still holds; False when it was lost (expired and taken over)."""
         with self.engine.begin() as conn:
@@ -820,3 +855,195 @@ class Store:
                     .order_by(issues.c.slot.desc())
                 ).all()
             )
+
+    # --- deliveries: the ledger's queries (protocol in digest.delivery.ledger) -----------------
+
+    def claim_deliveries(
+        self, key: str, *, owner: str, claim: str, limit: int, now: datetime, lease_until: datetime
+    ) -> list[tuple[str, str | None, int]]:
+        """Move up to ``limit`` deliveries that are due (pending, or retry whose time has come) to
+        ``inflight`` under ``claim``, in one transaction, and return them as (email, name,
+        attempts). Each UPDATE re-checks the status, so two senders never claim the same row.
+        Deliveries whose subscriber has left since the issue began are marked ``skipped``."""
+        d = deliveries
+        with self.engine.begin() as conn:
+            left = limit
+            for status, order, extra in (
+                ("pending", d.c.email, None),
+                ("retry", d.c.next_attempt, d.c.next_attempt <= now),
+            ):
+                if left <= 0:
+                    break
+                cond = [d.c.issue_key == key, d.c.status == status]
+                if extra is not None:
+                    cond.append(extra)
+                pick = sa.select(d.c.email).where(*cond).order_by(order).limit(left).scalar_subquery()
+                got = conn.execute(
+                    d.update()
+                    .where(*cond, d.c.email.in_(pick))
+                    .values(status="inflight", owner=owner, claim=claim, lease_until=lease_until, updated_at=now)
+                ).rowcount
+                left -= max(got or 0, 0)
+            rows = conn.execute(
+                sa.select(d.c.email, d.c.name, d.c.attempts, subscribers.c.status.label("sub"))
+                .select_from(d.outerjoin(subscribers, subscribers.c.email == d.c.email))
+                .where(d.c.issue_key == key, d.c.claim == claim)
+                .order_by(d.c.email)
+            ).all()
+            gone = [r.email for r in rows if r.sub is not None and r.sub != "active"]
+            if gone:
+                conn.execute(
+                    d.update()
+                    .where(d.c.issue_key == key, d.c.claim == claim, d.c.email.in_(gone))
+                    .values(status="skipped", detail="subscriber left before delivery", owner=None, claim=None, lease_until=None, updated_at=now)
+                )
+        return [(r.email, r.name, r.attempts) for r in rows if r.sub is None or r.sub == "active"]
+
+    def record_deliveries(
+        self,
+        key: str,
+        claim: str,
+        outcomes: Sequence[tuple[DeliveryResult, datetime | None]],
+        *,
+        now: datetime,
+        bounced: Sequence[str] = (),
+    ) -> None:
+        """Record a batch's outcomes (result, next attempt for a retry) in one transaction. Only
+        rows still held under ``claim`` are written."""
+        if not outcomes and not bounced:
+            return
+        d = deliveries
+        stmt = (
+            d.update()
+            .where(d.c.issue_key == key, d.c.email == sa.bindparam("b_email"), d.c.claim == claim)
+            .values(
+                status=sa.bindparam("b_status"),
+                message_id=sa.bindparam("b_message_id"),
+                detail=sa.bindparam("b_detail"),
+                next_attempt=sa.bindparam("b_next", type_=UTCDateTime),
+                attempts=d.c.attempts + 1,
+                owner=None,
+                claim=None,
+                lease_until=None,
+                updated_at=now,
+            )
+        )
+        params = [
+            {"b_email": r.recipient, "b_status": r.status, "b_message_id": r.message_id, "b_detail": r.detail, "b_next": nxt}
+            for r, nxt in outcomes
+        ]
+        with self.engine.begin() as conn:
+            if params:
+                conn.execute(stmt, params)
+            if bounced:
+                conn.execute(
+                    subscribers.update()
+                    .where(subscribers.c.email.in_(list(bounced)), subscribers.c.status == "active")
+                    .values(status="bounced", updated_at=now)
+                )
+
+    def release_claim(self, key: str, claim: str, *, now: datetime) -> int:
+        """Give a claimed batch back as pending (nothing was sent), e.g. after bad credentials."""
+        d = deliveries
+        with self.engine.begin() as conn:
+            return conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.claim == claim, d.c.status == "inflight")
+                .values(status="pending", owner=None, claim=None, lease_until=None, updated_at=now)
+            ).rowcount
+
+    def inflight_owners(self, key: str) -> list[tuple[str, datetime | None, int]]:
+        """Senders holding in-flight deliveries of an issue: (owner, earliest lease end, count)."""
+        d = deliveries
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.owner, sa.func.min(d.c.lease_until), sa.func.count())
+                .where(d.c.issue_key == key, d.c.status == "inflight")
+                .group_by(d.c.owner)
+            ).all()
+        return [(o or "", t, n) for o, t, n in rows]
+
+    def reclaim_interrupted(self, key: str, owner: str, *, now: datetime) -> int:
+        """Give the in-flight deliveries of a sender that stopped back as pending, counting each
+        as interrupted: it may already have been delivered once."""
+        d = deliveries
+        with self.engine.begin() as conn:
+            return conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.status == "inflight", d.c.owner == owner)
+                .values(
+                    status="pending",
+                    owner=None,
+                    claim=None,
+                    lease_until=None,
+                    interrupted=d.c.interrupted + 1,
+                    detail="was in flight when its sender stopped; sent again (possibly a duplicate)",
+                    updated_at=now,
+                )
+            ).rowcount
+
+    def next_retry_at(self, key: str) -> datetime | None:
+        d = deliveries
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(d.c.next_attempt)).where(d.c.issue_key == key, d.c.status == "retry")
+            ).scalar()
+
+    def skip_departed(self, key: str, *, now: datetime) -> int:
+        """Mark the undelivered deliveries of subscribers who have left as skipped."""
+        d = deliveries
+        gone = sa.select(subscribers.c.email).where(subscribers.c.status != "active")
+        with self.engine.begin() as conn:
+            return conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.status.in_(("pending", "retry")), d.c.email.in_(gone))
+                .values(status="skipped", detail="subscriber left before delivery", updated_at=now)
+            ).rowcount
+
+    def reset_failed(self, key: str, *, now: datetime) -> int:
+        """Put an issue's failed deliveries back to pending (with a fresh attempt budget) and the
+        issue back to sending. Returns how many."""
+        d = deliveries
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.status == "failed")
+                .values(status="pending", attempts=0, next_attempt=None, updated_at=now)
+            ).rowcount
+            if n:
+                conn.execute(issues.update().where(issues.c.key == key).values(status="sending", finished_at=None))
+        return n
+
+    def delivery_rows(self, key: str, statuses: Sequence[str]) -> list[Any]:
+        d = deliveries
+        with self.engine.connect() as conn:
+            return list(
+                conn.execute(
+                    sa.select(d.c.email, d.c.status, d.c.attempts, d.c.detail, d.c.next_attempt, d.c.interrupted)
+                    .where(d.c.issue_key == key, d.c.status.in_(list(statuses)))
+                    .order_by(d.c.email)
+                ).all()
+            )
+
+    def interrupted_total(self, key: str) -> int:
+        d = deliveries
+        with self.engine.connect() as conn:
+            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(d.c.interrupted), 0)).where(d.c.issue_key == key)).scalar() or 0)
+
+    def issue_rows(self, limit: int = 20) -> list[Any]:
+        with self.engine.connect() as conn:
+            return list(conn.execute(sa.select(issues.c.key, issues.c.status, issues.c.slot, issues.c.note).order_by(issues.c.slot.desc()).limit(limit)).all())
+
+    def iter_active_recipients(self, chunk: int = 2000) -> Iterator[tuple[str, str | None]]:
+        """The active subscribers, streamed from the database a chunk at a time."""
+        q = sa.select(subscribers.c.email, subscribers.c.name).where(subscribers.c.status == "active").order_by(subscribers.c.email)
+        with self.engine.connect() as conn:
+            for row in conn.execution_options(yield_per=chunk).execute(q):
+                yield row.email, row.name
+
+    def iter_subscribers(self, status: str | None = None, chunk: int = 2000) -> Iterator[Any]:
+        q = sa.select(subscribers).order_by(subscribers.c.email)
+        if status is not None:
+            q = q.where(subscribers.c.status == status)
+        with self.engine.connect() as conn:
+            yield from conn.execution_options(yield_per=chunk).execute(q)

@@ -83,6 +83,6 @@ class RecordingBackend(Backend):
         self.on_batch(messages)
         out = []
         for m in messages:
-            self.sent.append(Sent(self.folder, m.recipient, str(m.message["Subject"]), self.clock.now()))
+            self.sent.append(Sent(self.folder, m.recipient, m.template.subject, self.clock.now()))
             out.append(DeliveryResult(m.recipient, "sent", m.message_id))
         return out

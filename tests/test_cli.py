@@ -10,8 +10,8 @@ import pytest
 from conftest import ROOT, write_article
 from digest.cli import cli
 
-COMMANDS = [[], ["ingest"], ["build"], ["send"], ["run"], ["subscribers"], ["subscribers", "import"], ["subscribers", "list"], ["sources"]]
-COMMANDS += [["schedule"], ["hold"], ["serve"], ["preview"]]
+COMMANDS = [[], ["ingest"], ["build"], ["send"], ["run"], ["subscribers"], ["subscribers", "import"], ["subscribers", "list"], ["subscribers", "export"]]
+COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"]]
 
 
 def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -1,42 +1,26 @@
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
-from conftest import write_article
-from smtpserver import RecordingHandler, SMTPServer
+import pytest
+import trustme
+from deliverykit import FakeClock, addresses, newsletter, smtp_toml
+from smtpserver import FaultyHandler, RecordingHandler, SMTPServer
 
-from digest.config import load_config
-from digest.pipeline import due_slot, ingest, send_issue, sync_subscribers
-from digest.store import Store
+from digest.errors import DeliveryConfigError
+from digest.pipeline import send_issue
 
-
-def _setup(write_config, tmp_path: Path, port: int, subscribers: list[str]):
-    path = write_config(
-        f'[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "none"\n', subscribers=subscribers
-    )
-    path.write_text(path.read_text().replace('backend = "outbox"', 'backend = "smtp"'))
-    for i in range(3):
-        write_article(
-            tmp_path / "content",
-            f"a{i}.md",
-            title=f"Article number {i} <about> & more",
-            date=f"2025-08-0{5 + i}T10:00:00+01:00",
-            body=f"The lead paragraph of article {i} says what it is about. It goes on a little.\n\nSecond paragraph.",
-            extra=f"url: https://news.example.org/a{i}?x=1&y=2\n",
-        )
-    settings = load_config(path)
-    store = Store(settings.state_url)
-    return settings, store
+UNSUB = re.compile(r"<(https://news\.example\.org/unsubscribe\?token=[^>]+)>")
 
 
 def test_smtp_round_trip(write_config, tmp_path: Path, fixed_now) -> None:
     subs = ["ana@example.org", "bo@example.org", "cy@example.org"]
     with SMTPServer() as server:
-        settings, store = _setup(write_config, tmp_path, server.port, subs)
-        ingest(settings, store, now=fixed_now)
-        sync_subscribers(settings, store, now=fixed_now)
-        slot = due_slot(settings, fixed_now)
+        settings, store, slot, _ = newsletter(write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now)
         report = send_issue(settings, store, slot, now=fixed_now)
         assert report.outcome == "sent", report.message
         assert report.counts == {"sent": 3}
@@ -63,7 +47,7 @@ def test_smtp_round_trip(write_config, tmp_path: Path, fixed_now) -> None:
         assert msg["Date"]
         assert re.fullmatch(r"<[^@>]+@news\.example\.org>", msg["Message-ID"])
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
-        m = re.search(r"<(https://news\.example\.org/unsubscribe\?token=[^>]+)>", msg["List-Unsubscribe"])
+        m = UNSUB.search(msg["List-Unsubscribe"])
         assert m
         tokens.add(m.group(1))
         text = msg.get_body(("plain",)).get_content()
@@ -75,17 +59,164 @@ def test_smtp_round_trip(write_config, tmp_path: Path, fixed_now) -> None:
         assert m.group(1) in text
         assert m.group(1) in html
         assert r.rcpt_tos[0] in text
-        assert max(len(line) for line in r.raw.splitlines()) <= 78
+        head, body = r.raw.split(b"\r\n\r\n", 1)
+        # Quoted-printable lines stay within RFC 2045's 76; header lines within RFC 5322's 998.
+        assert max(len(line) for line in body.splitlines()) <= 76
+        assert max(len(line) for line in head.splitlines()) <= 998
+        # The unsubscribe URL is written as it is, where mail clients look for it (RFC 2369).
+        assert b"List-Unsubscribe: <" + m.group(1).encode() + b">," in head
     assert len(tokens) == 3, "each recipient has an own unsubscribe URL"
 
 
-def test_refused_recipient_is_marked_failed(write_config, tmp_path: Path, fixed_now) -> None:
-    handler = RecordingHandler(refuse={"bad@example.org": "550 5.1.1 No such user here"})
+def _digest(*args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    return subprocess.run([sys.executable, "-m", "digest", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_a_thousand_subscribers_get_a_thousand_distinct_messages_once(write_config, tmp_path: Path, fixed_now) -> None:
+    subs = addresses(1000)
+    with SMTPServer() as server:
+        _, store, _, cfg = newsletter(write_config, tmp_path, extra=smtp_toml(server.port, connections=4), subscribers=subs, now=fixed_now)
+        first = _digest("--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+        assert first.returncode == 0, first.stderr
+        assert "issue 2025-W33 sent: 1000 delivered, 0 failed" in first.stdout
+        second = _digest("--config", str(cfg), "send", "--as-of", "2025-08-11T10:00")
+        assert second.returncode == 0, second.stderr
+        assert "already sent (1000 delivered); nothing to send" in second.stdout
+        received = list(server.received)
+        connections = server.handler.connections
+    assert len(received) == 1000
+    assert sorted(r.rcpt_tos[0] for r in received) == subs
+    urls = {UNSUB.search(r.message["List-Unsubscribe"]).group(1) for r in received}  # type: ignore[union-attr]
+    assert len(urls) == 1000
+    assert len({r.raw for r in received}) == 1000
+    for r in received[:50]:
+        url = UNSUB.search(r.message["List-Unsubscribe"]).group(1)  # type: ignore[union-attr]
+        assert url in r.message.get_body(("plain",)).get_content()
+    # Four connections, each reused for many messages (100 each by default), not one per message.
+    assert 4 <= connections <= 14
+    assert store.delivery_counts("2025-W33") == {"sent": 1000}
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_flaky_server_gets_everything_once(write_config, tmp_path: Path, fixed_now, pipelining: bool, monkeypatch) -> None:
+    """421/451 for 20% of transactions, 5% of connections dropped: all delivered, none twice."""
+    from digest.delivery.smtp import SMTPBackend
+
+    pipelined = []
+    original = SMTPBackend._pipelined_envelope
+    monkeypatch.setattr(SMTPBackend, "_pipelined_envelope", lambda self, *a: pipelined.append(1) or original(self, *a))
+    subs = addresses(400)
+    handler = FaultyHandler(temporary=0.20, drops=0.05, seed=11, pipelining=pipelining)
+    clock = FakeClock(fixed_now)
+    retry = "[delivery.retry]\nmax_attempts = 40\nbase_delay = 2\nmax_delay = 60\n"
     with SMTPServer(handler) as server:
-        settings, store = _setup(write_config, tmp_path, server.port, ["ok@example.org", "bad@example.org"])
-        ingest(settings, store, now=fixed_now)
-        sync_subscribers(settings, store, now=fixed_now)
-        report = send_issue(settings, store, due_slot(settings, fixed_now), now=fixed_now)
-    assert report.counts == {"sent": 1, "failed": 1}
-    assert report.failures == [("bad@example.org", "550 5.1.1 No such user here")]
-    assert [r.rcpt_tos for r in server.received] == [["ok@example.org"]]
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=3) + retry, subscribers=subs, now=fixed_now
+        )
+        report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
+    assert report.outcome == "sent", report.message
+    assert report.counts == {"sent": 400}
+    per = handler.per_recipient()
+    assert sorted(per) == subs
+    assert max(per.values()) == 1, "no recipient got a message twice"
+    kinds = {k.split(" at ")[0] for k in handler.faults}
+    assert kinds == {"drop", "421", "451"}, handler.faults
+    assert sum(handler.faults.values()) >= 80
+    # Retries waited (on the injected clock) rather than hammering the server.
+    assert clock.sleeps and min(clock.sleeps) > 0
+    assert bool(pipelined) == pipelining
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_refused_recipients_fail_with_the_servers_words_rest_delivered(write_config, tmp_path: Path, fixed_now, pipelining: bool) -> None:
+    subs = addresses(30)
+    refuse = {
+        subs[3]: "550 5.1.1 No such user here",
+        subs[17]: "553 5.7.1 Relaying denied for this recipient",
+    }
+    with SMTPServer(RecordingHandler(refuse=refuse, pipelining=pipelining)) as server:
+        settings, store, slot, _ = newsletter(write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now)
+        report = send_issue(settings, store, slot, now=fixed_now)
+    assert report.outcome == "sent"
+    assert report.counts == {"sent": 28, "failed": 2}
+    assert report.failures == sorted(refuse.items())
+    assert sorted(r.rcpt_tos[0] for r in server.received) == [s for s in subs if s not in refuse]
+    # A mailbox that does not exist (5.1.x) marks the subscriber bounced; a policy refusal does not.
+    status = {r.email: r.status for r in store.subscriber_rows()}
+    assert status[subs[3]] == "bounced" and status[subs[17]] == "active"
+
+
+def test_connections_are_capped_and_reopened(write_config, tmp_path: Path, fixed_now) -> None:
+    subs = addresses(50)
+    extra = smtp_toml(0, connections=1).replace("port = 0", "port = {port}") + "[delivery.pace]\nmessages_per_connection = 10\n"
+    with SMTPServer() as server:
+        settings, store, slot, _ = newsletter(write_config, tmp_path, extra=extra.format(port=server.port), subscribers=subs, now=fixed_now)
+        report = send_issue(settings, store, slot, now=fixed_now)
+    assert report.counts == {"sent": 50}
+    assert server.handler.connections == 5
+
+
+def test_sender_refused_stops_the_send_with_nothing_marked_sent(write_config, tmp_path: Path, fixed_now) -> None:
+    class RefuseSender(RecordingHandler):
+        async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
+            return "553 5.7.1 Sender address rejected: not owned by user"
+
+    with SMTPServer(RefuseSender()) as server:
+        settings, store, slot, _ = newsletter(write_config, tmp_path, extra=smtp_toml(server.port), subscribers=addresses(5), now=fixed_now)
+        with pytest.raises(DeliveryConfigError, match="refused the sender digest@news.example.org at MAIL: 553 5.7.1 Sender address rejected"):
+            send_issue(settings, store, slot, now=fixed_now)
+    assert store.delivery_counts(slot.key) == {"pending": 5}
+
+
+@pytest.fixture(scope="module")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+def _server_tls(ca: trustme.CA):  # type: ignore[no-untyped-def]
+    import ssl
+
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1").configure_cert(ctx)
+    return ctx
+
+
+@pytest.mark.parametrize("security", ["starttls", "tls"])
+def test_tls_with_certificate_check_and_login(write_config, tmp_path: Path, fixed_now, ca, security: str, monkeypatch) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
+    login = f'username = "digest"\npassword_env = "TEST_SMTP_PASSWORD"\nca_file = "{ca_file}"\n'
+    with SMTPServer(tls_context=_server_tls(ca), implicit_tls=security == "tls", logins={"digest": "s3cret"}) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, security=security, more=login), subscribers=addresses(6), now=fixed_now
+        )
+        report = send_issue(settings, store, slot, now=fixed_now)
+    assert report.counts == {"sent": 6}
+    assert len(server.received) == 6
+
+
+def test_untrusted_certificate_stops_the_send(write_config, tmp_path: Path, fixed_now, ca) -> None:
+    with SMTPServer(tls_context=_server_tls(ca)) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, security="starttls"), subscribers=addresses(3), now=fixed_now
+        )
+        with pytest.raises(DeliveryConfigError, match="certificate check failed .*delivery.smtp.ca_file"):
+            send_issue(settings, store, slot, now=fixed_now)
+    assert store.delivery_counts(slot.key) == {"pending": 3}
+    assert server.received == []
+
+
+def test_wrong_password_stops_the_send(write_config, tmp_path: Path, fixed_now, ca, monkeypatch) -> None:
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    monkeypatch.setenv("TEST_SMTP_PASSWORD", "wrong")
+    login = f'username = "digest"\npassword_env = "TEST_SMTP_PASSWORD"\nca_file = "{ca_file}"\n'
+    with SMTPServer(tls_context=_server_tls(ca), logins={"digest": "s3cret"}) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, security="starttls", more=login), subscribers=addresses(3), now=fixed_now
+        )
+        with pytest.raises(DeliveryConfigError, match="refused the login for 'digest': 535"):
+            send_issue(settings, store, slot, now=fixed_now)
+    assert store.delivery_counts(slot.key) == {"pending": 3}

@@ -65,9 +65,10 @@ class Harness:
 
 @pytest.fixture
 def harness(write_config, tmp_path: Path) -> Iterator[object]:
-    def make(schedule: str = "", newsletter: str = "", subscribers: list[str] | None = None) -> Harness:
+    def make(schedule: str = "", newsletter: str = "", subscribers: list[str] | None = None, delivery: str = "") -> Harness:
         cfg = write_config(subscribers=subscribers)
         text = cfg.read_text().replace('cron = "0 8 * * mon"', 'cron = "0 8 * * mon"\nmisfire_grace_hours = 6\n' + schedule)
+        text = text.replace('backend = "outbox"', 'backend = "outbox"\n' + delivery)
         cfg.write_text(text.replace('postal_address = "1 Test Street, Testville"', 'postal_address = "1 Test Street, Testville"\n' + newsletter))
         return Harness(load_config(cfg))
 
@@ -165,10 +166,9 @@ def test_schedule_list_shows_local_times_across_a_change(harness) -> None:
 
 def test_stop_mid_send_finishes_the_batch_and_the_restart_resumes(harness, tmp_path: Path, monkeypatch, caplog) -> None:
     caplog.set_level(logging.INFO, logger="digest")
-    monkeypatch.setattr(pipeline, "BATCH_SIZE", 2)
     article(tmp_path, "one", "2025-08-08T10:00:00+01:00")
     subs = [f"r{i}@example.org" for i in range(5)]
-    h = harness(subscribers=subs)
+    h = harness(subscribers=subs, delivery="batch_size = 2")
 
     def sigterm_during_first_batch(_messages: object) -> None:
         assert h.scheduler is not None

@@ -3,9 +3,19 @@
 A backend is opened, sends batches of messages, reports one :class:`~digest.models.DeliveryResult`
 per message, and is closed; it works as a context manager. ``send_batch`` never raises for a
 problem with one recipient: it reports ``failed`` (permanent: the server refused this address) or
-``retry`` (transient: try again later) for that message and carries on. It raises
-:class:`~digest.errors.DeliveryConfigError` when the whole send must stop (bad credentials, a
-wrong host), in which case the messages of that batch are not marked sent.
+``retry`` (transient: try again later) for that message and carries on. A result may carry hints
+in ``extra``: ``retry_after`` (seconds the service asked us to wait), ``throttle`` (the service
+said we are going too fast: the pace slows down) and ``bounce`` (the address does not exist: the
+subscriber is marked bounced).
+
+It raises :class:`SendStopped` (a :class:`~digest.errors.DeliveryConfigError`) when the whole
+send must stop — bad credentials, a sender the relay refuses, a wrong host — carrying the results
+of the messages of that batch that did go out; the others are not marked sent.
+
+Messages arrive as :class:`OutgoingMessage`: the issue's :class:`~digest.delivery.mime.MessageTemplate`
+plus one recipient's values. Backends that send MIME call :meth:`OutgoingMessage.as_bytes`;
+e-mail-service backends build their request from the template and the per-recipient values,
+in the service's own substitution syntax.
 """
 
 from __future__ import annotations
@@ -13,25 +23,55 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from email.message import EmailMessage
+from datetime import datetime
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from digest.config import DeliverySettings
+from digest.config import DeliverySettings, NewsletterSettings
+from digest.delivery.mime import MessageTemplate
+from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
+
+if TYPE_CHECKING:
+    from digest.delivery.ratelimit import Pace
 
 
 @dataclass(frozen=True)
 class OutgoingMessage:
     recipient: str
-    message: EmailMessage
+    template: MessageTemplate
+    token: str
+    message_id: str
+    date: datetime
 
     @property
-    def message_id(self) -> str:
-        return str(self.message["Message-ID"])
+    def unsubscribe_url(self) -> str:
+        return self.template.unsubscribe_url(self.token)
+
+    @property
+    def envelope_from(self) -> str:
+        return self.template.envelope_from
+
+    def as_bytes(self) -> bytes:
+        """The whole RFC 5322 message (CRLF line ends), built by the fast path."""
+        return self.template.render(to=self.recipient, token=self.token, date=self.date, message_id=self.message_id)
+
+
+class SendStopped(DeliveryConfigError):
+    """The send must stop (credentials, configuration). ``done``: the results of the messages
+    of the current batch that were handled before it stopped; the rest were not sent."""
+
+    def __init__(self, message: str, done: Sequence[DeliveryResult] = ()) -> None:
+        super().__init__(message)
+        self.done = list(done)
 
 
 class Backend(ABC):
     name = "backend"
+    #: The most messages one ``send_batch`` call takes (an API's per-request limit).
+    max_batch = 100
+    #: Set by the pipeline before ``open``: the shared pace (messages per second).
+    pace: "Pace | None" = None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Make connections; called once before the first batch."""
@@ -43,6 +83,10 @@ class Backend(ABC):
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send the messages; one result per message, in order."""
 
+    def _pace(self, n: int = 1) -> None:
+        if self.pace is not None:
+            self.pace.acquire(n)
+
     def __enter__(self) -> "Backend":
         self.open()
         return self
@@ -51,10 +95,38 @@ class Backend(ABC):
         self.close()
 
 
-def backend_from_settings(settings: DeliverySettings, *, issue_key: str) -> Backend:
-    from digest.delivery.outbox import OutboxBackend
-    from digest.delivery.smtp import SMTPBackend
+def backend_from_settings(
+    settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+) -> Backend:
+    """The configured backend. With ``newsletter`` given and ``[delivery.dkim]`` set, SMTP sends
+    are DKIM-signed (the services sign on their side)."""
+    backend = settings.backend
+    if backend == "smtp":
+        from digest.delivery.smtp import SMTPBackend
+        from digest.render.dkim import signer_from_settings
 
-    if settings.backend == "smtp":
-        return SMTPBackend(settings.smtp)
+        signer = signer_from_settings(settings.dkim, newsletter) if newsletter is not None else None
+        return SMTPBackend(
+            settings.smtp,
+            messages_per_connection=settings.pace.messages_per_connection,
+            sign=signer.sign if signer is not None else None,
+        )
+    if backend == "sendgrid":
+        from digest.delivery.sendgrid import SendGridBackend
+
+        return SendGridBackend(settings.sendgrid)
+    if backend == "mailgun":
+        from digest.delivery.mailgun import MailgunBackend
+
+        return MailgunBackend(settings.mailgun)
+    if backend == "postmark":
+        from digest.delivery.postmark import PostmarkBackend
+
+        return PostmarkBackend(settings.postmark)
+    if backend == "console":
+        from digest.delivery.console import ConsoleBackend
+
+        return ConsoleBackend()
+    from digest.delivery.outbox import OutboxBackend
+
     return OutboxBackend(settings.outbox.path / issue_key)

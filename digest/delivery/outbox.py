@@ -29,10 +29,11 @@ class OutboxBackend(Backend):
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         results = []
         for m in messages:
+            self._pace()
             path = self.folder / eml_name(m.recipient)
             tmp = path.with_suffix(".eml.tmp")
             # Write then rename, so a crash never leaves a half-written message behind.
-            tmp.write_bytes(m.message.as_bytes())
+            tmp.write_bytes(m.as_bytes())
             os.replace(tmp, path)
             results.append(DeliveryResult(m.recipient, "sent", m.message_id, str(path)))
         return results

@@ -101,10 +101,17 @@ def build_message(
     return msg
 
 
+def normalise_body(text: str) -> str:
+    """A body as mail carries it: lines split on CR, LF or CRLF alike, ending with a line break."""
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text if text.endswith("\n") else text + "\n"
+
+
 def _text_part(body: str, subtype: str) -> MIMEPart:
     """A UTF-8, quoted-printable text part. binascii's C encoder does the work of the email
     package's pure-Python one about ten times faster; it wraps lines at 76 characters and
     encodes trailing white space, as RFC 2045 §6.7 asks."""
+    body = normalise_body(body)
     part = MIMEPart(policy=POLICY)
     part["Content-Type"] = f'text/{subtype}; charset="utf-8"'
     part["Content-Transfer-Encoding"] = "quoted-printable"

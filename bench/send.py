@@ -1,0 +1,197 @@
+"""Delivery throughput against Postfix's own load tools, and the memory of a streamed dry run.
+
+1. 20,000 recipients of a ~40 KB issue sent by `digest send` over SMTP to Postfix's smtp-sink
+   on 127.0.0.1; then smtp-source sends the same number of messages of the same size over the
+   same number of connections to the same sink. Printed: both rates, their ratio, and the peak
+   memory of our sending process.
+2. A `digest send --dry-run` over 1,000,000 subscribers (every message rendered, none kept),
+   whose peak memory is printed next to that of merely loading all subscriber rows into a list.
+
+smtp-sink and smtp-source come from Debian's postfix package, fetched by
+scripts/postfix-tools.sh into bench/.postfix (apt-get download + dpkg -x; no daemon started).
+Set BENCH_RECIPIENTS / BENCH_DRY_RUN to other counts for a quicker look.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from digest.config import load_config  # noqa: E402
+from digest.delivery.mime import MessageTemplate  # noqa: E402
+from digest.pipeline import build_issue, due_slot, ingest  # noqa: E402
+from digest.store import Store, subscribers  # noqa: E402
+
+RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "20000"))
+DRY_RUN = int(os.environ.get("BENCH_DRY_RUN", "1000000"))
+CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "4"))
+AS_OF = "2025-08-11T09:00"
+NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, str, str, float]:
+    """(seconds, peak RSS in MB, stdout, stderr, CPU seconds) of one child process (its own
+    rusage, from wait4)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(args, stdout=out, stderr=err, env=env, text=True)
+        _, status, usage = os.wait4(proc.pid, 0)
+        elapsed = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:6])}… failed ({proc.returncode}): {stderr.strip()[-500:]}")
+    return elapsed, usage.ru_maxrss / 1024, stdout, stderr, usage.ru_utime + usage.ru_stime
+
+
+def write_newsletter(folder: Path, port: int, articles: int) -> Path:
+    content = folder / "content"
+    content.mkdir(parents=True)
+    para = (
+        "The harbour commission met on Tuesday to weigh the cost of dredging the inner basin against the "
+        "loss of winter berths, and the debate ran well past its allotted hour. "
+    )
+    for i in range(articles):
+        (content / f"a{i:02d}.md").write_text(
+            f'---\ntitle: "Article {i}: what the week held for the quayside, the market and the town"\n'
+            f"date: 2025-08-{(i % 9) + 2:02d}T10:00:00+01:00\nurl: https://news.example.org/a{i}\n"
+            f'author: "Reporter {i}"\nsection: "{["News", "Culture", "Sport"][i % 3]}"\n---\n\n'
+            + (para * 3 + "\n\n") * 4
+        )
+    cfg = folder / "digest.toml"
+    cfg.write_text(
+        textwrap.dedent(
+            f"""
+            [newsletter]
+            title = "Bench Weekly"
+            sender = "Bench Weekly <digest@news.example.org>"
+            site_url = "https://news.example.org"
+            postal_address = "1 Bench Street"
+
+            [[sources]]
+            name = "articles"
+            kind = "folder"
+            path = "content"
+
+            [selection]
+            window_days = 7
+            max_articles = {articles}
+
+            [teaser]
+            max_chars = 600
+
+            [delivery]
+            backend = "smtp"
+
+            [delivery.smtp]
+            host = "127.0.0.1"
+            port = {port}
+            security = "none"
+            connections = {CONNECTIONS}
+
+            [delivery.pace]
+            messages_per_connection = 1000
+            """
+        )
+    )
+    return cfg
+
+
+def add_subscribers(store: Store, n: int) -> None:
+    chunk = 50_000
+    with store.begin() as conn:
+        for start in range(0, n, chunk):
+            conn.execute(
+                subscribers.insert(),
+                [
+                    {"email": f"reader{i:07d}@example.org", "name": None, "status": "active", "created_at": NOW, "updated_at": NOW}
+                    for i in range(start, min(n, start + chunk))
+                ],
+            )
+
+
+def main() -> None:
+    tools = Path(subprocess.check_output(["bash", str(ROOT / "scripts" / "postfix-tools.sh")], text=True).strip())
+    env = dict(os.environ, LD_LIBRARY_PATH=str(tools / "usr" / "lib" / "postfix"))
+    env.pop("DIGEST_CONFIG", None)
+    sink_bin, source_bin = tools / "usr/sbin/smtp-sink", tools / "usr/sbin/smtp-source"
+    digest = [sys.executable, "-m", "digest"]
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        port = free_port()
+        cfg = write_newsletter(work / "send", port, articles=10)
+        settings = load_config(cfg)
+        store = Store(settings.state_url)
+        ingest(settings, store, now=NOW)
+        add_subscribers(store, RECIPIENTS)
+        built = build_issue(settings, store, due_slot(settings, NOW))
+        template = MessageTemplate(built.rendered, settings.newsletter)
+        size = len(template.render(to="reader0000001@example.org", token="x" * 60, date=NOW, message_id=template.new_message_id()))
+        store.close()
+
+        user = ["-u", "nobody"] if os.geteuid() == 0 else []
+        sink = subprocess.Popen([str(sink_bin), *user, f"127.0.0.1:{port}", "256"], env=env)
+        try:
+            time.sleep(0.3)
+            ours_s, ours_mb, out, _, ours_cpu = run_measured([*digest, "--config", str(cfg), "send", "--as-of", AS_OF], env)
+            if f"sent: {RECIPIENTS} delivered" not in out:
+                raise SystemExit(f"digest send did not deliver everything: {out.strip()}")
+            src_s, _, _, _, src_cpu = run_measured(
+                [str(source_bin), "-d", "-s", str(CONNECTIONS), "-l", str(size), "-m", str(RECIPIENTS),
+                 "-f", "digest@news.example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"],
+                env,
+            )
+        finally:
+            sink.terminate()
+            sink.wait()
+        ours_rate, src_rate = RECIPIENTS / ours_s, RECIPIENTS / src_s
+        print(f"send: {RECIPIENTS} recipients, {size / 1000:.1f} KB messages, {CONNECTIONS} connections to smtp-sink on 127.0.0.1")
+        print(f"  digest send (whole command: start, ledger, fast path, SMTP): {ours_s:.1f} s, {ours_rate:.0f} messages/s")
+        print(f"  smtp-source (same size, count, connections):                {src_s:.1f} s, {src_rate:.0f} messages/s")
+        print(f"  ratio digest / smtp-source: {ours_rate / src_rate:.2f}")
+        print(f"  CPU time: digest send {ours_cpu:.1f} s ({ours_cpu / RECIPIENTS * 1e6:.0f} us per message), smtp-source {src_cpu:.1f} s")
+        print(f"  digest send peak memory: {ours_mb:.0f} MB")
+
+        # --- dry run over a million subscribers, streamed -----------------------------------
+        mcfg = work / "send" / "million.toml"
+        mcfg.write_text(cfg.read_text() + f'\n[state]\nurl = "sqlite:///{work / "million.sqlite3"}"\n')
+        msettings = load_config(mcfg)
+        mstore = Store(msettings.state_url)
+        ingest(msettings, mstore, now=NOW)
+        t0 = time.perf_counter()
+        add_subscribers(mstore, DRY_RUN)
+        filled = time.perf_counter() - t0
+        mstore.close()
+        dry_s, dry_mb, out, _, _ = run_measured([*digest, "--config", str(mcfg), "send", "--dry-run", "--as-of", AS_OF], env)
+        if f"would go to {DRY_RUN} subscribers" not in out:
+            raise SystemExit(f"dry run did not count everyone: {out.strip()}")
+        load = (
+            "import sys; from digest.store import Store; rows = Store(sys.argv[1]).active_recipients(); "
+            "print(len(rows))"
+        )
+        load_s, load_mb, out, _, _ = run_measured([sys.executable, "-c", load, msettings.state_url], env)
+        print(f"dry run: {DRY_RUN} subscribers (database filled in {filled:.0f} s)")
+        print(f"  digest send --dry-run (renders every message, keeps none): {dry_s:.0f} s, {DRY_RUN / dry_s:.0f} messages/s, peak memory {dry_mb:.0f} MB")
+        print(f"  for comparison, loading every subscriber row into a list: peak memory {load_mb:.0f} MB ({load_s:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""Helpers for the delivery tests: a controllable clock, and a newsletter with articles and
+subscribers ready to send."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+
+from conftest import write_article
+
+from digest.config import Settings, load_config
+from digest.pipeline import Slot, due_slot, ingest, sync_subscribers
+from digest.store import Store
+
+
+class FakeClock:
+    """Time that moves only when someone sleeps."""
+
+    def __init__(self, start: datetime) -> None:
+        self.t = start
+        self.sleeps: list[float] = []
+
+    def now(self) -> datetime:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps.append(seconds)
+        self.t += timedelta(seconds=seconds)
+
+
+def addresses(n: int, domain: str = "example.org") -> list[str]:
+    return [f"reader{i:05d}@{domain}" for i in range(n)]
+
+
+def newsletter(
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    *,
+    backend: str = "smtp",
+    extra: str = "",
+    subscribers: list[str],
+    now: datetime,
+) -> tuple[Settings, Store, Slot, Path]:
+    """A config with three articles and the given subscribers, ingested and synced."""
+    path = write_config(extra, subscribers=subscribers)
+    path.write_text(path.read_text().replace('backend = "outbox"', f'backend = "{backend}"'))
+    for i in range(3):
+        write_article(
+            tmp_path / "content",
+            f"a{i}.md",
+            title=f"Article number {i} <about> & more",
+            date=f"2025-08-0{5 + i}T10:00:00+01:00",
+            body=f"The lead paragraph of article {i} says what it is about. It goes on a little.\n\nSecond paragraph.",
+            extra=f"url: https://news.example.org/a{i}?x=1&y=2\n",
+        )
+    settings = load_config(path)
+    store = Store(settings.state_url)
+    ingest(settings, store, now=now)
+    sync_subscribers(settings, store, now=now)
+    return settings, store, due_slot(settings, now), path
+
+
+def smtp_toml(port: int, *, connections: int = 2, security: str = "none", more: str = "") -> str:
+    return f'[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{security}"\nconnections = {connections}\n{more}\n'
