@@ -1,6 +1,6 @@
 """Teaser quality against summaries people wrote, beside the peers' methods at the same budget.
 
-Usage: python bench/teasers.py [SET_DIR] [--max-chars N] [--half all|even|odd] [--show N]
+Usage: python bench/teasers.py [SET_DIR] [--max-chars N] [--show N]
 
 SET_DIR holds pairs.jsonl ({id, source, path, title, human_summary} per line) and the article
 files its ``path`` values point to (default: ../shared/corpus/teasers). Each article is read the
@@ -10,7 +10,7 @@ Beside the scores: how many teasers ran over the budget, ended in the middle of 
 boilerplate (a byline, dateline, credit, "Updated" stamp, share prompt, advertisement, editor's
 note) or repeated the headline, and how many leaked a tag or an entity.
 
-``--half even`` / ``--half odd`` score every other pair only (by line number), so a change tuned
+The figures are printed for the whole set and for its even and odd lines apart, so a change tuned
 on one half can be checked on the other.
 """
 
@@ -46,17 +46,17 @@ DEFAULT_SET = ROOT.parent / "shared" / "corpus" / "teasers"
 _FURNITURE = [
     re.compile(p, re.I)
     for p in (
-        r"^\s*(by|von|par|por|door)\s+[A-ZÀ-Ý]",
-        r"^[A-ZÀ-Ý][A-ZÀ-Ý .,'-]{2,}\s*(\([^)]{2,40}\))?\s*(—|–|--|-)\s",  # LONDON (Reuters) —
-        r"\((reuters|ap|afp|dpa|apa|sda|ansa|efe)\)",
-        r"\b(photo|foto|bild|image|credit|courtesy)\s*(by|:|/)?\s*[A-Z]",
-        r"getty images|/ afp\b|\bap photo\b|shutterstock|keystone",
+        r"^\s*(by|von|par|por|door)\s+[A-ZÀ-Ý]\w+\s+[A-ZÀ-Ý]\w+\s*$",  # a byline alone
+        r"\((reuters|ap|afp|dpa|apa|sda|ansa|efe)\)",  # LONDON (Reuters) —
+        r"\b(photo|foto|bild|image|credit)s?\s*(:|by\b|/|©)",
+        r"getty images|\bap photo\b|shutterstock",
         r"^\s*(updated|last updated|aktualisiert|mis à jour|actualizado)\b",
-        r"\b(share (this|on)|subscribe|sign up|newsletter|follow us|click here|read more|continue reading)\b",
-        r"\b(advertisement|anzeige|werbung|publicité|publicidad)\b",
+        r"\b(share this|share on|subscribe to|sign up for|follow us|click here|read more|continue reading)\b",
+        r"^\s*(advertisement|anzeige|werbung|publicité|publicidad)\b",
         r"^\s*(editor'?s note|note from the editor|anm\. d\. red)",
     )
 ]
+_DATELINE = re.compile(r"^[A-ZÀ-Ý][A-ZÀ-Ý .,'’-]{2,}(\([^)]{2,40}\))?\s*(—|–|--)\s*")
 _TAG_OR_ENTITY = re.compile(r"<[A-Za-z/!][^>]*>|&(#\d+|#x[0-9a-fA-F]+|[A-Za-z][A-Za-z0-9]{1,31});")
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uac00-\ud7af]")
 _WORD_END = re.compile(r"(\w+)\W*$")
@@ -151,7 +151,7 @@ def mid_word(teaser: str, article: Article) -> bool:
 
 def boilerplate(teaser: str, article: Article) -> bool:
     """Furniture kept, or the teaser opening with the headline itself."""
-    if any(p.search(teaser) for p in _FURNITURE):
+    if any(p.search(teaser) for p in _FURNITURE) or _DATELINE.match(teaser):
         return True
     title = _norm(article.title)
     return bool(title) and _norm(teaser).startswith(title)
@@ -162,22 +162,24 @@ def _norm(text: str) -> str:
 
 
 @dataclass
-class Tally:
-    r1: list[float] = field(default_factory=list)
-    r2: list[float] = field(default_factory=list)
-    rl: list[float] = field(default_factory=list)
-    over: int = 0
-    mid_word: int = 0
-    boilerplate: int = 0
-    leaks: int = 0
-    empty: int = 0
+class Row:
+    """One method's teaser for one article, scored and checked."""
+
+    r1: float
+    r2: float
+    rl: float
+    over: bool
+    mid_word: bool
+    boilerplate: bool
+    empty: bool
+    leak: bool = False
 
 
-def load_pairs(set_dir: Path, half: str) -> list[tuple[dict, Article]]:
+def load_pairs(set_dir: Path) -> list[tuple[dict, Article]]:
     tz = ZoneInfo("UTC")
     pairs = []
-    for n, line in enumerate((set_dir / "pairs.jsonl").read_text(encoding="utf-8").splitlines()):
-        if not line.strip() or (half == "even" and n % 2) or (half == "odd" and not n % 2):
+    for line in (set_dir / "pairs.jsonl").read_text(encoding="utf-8").splitlines():
+        if not line.strip():
             continue
         row = json.loads(line)
         path = set_dir / row["path"]
@@ -191,67 +193,93 @@ def load_pairs(set_dir: Path, half: str) -> list[tuple[dict, Article]]:
     return pairs
 
 
-def score(pairs: Sequence[tuple[dict, Article]], max_chars: int, methods: Sequence[Method] = METHODS) -> dict[str, Tally]:
-    scorer = _SCORER
-    tallies = {m.name: Tally() for m in methods}
+def score(pairs: Sequence[tuple[dict, Article]], max_chars: int, methods: Sequence[Method] = METHODS) -> dict[str, list[Row]]:
+    """Each method's scored teaser for every pair, in the pairs' order."""
+    rows: dict[str, list[Row]] = {m.name: [] for m in methods}
     for row, article in pairs:
         for m in methods:
-            t = tallies[m.name]
-            text = m.write(article, max_chars, row["human_summary"]) if m.ceiling else m.write(article, max_chars)
+            leak = False
             if m.write is ours:
                 teaser = make_teaser(article, max_chars)
-                t.leaks += bool(_TAG_OR_ENTITY.search(teaser.text)) or html.unescape(teaser.html) != teaser.text
-            s = scorer.score(row["human_summary"], text)
-            t.r1.append(s["rouge1"].fmeasure * 100)
-            t.r2.append(s["rouge2"].fmeasure * 100)
-            t.rl.append(s["rougeL"].fmeasure * 100)
-            t.over += not fits(text, max_chars)
-            t.mid_word += mid_word(text, article)
-            t.boilerplate += boilerplate(text, article)
-            t.empty += not text.strip()
-    return tallies
+                text = teaser.text
+                leak = bool(_TAG_OR_ENTITY.search(text)) or html.unescape(teaser.html) != text
+            else:
+                text = m.write(article, max_chars, row["human_summary"]) if m.ceiling else m.write(article, max_chars)
+            s = _SCORER.score(row["human_summary"], text)
+            rows[m.name].append(
+                Row(
+                    r1=s["rouge1"].fmeasure * 100,
+                    r2=s["rouge2"].fmeasure * 100,
+                    rl=s["rougeL"].fmeasure * 100,
+                    over=not fits(text, max_chars),
+                    mid_word=mid_word(text, article),
+                    boilerplate=boilerplate(text, article),
+                    empty=not text.strip(),
+                    leak=leak,
+                )
+            )
+    return rows
 
 
 def mean(xs: Sequence[float]) -> float:
     return sum(xs) / len(xs) if xs else 0.0
 
 
-def print_table(tallies: dict[str, Tally], n: int, max_chars: int, label: str) -> None:
+def summarise(rows: dict[str, list[Row]], keep: Callable[[int], bool]) -> dict[str, dict[str, float]]:
+    out = {}
+    for name, rs in rows.items():
+        part = [r for i, r in enumerate(rs) if keep(i)]
+        out[name] = {
+            "n": len(part),
+            "R1": mean([r.r1 for r in part]),
+            "R2": mean([r.r2 for r in part]),
+            "RL": mean([r.rl for r in part]),
+            "over": sum(r.over for r in part),
+            "mid-word": sum(r.mid_word for r in part),
+            "boilerplate": sum(r.boilerplate for r in part),
+            "empty": sum(r.empty for r in part),
+            "leaks": sum(r.leak for r in part),
+        }
+    return out
+
+
+def print_table(table: dict[str, dict[str, float]], max_chars: int, label: str) -> None:
+    n = next(iter(table.values()))["n"]
     print(f"\n{label}: {n} articles, budget {max_chars} characters")
-    print(f"| {'method':<36} | {'R1':>5} | {'R2':>5} | {'RL':>5} | over | mid-word | boilerplate | empty |")
-    print(f"|{'-' * 38}|{'-' * 7}|{'-' * 7}|{'-' * 7}|------|----------|-------------|-------|")
-    for name, t in tallies.items():
+    print(f"| {'method':<40} | {'R1':>5} | {'R2':>5} | {'RL':>5} | over | mid-word | boilerplate | empty |")
+    print(f"|{'-' * 42}|{'-' * 7}|{'-' * 7}|{'-' * 7}|------|----------|-------------|-------|")
+    for name, t in table.items():
         print(
-            f"| {name:<36} | {mean(t.r1):5.1f} | {mean(t.r2):5.1f} | {mean(t.rl):5.1f} | {t.over:4d} | {t.mid_word:8d} |"
-            f" {t.boilerplate:11d} | {t.empty:5d} |"
+            f"| {name:<40} | {t['R1']:5.1f} | {t['R2']:5.1f} | {t['RL']:5.1f} | {t['over']:4d} | {t['mid-word']:8d} |"
+            f" {t['boilerplate']:11d} | {t['empty']:5d} |"
         )
+    ours_t = table[METHODS[0].name]
+    peers = [t["RL"] for name, t in table.items() if name != METHODS[0].name and name not in _CEILINGS]
+    print(
+        f"ours RL {ours_t['RL']:.1f} vs best peer {max(peers):.1f} ({ours_t['RL'] - max(peers):+.1f});"
+        f" tags or entities leaked: {ours_t['leaks']}"
+    )
+
+
+_CEILINGS = {m.name for m in METHODS if m.ceiling}
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("set_dir", nargs="?", type=Path, default=DEFAULT_SET)
     ap.add_argument("--max-chars", type=int, default=200)
-    ap.add_argument("--half", choices=["all", "even", "odd", "both"], default="both")
     ap.add_argument("--show", type=int, default=0, help="print our teaser beside the human one for N articles")
     args = ap.parse_args(argv)
     if not (args.set_dir / "pairs.jsonl").is_file():
         print(f"bench/teasers.py: {args.set_dir}/pairs.jsonl not found; pass a pairs set folder", file=sys.stderr)
         return 2
-    halves = ["all", "even", "odd"] if args.half == "both" else [args.half]
-    everything = load_pairs(args.set_dir, "all")
-    ours_rl: dict[str, float] = {}
-    for half in halves:
-        pairs = [p for i, p in enumerate(everything) if half == "all" or (i % 2 == 0) == (half == "even")]
-        started = time.perf_counter()
-        tallies = score(pairs, args.max_chars)
-        took = time.perf_counter() - started
-        print_table(tallies, len(pairs), args.max_chars, f"{half} pairs ({took:.1f}s)")
-        t = tallies[METHODS[0].name]
-        ceilings = {m.name for m in METHODS if m.ceiling}
-        best_peer = max(mean(x.rl) for name, x in tallies.items() if name != METHODS[0].name and name not in ceilings)
-        ours_rl[half] = mean(t.rl)
-        print(f"ours RL {mean(t.rl):.1f} vs best peer {best_peer:.1f} ({mean(t.rl) - best_peer:+.1f}); tags or entities leaked: {t.leaks}")
-    for row, article in everything[: args.show]:
+    pairs = load_pairs(args.set_dir)
+    started = time.perf_counter()
+    rows = score(pairs, args.max_chars)
+    print(f"scored {len(pairs)} articles × {len(METHODS)} methods in {time.perf_counter() - started:.1f}s")
+    for label, keep in (("all pairs", lambda i: True), ("even lines", lambda i: i % 2 == 0), ("odd lines", lambda i: i % 2 == 1)):
+        print_table(summarise(rows, keep), args.max_chars, label)
+    for row, article in pairs[: args.show]:
         print(f"\n# {row['id']} | {article.title}\n  human: {row['human_summary']}\n  ours:  {ours(article, args.max_chars)}")
     return 0
 

@@ -438,23 +438,25 @@ def _line(text: str) -> bool:
 
 def lead_paragraphs(article: Article) -> tuple[list[str], list[Passed]]:
     """The body's prose paragraphs in order, and what was passed over on the way."""
-    paragraphs = rejoin_wrapped([clean_text(b.text) for b in article.body if b.kind == "p"])
     passed: list[Passed] = [Passed("subheading", clean_text(b.text)) for b in article.body if b.kind == "h"]
+    raw = [clean_text(b.text) for b in article.body if b.kind == "p"]
+    headline = set(_headline_forms(article.title))
+    passed += [Passed("repeats the headline", p) for p in raw if _norm(p) in headline]
+    paragraphs = rejoin_wrapped([p for p in raw if _norm(p) not in headline])
     normed = [_norm(p) for p in paragraphs]
     counts = Counter(normed)
+    everything = "\n".join(normed)
     kept: list[str] = []
     for i, (text, key) in enumerate(zip(paragraphs, normed)):
         reason = furniture(text, author=article.author)
         if reason is None and counts[key] > 1:
             reason = "repeated paragraph (a caption or pull quote)"
-        if reason is None and len(key) < 400 and key and any(key != other and key in other for other in normed):
-            reason = "pull quote"
+        if reason is None and key and len(key) < 400 and everything.count(key) > counts[key]:
+            reason = "pull quote"  # its words appear again inside a longer paragraph
         if reason is None and i + 1 < len(paragraphs) and word_count(text) <= 40 and not kept:
             nxt = paragraphs[i + 1]
             if furniture(nxt) == "caption or credit" and _CREDIT.search(nxt):
                 reason = "caption"  # a photo's caption, followed by its credit line
-        if reason is None and _norm(text) in _headline_forms(article.title):
-            reason = "repeats the headline"
         if reason:
             passed.append(Passed(reason, text))
             continue
@@ -495,13 +497,18 @@ class _Sentence:
     usable: bool = True
 
 
+def _dot(a: Counter, b: Counter, weight: dict[str, float]) -> float:
+    return sum(n * b[t] * weight.get(t, 1.0) ** 2 for t, n in a.items() if t in b)
+
+
+def _norm_of(a: Counter, weight: dict[str, float]) -> float:
+    return math.sqrt(sum((n * weight.get(t, 1.0)) ** 2 for t, n in a.items()))
+
+
 def _cosine(a: Counter, b: Counter, weight: dict[str, float]) -> float:
-    if not a or not b:
-        return 0.0
-    dot = sum(a[t] * b[t] * weight.get(t, 1.0) ** 2 for t in a if t in b)
-    na = math.sqrt(sum((n * weight.get(t, 1.0)) ** 2 for t, n in a.items()))
-    nb = math.sqrt(sum((n * weight.get(t, 1.0)) ** 2 for t, n in b.items()))
-    return dot / (na * nb) if na and nb else 0.0
+    """Cosine likeness of two bags of terms, each term weighted."""
+    na, nb = _norm_of(a, weight), _norm_of(b, weight)
+    return _dot(a, b, weight) / (na * nb) if na and nb else 0.0
 
 
 # Weights of the choice. They were set by ten-fold cross-validation on the teaser corpus (the
@@ -571,8 +578,16 @@ def choose_lead(paragraphs: list[str], title: str, language: str, max_chars: int
     head = Counter(_terms(title))
     each = [Counter(_terms(p)) for p in paragraphs]
     # A term found in every paragraph tells the sentences apart less than one found in a few.
-    weight = {t: math.log(1 + len(each) / (1 + sum(t in p for p in each))) + 0.5 for t in body | head}
+    df = Counter(t for p in each for t in p)
+    weight = {t: math.log(1 + len(each) / (1 + df[t])) + 0.5 for t in body | head}
     head_mass = sum(weight[t] for t in head) or 1.0
+    # The mean cosine with each paragraph is a dot product with the sum of the paragraphs' unit
+    # vectors, so that sum is made once.
+    centroid: Counter = Counter()
+    for p in each:
+        norm = _norm_of(p, weight)
+        for t, n in p.items():
+            centroid[t] += n / norm if norm else 0.0
     best, best_score = "", -1.0
     for text, idx, cut in _candidates(sentences, max_chars):
         terms = Counter(_terms(text))
@@ -580,7 +595,7 @@ def choose_lead(paragraphs: list[str], title: str, language: str, max_chars: int
         score = (
             _cosine(terms, body - own, weight)
             + TITLE_WEIGHT * (_cosine(terms, head, weight) + sum(weight[t] for t in head if t in terms) / head_mass)
-            + PARAGRAPH_WEIGHT * sum(_cosine(terms, p, weight) for p in each) / len(each)
+            + PARAGRAPH_WEIGHT * _dot(terms, centroid, weight) / ((_norm_of(terms, weight) or 1.0) * len(each))
         ) / len(idx)
         if idx[0] == 0:
             score *= 1 + FIRST_BONUS
