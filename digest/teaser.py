@@ -304,7 +304,8 @@ _DATELINE = re.compile(
     rf"|(?i:(?:(?:{_DAYS}),?\s+)?(?:(?:{_MONTHS})\.?\s+\d{{1,2}},?\s+\d{{4}}|\d{{1,2}}\.?\s+(?:{_MONTHS})\.?\s+\d{{4}})))"
     r"(?:\s*(?:—|–|--)|\s+-)\s*(?=\S)",
 )
-_TOWN_DOT = re.compile(r"^[A-ZÀ-Þ][\w’'-]+(?:[ -][A-ZÀ-Þ][\w’'-]+)?\.\s+(?=[A-ZÀ-Þ„“\"«])")
+# German papers open with the town and a full stop: "Hamburg. Gabi Eutemüller steht…".
+_TOWN_DOT = re.compile(r"^[A-ZÄÖÜ][a-zäöüß’'-]{3,}(?:[ -][A-ZÄÖÜ][a-zäöüß’'-]+)?\.\s+(?=[A-ZÄÖÜ„“\"«])")
 
 
 @dataclass(frozen=True)
@@ -375,12 +376,13 @@ def _title_case(words: list[str]) -> bool:
     return len(long) >= 2 and sum(w[0].isupper() for w in long) / len(long) >= 0.75
 
 
-def strip_dateline(text: str) -> str:
-    """The paragraph without a leading dateline such as "LONDON (Reuters) —" or "Hamburg."."""
+def strip_dateline(text: str, language: str | None = None) -> str:
+    """The paragraph without a leading dateline such as "LONDON (Reuters) —" (or, in German,
+    "Hamburg.")."""
     m = _DATELINE.match(text)
     if m and len(text) - m.end() > 20:
         return text[m.end() :]
-    m = _TOWN_DOT.match(text)
+    m = _TOWN_DOT.match(text) if language == "de" else None
     if m and len(text) - m.end() > 20:
         return text[m.end() :]
     return text
@@ -436,7 +438,7 @@ def _line(text: str) -> bool:
     return furniture(text) in {None, "subheading"}
 
 
-def lead_paragraphs(article: Article) -> tuple[list[str], list[Passed]]:
+def lead_paragraphs(article: Article, language: str | None = None) -> tuple[list[str], list[Passed]]:
     """The body's prose paragraphs in order, and what was passed over on the way."""
     passed: list[Passed] = [Passed("subheading", clean_text(b.text)) for b in article.body if b.kind == "h"]
     raw = [clean_text(b.text) for b in article.body if b.kind == "p"]
@@ -460,7 +462,7 @@ def lead_paragraphs(article: Article) -> tuple[list[str], list[Passed]]:
         if reason:
             passed.append(Passed(reason, text))
             continue
-        kept.append(strip_dateline(text) if not kept else text)
+        kept.append(strip_dateline(text, language) if not kept else text)
     if not kept:
         # Nothing read as prose by itself: take back what was only judged by its neighbours.
         kept = [p.text for p in passed if p.reason in _BY_CONTEXT]
@@ -680,7 +682,7 @@ def choose_teaser(article: Article, max_chars: int = DEFAULT_MAX_CHARS) -> Tease
     if chosen:
         origin, text = chosen
         return TeaserChoice(_tidy(fit_sentences(split_sentences(text, language), max_chars)), origin, language)
-    paragraphs, passed = lead_paragraphs(article)
+    paragraphs, passed = lead_paragraphs(article, language)
     text = _tidy(choose_lead(paragraphs, article.title, language, max_chars))
     return TeaserChoice(text, "lead" if text else "none", language, tuple(passed))
 
@@ -694,7 +696,11 @@ def _tidy(text: str) -> str:
     return re.sub(r"\s+", " ", text).strip()
 
 
+def as_teaser(text: str) -> Teaser:
+    """A plain-text teaser in its two forms: the text, and the same text HTML-escaped."""
+    return Teaser(text=text, html=html.escape(text, quote=True))
+
+
 def make_teaser(article: Article, max_chars: int = DEFAULT_MAX_CHARS) -> Teaser:
     """The teaser for an article in its two forms: plain text, and the same text HTML-escaped."""
-    text = choose_teaser(article, max_chars).text
-    return Teaser(text=text, html=html.escape(text, quote=True))
+    return as_teaser(choose_teaser(article, max_chars).text)

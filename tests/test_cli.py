@@ -11,6 +11,7 @@ from conftest import ROOT, write_article
 from digest.cli import cli
 
 COMMANDS = [[], ["ingest"], ["build"], ["send"], ["run"], ["subscribers"], ["subscribers", "import"], ["subscribers", "list"]]
+COMMANDS += [["teaser"]]
 
 
 def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
