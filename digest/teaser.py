@@ -620,7 +620,7 @@ def _first_word(text: str) -> str:
 # --- the editor's choice --------------------------------------------------------------------------
 
 _READ_MORE = re.compile(
-    r"(?:\s*(?:\[\s*(?:…|\.\.\.)\s*\]|\(\s*(?:…|\.\.\.)\s*\)|…|\.\.\.)|\s*(?:read more|continue reading|weiterlesen|lire la suite|leer más|mehr)\W*)+\s*$",
+    r"(?:\s*(?:\[\s*(?:…|\.\.\.)\s*\]|\(\s*(?:…|\.\.\.)\s*\)|…|\.\.\.)|\s*(?:read more|continue reading|weiterlesen|mehr lesen|lire la suite|leer más|leggi tutto)\W*)+\s*$",
     _I,
 )
 _EDITOR_FILES = {".md", ".markdown", ".txt"}
@@ -658,7 +658,7 @@ def editors_choice(article: Article) -> tuple[str, str] | None:
     if dek and not repeats_headline(dek, article.title):
         return "dek", dek
     if summary and not repeats_headline(summary, article.title) and not is_body_opening(summary, article):
-        return "description", _READ_MORE.sub("", summary).strip() + ("" if _TERMINAL.search(summary) else "")
+        return "description", _READ_MORE.sub("", summary).strip()
     return None
 
 
