@@ -1,6 +1,6 @@
 """Teaser quality against summaries people wrote, beside the peers' methods at the same budget.
 
-Usage: python bench/teasers.py [SET_DIR] [--max-chars N] [--show N]
+Usage: python bench/teasers.py [SET_DIR] [--max-chars N] [--show N] [--tune]
 
 SET_DIR holds pairs.jsonl ({id, source, path, title, human_summary} per line) and the article
 files its ``path`` values point to (default: ../shared/corpus/teasers). Each article is read the
@@ -264,11 +264,71 @@ def print_table(table: dict[str, dict[str, float]], max_chars: int, label: str) 
 _CEILINGS = {m.name for m in METHODS if m.ceiling}
 
 
+# --- tuning: how the teaser's weights were chosen ------------------------------------------------
+
+GRID = {
+    "title": (0.0, 0.25, 0.5, 1.0),
+    "first": (0.0, 0.25, 0.5, 1.0, 2.0),
+    "cut": (0.8, 1.0, 1.2),
+    "dependent": (0.7, 1.0),
+    "paragraphs": (0.0, 1.0),
+}
+
+
+def tune(pairs: Sequence[tuple[dict, Article]], max_chars: int, folds: int = 10, repeats: int = 5) -> None:
+    """Choose the teaser's weights on a grid by cross-validation: each fold's weights are chosen on
+    the other folds, and the fold is then scored with them; prints that held-out estimate, the
+    weights most folds chose, and how those weights do on each half."""
+    import itertools
+    import random
+    from collections import Counter
+
+    from digest.teaser import Weights, article_language, editors_choice, lead_candidates, lead_paragraphs
+
+    grid = [Weights(**dict(zip(GRID, values))) for values in itertools.product(*GRID.values())]
+    table: list[list[float]] = [[] for _ in grid]  # RL of each grid point's choice, per article
+    for row, article in pairs:
+        language = article_language(article)
+        fixed = editors_choice(article)
+        candidates = [] if fixed else lead_candidates(lead_paragraphs(article, language)[0], article.title, language, max_chars)
+        rl = {c.text: _SCORER.score(row["human_summary"], c.text)["rougeL"].fmeasure * 100 for c in candidates}
+        for g, w in enumerate(grid):
+            best = max(candidates, key=lambda c: c.score(w), default=None)
+            table[g].append(rl[best.text] if best else _SCORER.score(row["human_summary"], ours(article, max_chars))["rougeL"].fmeasure * 100)
+
+    def avg(g: int, idx: Sequence[int]) -> float:
+        return mean([table[g][i] for i in idx])
+
+    n = len(pairs)
+    rng = random.Random(1)
+    estimates, chosen = [], Counter()
+    for _ in range(repeats):
+        order = list(range(n))
+        rng.shuffle(order)
+        parts = [order[k::folds] for k in range(folds)]
+        total = 0.0
+        for k in range(folds):
+            train = [i for j in range(folds) if j != k for i in parts[j]]
+            g = max(range(len(grid)), key=lambda g: avg(g, train))
+            chosen[g] += 1
+            total += sum(table[g][i] for i in parts[k])
+        estimates.append(total / n)
+    print(f"\n{folds}-fold cross-validation, {repeats} shuffles, {len(grid)} weightings: held-out RL {mean(estimates):.2f}"
+          f" ({min(estimates):.2f}-{max(estimates):.2f})")
+    everything, even, odd = range(n), range(0, n, 2), range(1, n, 2)
+    for g, times in chosen.most_common(3):
+        print(f"  chosen by {times} of {folds * repeats} folds: {grid[g]}: all {avg(g, everything):.2f}, even {avg(g, even):.2f}, odd {avg(g, odd):.2f}")
+    for name, half, other in (("even", even, odd), ("odd", odd, even)):
+        g = max(range(len(grid)), key=lambda g: avg(g, half))
+        print(f"  best on the {name} lines alone: {grid[g]}: {name} {avg(g, half):.2f}, the other half {avg(g, other):.2f}")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("set_dir", nargs="?", type=Path, default=DEFAULT_SET)
     ap.add_argument("--max-chars", type=int, default=200)
     ap.add_argument("--show", type=int, default=0, help="print our teaser beside the human one for N articles")
+    ap.add_argument("--tune", action="store_true", help="also rerun the cross-validated choice of the teaser's weights")
     args = ap.parse_args(argv)
     if not (args.set_dir / "pairs.jsonl").is_file():
         print(f"bench/teasers.py: {args.set_dir}/pairs.jsonl not found; pass a pairs set folder", file=sys.stderr)
@@ -279,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"scored {len(pairs)} articles × {len(METHODS)} methods in {time.perf_counter() - started:.1f}s")
     for label, keep in (("all pairs", lambda i: True), ("even lines", lambda i: i % 2 == 0), ("odd lines", lambda i: i % 2 == 1)):
         print_table(summarise(rows, keep), args.max_chars, label)
+    if args.tune:
+        tune(pairs, args.max_chars)
     for row, article in pairs[: args.show]:
         print(f"\n# {row['id']} | {article.title}\n  human: {row['human_summary']}\n  ours:  {ours(article, args.max_chars)}")
     return 0

@@ -513,15 +513,21 @@ def _cosine(a: Counter, b: Counter, weight: dict[str, float]) -> float:
     return _dot(a, b, weight) / (na * nb) if na and nb else 0.0
 
 
-# Weights of the choice. They were set by ten-fold cross-validation on the teaser corpus (the
-# figures and both halves' scores are printed by bench/teasers.py), among a small grid of round
-# values; none of them names a site, a language or an article.
-TITLE_WEIGHT = 0.5  # the headline's terms (cosine and share covered), beside the article's
-PARAGRAPH_WEIGHT = 1.0  # mean likeness to each paragraph: what the whole piece keeps returning to
-FIRST_BONUS = 1.0  # the first sentence counts double: news is written lead first
-CUT_FACTOR = 1.2  # a long first sentence cut short still carries the story's first facts
-DEPENDENT_FACTOR = 0.7  # "But it…", "He said…": a sentence that leans on what came before
-COLON_FACTOR = 0.5  # "…writes:" introduces a quotation the teaser would not show
+@dataclass(frozen=True)
+class Weights:
+    """How the lead's candidates are weighed. The defaults were chosen by ten-fold cross-validation
+    over a small grid of round values on the teaser corpus (``bench/teasers.py --tune`` repeats
+    it and prints each half's score); none of them names a site, a language or an article."""
+
+    title: float = 0.5  # the headline's terms (cosine and share covered), beside the article's
+    paragraphs: float = 1.0  # mean likeness to each paragraph: what the piece keeps returning to
+    first: float = 1.0  # extra weight of the first sentence: news is written lead first
+    cut: float = 1.2  # a long first sentence cut short still carries the story's first facts
+    dependent: float = 0.7  # "But it…", "He said…": a sentence that leans on the one before
+    colon: float = 0.5  # "…writes:" introduces a quotation the teaser would not show
+
+
+WEIGHTS = Weights()
 
 # Words that make a sentence lean on the one before it, when it starts with them.
 _DEPENDENT = frozenset(
@@ -571,11 +577,37 @@ def _candidates(sentences: list[_Sentence], max_chars: int) -> list[tuple[str, l
     return out
 
 
-def choose_lead(paragraphs: list[str], title: str, language: str, max_chars: int) -> str:
-    """The run of lead sentences that best stands for the article within ``max_chars``."""
+@dataclass(frozen=True)
+class Candidate:
+    """A possible teaser from the lead, with what the choice weighs: its likeness to the rest of
+    the article (``body``), to the headline (``title``) and to the paragraphs on average."""
+
+    text: str
+    sentences: int
+    first: bool
+    cut: bool
+    body: float
+    title: float
+    paragraphs: float
+
+    def score(self, w: Weights = WEIGHTS) -> float:
+        score = (self.body + w.title * self.title + w.paragraphs * self.paragraphs) / self.sentences
+        if self.first:
+            score *= 1 + w.first
+        if self.cut:
+            score *= w.cut
+        if _first_word(self.text) in _DEPENDENT:
+            score *= w.dependent
+        if self.text.endswith(":"):
+            score *= w.colon
+        return score
+
+
+def lead_candidates(paragraphs: list[str], title: str, language: str, max_chars: int) -> list[Candidate]:
+    """Every teaser the lead allows within ``max_chars``, measured."""
     sentences = _lead_sentences(paragraphs, title, language)
     if not sentences:
-        return ""
+        return []
     body = Counter(_terms(" ".join(paragraphs)))
     head = Counter(_terms(title))
     each = [Counter(_terms(p)) for p in paragraphs]
@@ -590,25 +622,31 @@ def choose_lead(paragraphs: list[str], title: str, language: str, max_chars: int
         norm = _norm_of(p, weight)
         for t, n in p.items():
             centroid[t] += n / norm if norm else 0.0
-    best, best_score = "", -1.0
+    out = []
     for text, idx, cut in _candidates(sentences, max_chars):
         terms = Counter(_terms(text))
         own = sum((sentences[k].terms for k in idx), Counter())
-        score = (
-            _cosine(terms, body - own, weight)
-            + TITLE_WEIGHT * (_cosine(terms, head, weight) + sum(weight[t] for t in head if t in terms) / head_mass)
-            + PARAGRAPH_WEIGHT * _dot(terms, centroid, weight) / ((_norm_of(terms, weight) or 1.0) * len(each))
-        ) / len(idx)
-        if idx[0] == 0:
-            score *= 1 + FIRST_BONUS
-        if cut:
-            score *= CUT_FACTOR
-        if _first_word(text) in _DEPENDENT:
-            score *= DEPENDENT_FACTOR
-        if text.endswith(":"):
-            score *= COLON_FACTOR
+        out.append(
+            Candidate(
+                text=text,
+                sentences=len(idx),
+                first=idx[0] == 0,
+                cut=cut,
+                body=_cosine(terms, body - own, weight),
+                title=_cosine(terms, head, weight) + sum(weight[t] for t in head if t in terms) / head_mass,
+                paragraphs=_dot(terms, centroid, weight) / ((_norm_of(terms, weight) or 1.0) * len(each)),
+            )
+        )
+    return out
+
+
+def choose_lead(paragraphs: list[str], title: str, language: str, max_chars: int, weights: Weights = WEIGHTS) -> str:
+    """The run of lead sentences that best stands for the article within ``max_chars``."""
+    best, best_score = "", -1.0
+    for c in lead_candidates(paragraphs, title, language, max_chars):
+        score = c.score(weights)
         if score > best_score + 1e-12:
-            best, best_score = text, score
+            best, best_score = c.text, score
     return best
 
 
