@@ -665,22 +665,20 @@ _EDITOR_FILES = {".md", ".markdown", ".txt"}
 
 
 def is_body_opening(summary: str, article: Article) -> bool:
-    """True when a description only repeats the first words of the body (as most feeds' do),
-    allowing for a trailing "…" or "Read more" and a last word cut short."""
+    """True when a description only repeats the body's first words (as most feeds' do), allowing
+    for a dateline or byline before them, a trailing "…" or "Read more", and a last word cut short."""
     said = _norm(_READ_MORE.sub("", summary)).split()
     if not said:
         return True
     body = _norm(" ".join(article.paragraphs[:4])).split()
-    if not body:
-        return False
-    probe = said[: min(4, len(said))]
-    for start in range(0, min(60, len(body))):
+    probe = said[:4]
+    for start in range(min(60, len(body))):
         if body[start : start + len(probe)] != probe:
             continue
         window = body[start : start + len(said)]
-        same = sum(a == b for a, b in zip(said, window))
-        if said[-1] != (window[-1] if len(window) == len(said) else "") and len(window) == len(said) and window[-1].startswith(said[-1]):
-            same += 1
+        same = sum(a == b for a, b in zip(said[:-1], window))
+        last = window[len(said) - 1] if len(window) == len(said) else ""
+        same += last.startswith(said[-1])
         if same >= 0.9 * len(said):
             return True
     return False
