@@ -287,7 +287,7 @@ _AD = re.compile(
     _I,
 )
 _NOTE = re.compile(
-    r"^(?:editor'?s'?\s+note|editors?\s+note|note from the editor|a note|note|n\.\s?b\.|update|correction|"
+    r"^\W{0,2}(?:editor'?s'?\s+note|editors?\s+note|note from the editor|a note|note|n\.\s?b\.|update|edit|correction|"
     r"clarification|disclosure|disclaimer|anm\.\s*d\.\s*red|hinweis der redaktion|redaktioneller hinweis|"
     r"anmerkung der redaktion|note de la rédaction|nda|nota del editor|nota de la redacci[oó]n|"
     r"nota della redazione|poznámka redakce)\b\s*[:.—–-]"
@@ -331,6 +331,8 @@ def word_count(text: str) -> int:
     return len([w for w in _words(text) if not _UNSPACED.search(w)]) + (unspaced + 1) // 2
 
 
+# Breadcrumbs ("Home > News > Europe") and table rows ("| cell | cell |").
+_NAVIGATION = re.compile(r"^\|| \|\s*$|^(?:[^>›»|]{1,40}\s[>›»|]\s){2,}")
 _EMBED = re.compile(r"^[—–-]\s*\S.{0,60}\(@\w+\)|pic\.twitter\.com/|^https?://\S+$|^@\w+$")
 _TRAILING_CREDIT = re.compile(r"\((?:[^()]*/[^()]*|[^()]*(?:getty images|photo|foto|credit|reuters|afp|\bap\b|dpa)[^()]*)\)\s*$", _I)
 
@@ -348,8 +350,10 @@ def furniture(text: str, *, author: str | None = None) -> str | None:
         return "embedded post or link"
     if _NOTE.search(stripped):
         return "editor's note"
-    if n <= 40 and _WRAPPED.match(stripped):
-        return "editor's note"
+    if n <= 80 and _WRAPPED.match(stripped):
+        return "editor's note"  # a whole paragraph in brackets is an aside, not the story
+    if _NAVIGATION.search(stripped):
+        return "navigation"
     if n <= 16 and _STAMP.match(stripped):
         return "date stamp"
     if n <= 12 and _BYLINE.match(stripped):

@@ -71,6 +71,13 @@ def teaser(*paragraphs: str | Block, max_chars: int = 220, **kw: object) -> str:
         pytest.param(["[This article first appeared in our weekend edition.]"], id="bracketed note"),
         pytest.param(["Library"], id="one-word line"),
         pytest.param(["— Jane Smith (@janesmith) August 1, 2025"], id="embedded post"),
+        pytest.param(["Home > News > Local > Transport"], id="breadcrumbs"),
+        pytest.param(["| Depot | Built 1902 | Closed 1998 |"], id="table row"),
+        pytest.param(
+            ["(EDIT: an earlier version of this post gave the wrong year for the depot's closure, which was "
+             "1998 and not 1989 as we said; thanks to the readers who wrote in to correct it.)"],
+            id="parenthetical edit note",
+        ),
     ],
 )
 def test_furniture_before_the_lead_is_passed_over(furniture: list[str | Block]) -> None:
