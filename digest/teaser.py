@@ -331,6 +331,7 @@ def word_count(text: str) -> int:
     return len([w for w in _words(text) if not _UNSPACED.search(w)]) + (unspaced + 1) // 2
 
 
+_COPYRIGHT = re.compile(r"\b(?:copyright(?:ed)?|all rights reserved|alle rechte vorbehalten|tous droits réservés|todos los derechos reservados)\b", _I)
 # Breadcrumbs ("Home > News > Europe") and table rows ("| cell | cell |").
 _NAVIGATION = re.compile(r"^\|| \|\s*$|^(?:[^>›»|]{1,40}\s[>›»|]\s){2,}")
 _EMBED = re.compile(r"^[—–-]\s*\S.{0,60}\(@\w+\)|pic\.twitter\.com/|^https?://\S+$|^@\w+$")
@@ -368,6 +369,8 @@ def furniture(text: str, *, author: str | None = None) -> str | None:
         return "caption or credit"  # a caption that ends with its credit: "(Jane Doe/AFP/Getty Images)"
     if n <= 25 and _PROMPT.search(stripped):
         return "share or subscribe prompt"
+    if n <= 25 and _COPYRIGHT.search(stripped):
+        return "copyright notice"
     if n <= 30 and not _TERMINAL.search(stripped) and not _UNSPACED.search(stripped[-1:]):
         return "subheading"
     if n <= 12 and stripped.endswith("?") and _title_case(words):

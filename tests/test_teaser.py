@@ -72,6 +72,7 @@ def teaser(*paragraphs: str | Block, max_chars: int = 220, **kw: object) -> str:
         pytest.param(["Library"], id="one-word line"),
         pytest.param(["— Jane Smith (@janesmith) August 1, 2025"], id="embedded post"),
         pytest.param(["Home > News > Local > Transport"], id="breadcrumbs"),
+        pytest.param(["Copyright 2025 The Daily Example. All rights reserved."], id="copyright notice"),
         pytest.param(["| Depot | Built 1902 | Closed 1998 |"], id="table row"),
         pytest.param(
             ["(EDIT: an earlier version of this post gave the wrong year for the depot's closure, which was "
