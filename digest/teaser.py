@@ -333,7 +333,7 @@ def word_count(text: str) -> int:
 
 _COPYRIGHT = re.compile(r"\b(?:copyright(?:ed)?|all rights reserved|alle rechte vorbehalten|tous droits réservés|todos los derechos reservados)\b", _I)
 # Breadcrumbs ("Home > News > Europe") and table rows ("| cell | cell |").
-_NAVIGATION = re.compile(r"^\|| \|\s*$|^(?:[^>›»|]{1,40}\s[>›»|]\s){2,}")
+_NAVIGATION = re.compile(r"^(?:[^>›»|]{1,40}\s[>›»|]\s){2,}")
 _EMBED = re.compile(r"^[—–-]\s*\S.{0,60}\(@\w+\)|pic\.twitter\.com/|^https?://\S+$|^@\w+$")
 _TRAILING_CREDIT = re.compile(r"\((?:[^()]*/[^()]*|[^()]*(?:getty images|photo|foto|credit|reuters|afp|\bap\b|dpa)[^()]*)\)\s*$", _I)
 
@@ -353,7 +353,7 @@ def furniture(text: str, *, author: str | None = None) -> str | None:
         return "editor's note"
     if n <= 80 and _WRAPPED.match(stripped):
         return "editor's note"  # a whole paragraph in brackets is an aside, not the story
-    if _NAVIGATION.search(stripped):
+    if n <= 25 and _NAVIGATION.search(stripped):
         return "navigation"
     if n <= 16 and _STAMP.match(stripped):
         return "date stamp"
@@ -448,7 +448,8 @@ def _line(text: str) -> bool:
 def lead_paragraphs(article: Article, language: str | None = None) -> tuple[list[str], list[Passed]]:
     """The body's prose paragraphs in order, and what was passed over on the way."""
     passed: list[Passed] = [Passed("subheading", clean_text(b.text)) for b in article.body if b.kind == "h"]
-    raw = [clean_text(b.text) for b in article.body if b.kind == "p"]
+    # Pages laid out in tables come through with their cell rules: "| text |".
+    raw = [t for t in (clean_text(b.text).strip(" |") for b in article.body if b.kind == "p") if t]
     headline = set(_headline_forms(article.title))
     passed += [Passed("repeats the headline", p) for p in raw if _norm(p) in headline]
     paragraphs = rejoin_wrapped([p for p in raw if _norm(p) not in headline])
@@ -700,9 +701,23 @@ def editors_choice(article: Article) -> tuple[str, str] | None:
     dek = clean_text(article.dek)
     if dek and not repeats_headline(dek, article.title):
         return "dek", dek
-    if summary and not repeats_headline(summary, article.title) and not is_body_opening(summary, article):
+    if summary and not repeats_headline(summary, article.title) and not is_body_opening(summary, article) and _about(summary, article):
         return "description", _READ_MORE.sub("", summary).strip()
     return None
+
+
+def _about(description: str, article: Article) -> bool:
+    """Whether a description speaks of this article at all, rather than being the site's own blurb
+    ("The latest news and headlines from…") repeated on every page."""
+    said = _roots(description)
+    shared = said & _roots(" ".join([article.title, *article.paragraphs]))
+    return bool(shared) and len(shared) >= 0.15 * len(said)
+
+
+def _roots(text: str) -> set[str]:
+    """Content words cut to their first four letters: "voted" and "vote" meet, as do "books" and
+    "book"; Chinese and Japanese text gives its character pairs."""
+    return {t[:4] for t in _terms(text) if len(t) >= 4 or _UNSPACED.search(t)}
 
 
 # --- the teaser -----------------------------------------------------------------------------------

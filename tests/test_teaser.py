@@ -73,7 +73,7 @@ def teaser(*paragraphs: str | Block, max_chars: int = 220, **kw: object) -> str:
         pytest.param(["— Jane Smith (@janesmith) August 1, 2025"], id="embedded post"),
         pytest.param(["Home > News > Local > Transport"], id="breadcrumbs"),
         pytest.param(["Copyright 2025 The Daily Example. All rights reserved."], id="copyright notice"),
-        pytest.param(["| Depot | Built 1902 | Closed 1998 |"], id="table row"),
+        pytest.param(["| Home | Depot | Library | Contact |"], id="menu row"),
         pytest.param(
             ["(EDIT: an earlier version of this post gave the wrong year for the depot's closure, which was "
              "1998 and not 1989 as we said; thanks to the readers who wrote in to correct it.)"],
@@ -111,6 +111,7 @@ def test_a_german_town_dateline_is_cut() -> None:
 def test_a_lead_that_only_repeats_the_headline_is_skipped() -> None:
     assert teaser("Tram depot to become a library", LEAD, *REST) == LEAD
     assert teaser("Tram depot to become a library.", LEAD, *REST) == LEAD
+    assert teaser("Tram depot to become a library. " + LEAD, *REST) == LEAD
 
 
 def test_hard_wrapped_lines_are_read_as_one_paragraph() -> None:
@@ -270,6 +271,8 @@ def test_feed_description_only_when_it_is_not_the_bodys_opening() -> None:
         assert is_body_opening(echo, a), echo
         assert choose_teaser(a, 220).origin == "lead", echo
     assert not is_body_opening(own, article(LEAD, *REST))
+    blurb = "The latest news and headlines from the Daily Example, with videos and photos."
+    assert choose_teaser(article(LEAD, *REST, summary=blurb), 220).origin == "lead"
 
 
 # --- both forms are clean ------------------------------------------------------------------------
