@@ -325,11 +325,16 @@ def tune(pairs: Sequence[tuple[dict, Article]], max_chars: int, folds: int = 10,
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("set_dir", nargs="?", type=Path, default=DEFAULT_SET)
+    ap.add_argument("set_dir", nargs="?", type=Path)
     ap.add_argument("--max-chars", type=int, default=200)
     ap.add_argument("--show", type=int, default=0, help="print our teaser beside the human one for N articles")
     ap.add_argument("--tune", action="store_true", help="also rerun the cross-validated choice of the teaser's weights")
     args = ap.parse_args(argv)
+    if args.set_dir is None:
+        if not (DEFAULT_SET / "pairs.jsonl").is_file():
+            print(f"bench/teasers.py: skipped: {DEFAULT_SET} is absent (pass a pairs set folder)")
+            return 0
+        args.set_dir = DEFAULT_SET
     if not (args.set_dir / "pairs.jsonl").is_file():
         print(f"bench/teasers.py: {args.set_dir}/pairs.jsonl not found; pass a pairs set folder", file=sys.stderr)
         return 2
