@@ -292,6 +292,55 @@ def sources_list(c: Context, failing: bool) -> None:
 # (teaser commands go below this line)
 
 
+@cli.command(epilog="Examples:\n\n  digest teaser examples/content/*.md\n\n  digest teaser --max-chars 160 --json article.html")
+@click.option("--max-chars", "max_chars", type=click.IntRange(min=20), metavar="N", help="Budget in characters (default: teaser.max_chars from the config when there is one, else 220).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: teaser, html, origin, language, and what was passed over.")
+@click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE...")
+@pass_ctx
+def teaser(c: Context, max_chars: int | None, as_json: bool, files: tuple[Path, ...]) -> None:
+    """Write the teaser of each article FILE (Markdown, text or HTML), one line per file, in order.
+
+    Files need no date here. A file that cannot be read gets a warning and an empty line (or a JSON
+    line with an "error" key), so the output still lines up with the input.
+    """
+    import json
+    from zoneinfo import ZoneInfo
+
+    from digest.sources.folder import read_article_file
+    from digest.teaser import DEFAULT_MAX_CHARS, as_teaser, choose_teaser
+
+    if max_chars is None:
+        found = config_path_from(c.config_option)
+        max_chars = load_config(found).teaser.max_chars if found.is_file() else DEFAULT_MAX_CHARS
+    failed = 0
+    for path in files:
+        try:
+            article = read_article_file(path, source="files", tz=ZoneInfo("UTC"), require_date=False)
+        except (ValueError, OSError, UnicodeDecodeError) as exc:
+            failed += 1
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            warn(f"{path}: {reason}")
+            echo(json.dumps({"file": str(path), "error": reason}, ensure_ascii=False) if as_json else "")
+            continue
+        choice = choose_teaser(article, max_chars)
+        out = as_teaser(choice.text)
+        if not as_json:
+            echo(out.text)
+            continue
+        echo(json.dumps({
+            "file": str(path),
+            "teaser": out.text,
+            "html": out.html,
+            "chars": len(out.text),
+            "max_chars": max_chars,
+            "origin": choice.origin,
+            "language": choice.language,
+            "passed_over": [{"reason": p.reason, "text": p.text} for p in choice.passed],
+        }, ensure_ascii=False))
+    if failed == len(files):
+        raise UsageError("no article file could be read")
+
+
 # === schedule, preview, serve, hold ===============================================
 # (scheduler and web commands go below this line)
 

@@ -11,7 +11,7 @@ from conftest import ROOT, write_article
 from digest.cli import cli
 
 COMMANDS = [[], ["ingest"], ["build"], ["send"], ["run"], ["subscribers"], ["subscribers", "import"], ["subscribers", "list"], ["subscribers", "export"]]
-COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"]]
+COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
 
 
 def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

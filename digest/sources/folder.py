@@ -42,29 +42,35 @@ class FolderSource(Source):
         return SourceResult(tuple(found), problems=tuple(problems))
 
 
-def read_article_file(path: Path, *, source: str, tz: Any, root: Path | None = None) -> Article:
-    """Read one article file of any supported format. Raises ValueError naming what is wrong."""
+def read_article_file(path: Path, *, source: str, tz: Any, root: Path | None = None, require_date: bool = True) -> Article:
+    """Read one article file of any supported format. Raises ValueError naming what is wrong.
+
+    With ``require_date=False`` (tools that only look at the text, such as ``digest teaser``) an
+    undated file is read too: its date is the file's modification time, marked as first seen.
+    """
     suffix = path.suffix.lower()
     # HTML says its own encoding; Markdown and text files must be UTF-8.
     text = decode_document(path.read_bytes()).text if suffix in HTML_SUFFIXES else path.read_text(encoding="utf-8")
+    undated = None if require_date else _file_time(path, tz)
     rel = path.relative_to(root).as_posix() if root else path.name
     fallback_id = f"file:{source}/{rel}"
     if suffix in TEXT_SUFFIXES:
         page = parse_text_page(text)
-        if page.date is None:
+        if page.date is None and undated is None:
             raise ValueError("no date found on lines 2-4 (expected a date such as 'July 25, 2025')")
         return Article(
             id=fallback_id,
             source=source,
             title=page.headline,
             dek=page.dek,
-            published=as_aware(page.date, tz),
+            published=as_aware(page.date, tz) if page.date else undated,
             body=page.body,
             origin=str(path),
+            date_is_first_seen=page.date is None,
         )
     if suffix in MARKDOWN_SUFFIXES:
         meta, body_text = split_front_matter(text)
-        return _from_front_matter(meta, markdown_blocks(body_text), path=path, source=source, tz=tz, fallback_id=fallback_id)
+        return _from_front_matter(meta, markdown_blocks(body_text), path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated)
     if suffix in HTML_SUFFIXES:
         from digest.sources.page import extract_page
 
@@ -73,8 +79,12 @@ def read_article_file(path: Path, *, source: str, tz: Any, root: Path | None = N
             raise ValueError("no article text found in the HTML")
         meta = {"title": page.title, "date": page.date, "url": page.url, "author": page.author,
                 "image": page.image, "summary": page.description}
-        return _from_front_matter(meta, page.body, path=path, source=source, tz=tz, fallback_id=fallback_id)
+        return _from_front_matter(meta, page.body, path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated)
     raise ValueError(f"unsupported file type {suffix!r}")
+
+
+def _file_time(path: Path, tz: Any) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, tz)
 
 
 def _date(value: Any, tz: Any, key: str) -> datetime:
@@ -92,7 +102,7 @@ def _date(value: Any, tz: Any, key: str) -> datetime:
     raise ValueError(f"{key}: expected a date such as 2025-08-06 or 2025-08-06T10:30:00+01:00, got {value!r}")
 
 
-def _from_front_matter(meta: dict[str, Any], body: tuple, *, path: Path, source: str, tz: Any, fallback_id: str) -> Article:
+def _from_front_matter(meta: dict[str, Any], body: tuple, *, path: Path, source: str, tz: Any, fallback_id: str, undated: datetime | None = None) -> Article:
     known = {"title", "date", "updated", "url", "author", "summary", "teaser", "dek", "image", "image_alt", "tags", "section", "lang", "language", "draft", "id"}
     for key in meta:
         if key not in known:
@@ -100,7 +110,7 @@ def _from_front_matter(meta: dict[str, Any], body: tuple, *, path: Path, source:
     title = normalise_space(str(meta.get("title") or ""))
     if not title:
         raise ValueError("front matter has no title")
-    if meta.get("date") is None:
+    if meta.get("date") is None and undated is None:
         raise ValueError("front matter has no date")
     tags = meta.get("tags") or ()
     if isinstance(tags, str):
@@ -111,7 +121,8 @@ def _from_front_matter(meta: dict[str, Any], body: tuple, *, path: Path, source:
         source=source,
         title=title,
         url=url,
-        published=_date(meta["date"], tz, "date"),
+        published=_date(meta["date"], tz, "date") if meta.get("date") is not None else undated,
+        date_is_first_seen=meta.get("date") is None,
         updated=_date(meta["updated"], tz, "updated") if meta.get("updated") else None,
         author=normalise_space(str(meta["author"])) if meta.get("author") else None,
         dek=normalise_space(str(meta["dek"])) if meta.get("dek") else None,
