@@ -21,6 +21,29 @@ def shared_path(*parts: str) -> Path:
     return p
 
 
+# Debian's chromium, headless, kept off the network (the machine has none but the registries).
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_executable() -> str:
+    """Debian's chromium (or $DIGEST_CHROMIUM), skipping the test when it is not installed."""
+    import os
+    import shutil
+
+    path = os.environ.get("DIGEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(path).exists():
+        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh installs it)")
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -8,8 +8,6 @@ downloaded; images are served from memory, every other request is refused).
 
 from __future__ import annotations
 
-import os
-import shutil
 import struct
 import zlib
 from collections.abc import Iterator
@@ -19,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import write_sample_config
+from conftest import CHROMIUM_ARGS, chromium_executable, write_sample_config
 from renderdata import golden_issue, make_article, make_issue, make_settings
 
 from digest.config import load_config
@@ -28,24 +26,8 @@ from digest.render.issue import render_issue
 from digest.render.message import personalise
 from digest.store import Store
 
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WIDTHS = (375, 600)
 SCHEMES = ("light", "dark")
-
-
-def _chromium() -> str:
-    path = os.environ.get("DIGEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh installs it)")
-    return path
 
 
 def _axe_source() -> str:
@@ -72,7 +54,7 @@ IMAGE = _png(1200, 600)
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing; run `make setup`")
-    executable = _chromium()
+    executable = chromium_executable()
     with sync_api.sync_playwright() as p:
         b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         yield b

@@ -13,21 +13,11 @@ from urllib.parse import unquote
 
 import pytest
 
-from conftest import ROOT, free_port, write_article
+from conftest import CHROMIUM_ARGS, ROOT, chromium_executable, free_port, write_article
 from digest.web.preview import Preview, PreviewApp, dark_variant, local_hosts
 from digest.web.wsgi import make_wsgi_server
 
 AS_OF = datetime.fromisoformat("2025-08-11T09:00:00+01:00")
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 ARTIFACTS = ROOT / "test-artifacts"
 
 
@@ -168,12 +158,11 @@ def test_test_send_needs_the_page_token_and_a_local_host(running: Running) -> No
 
 @pytest.fixture
 def browser() -> Iterator[object]:
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (scripts/system-deps.sh installs it)")
+    executable = chromium_executable()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        b = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
         try:
             yield b
         finally:

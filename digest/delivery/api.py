@@ -13,8 +13,7 @@ HTTP answers.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime, parseaddr
+from email.utils import parseaddr
 from typing import Any
 
 import requests
@@ -22,23 +21,8 @@ import requests
 from digest.config import APISettings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.errors import DeliveryConfigError
+from digest.retry_after import retry_after_seconds
 from digest.models import DeliveryResult
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """Retry-After as seconds: either a number of seconds or an HTTP date (RFC 9110 §10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
 
 
 def answer_text(resp: requests.Response, limit: int = 300) -> str:
@@ -84,7 +68,7 @@ class APIBackend(Backend):
             )
         if status == 429 or status >= 500:
             extra = {"throttle": "1"} if status == 429 else {}
-            after = retry_after_seconds(resp.headers.get("Retry-After"))
+            after = retry_after_seconds(resp.headers.get("Retry-After"), date_header=resp.headers.get("Date"))
             if after is not None:
                 extra["retry_after"] = f"{after:g}"
             return self.every(messages, "retry", f"{self.service}: HTTP {status}: {answer_text(resp)}", extra)

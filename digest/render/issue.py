@@ -20,7 +20,7 @@ from typing import Any
 import jinja2
 from markupsafe import Markup, escape
 
-from digest.config import NewsletterSettings, RenderSettings, Settings
+from digest.config import NewsletterSettings, Settings
 from digest.errors import RenderError
 from digest.models import Issue, RenderedIssue, Skipped
 from digest.render.environment import make_environment, one_line

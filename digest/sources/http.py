@@ -27,8 +27,6 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from email.utils import parsedate_to_datetime
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -36,6 +34,7 @@ from requests.structures import CaseInsensitiveDict
 
 from digest import __version__
 from digest.errors import SourceError
+from digest.retry_after import retry_after_seconds
 from digest.sources.encoding import charset_from_content_type
 
 log = logging.getLogger(__name__)
@@ -124,33 +123,6 @@ class _HostGate:
 def _host_key(url: str) -> str:
     parts = urlsplit(url)
     return f"{(parts.hostname or '').lower()}:{parts.port or ''}"
-
-
-def _retry_after(value: str | None, *, date_header: str | None) -> float | None:
-    """Seconds asked for by a Retry-After header (delay-seconds or an HTTP date, RFC 9110 §10.2.3).
-    An HTTP date is measured against the response's own Date header when there is one, so a
-    skewed local clock does not matter."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    ref: datetime | None = None
-    if date_header:
-        try:
-            ref = parsedate_to_datetime(date_header)
-        except (TypeError, ValueError):
-            ref = None
-    ref = ref or datetime.now(timezone.utc)
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=timezone.utc)
-    if ref.tzinfo is None:
-        ref = ref.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - ref).total_seconds())
 
 
 _STATUS_HINTS = {
@@ -255,7 +227,7 @@ class Fetcher:
                         f"source {source!r}: {url} answered HTTP {status}" + (f"; {hint}" if hint else ""), url=url, status=status
                     )
                 return status, resp_headers, body
-            asked = _retry_after(resp_headers.get("retry-after"), date_header=resp_headers.get("date"))
+            asked = retry_after_seconds(resp_headers.get("retry-after"), date_header=resp_headers.get("date"))
             if attempt >= p.retries:
                 raise FetchError(f"source {source!r}: {url} answered HTTP {status} after {attempt + 1} tries; will try again next run", url=url, status=status)
             if asked is not None and asked > p.max_retry_after:
