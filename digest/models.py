@@ -94,12 +94,6 @@ class RenderedIssue:
 
 
 @dataclass(frozen=True)
-class Recipient:
-    email: str
-    name: str | None = None
-
-
-@dataclass(frozen=True)
 class DeliveryResult:
     """What happened to one message: ``sent``, ``failed`` (permanent) or ``retry`` (transient)."""
 

@@ -379,12 +379,6 @@ class Store:
 
     # --- articles -----------------------------------------------------------------------------
 
-    def upsert_articles(self, items: Iterable[Article], *, now: datetime | None = None) -> tuple[int, int]:
-        """Store articles; an article whose content changed is updated in place.
-        Returns (new, updated). See :meth:`store_articles`."""
-        report = self.store_articles(items, now=now)
-        return report.new, report.updated
-
     def store_articles(self, items: Iterable[Article], *, now: datetime | None = None) -> UpsertReport:
         """Store a batch of articles (one source's read), recognising ones already stored.
 
@@ -640,21 +634,6 @@ class Store:
         with self.engine.begin() as conn:
             conn.execute(issues.update().where(issues.c.key == key).values(status="sent", finished_at=now))
 
-    def issue_article_ids(self, key: str) -> list[str]:
-        with self.engine.connect() as conn:
-            return list(
-                conn.execute(
-                    sa.select(issue_articles.c.article_id)
-                    .where(issue_articles.c.issue_key == key)
-                    .order_by(issue_articles.c.position)
-                ).scalars()
-            )
-
-    def articles_by_id(self, ids: Sequence[str]) -> list[Article]:
-        with self.engine.connect() as conn:
-            rows = {r.id: r for r in conn.execute(sa.select(articles).where(articles.c.id.in_(list(ids)))).all()}
-        return [row_to_article(rows[i]) for i in ids if i in rows]
-
     def unfinished_issues(self) -> list[Any]:
         with self.engine.connect() as conn:
             return list(conn.execute(sa.select(issues).where(issues.c.status == "sending").order_by(issues.c.slot)).all())
@@ -669,24 +648,6 @@ class Store:
                 .order_by(deliveries.c.email)
             ):
                 yield row.email, row.name
-
-    def mark_deliveries(self, key: str, results: Sequence[DeliveryResult], *, now: datetime) -> None:
-        """Record a batch of outcomes in one transaction."""
-        if not results:
-            return
-        with self.engine.begin() as conn:
-            for r in results:
-                conn.execute(
-                    deliveries.update()
-                    .where(deliveries.c.issue_key == key, deliveries.c.email == r.recipient)
-                    .values(
-                        status=r.status,
-                        message_id=r.message_id,
-                        detail=r.detail,
-                        attempts=deliveries.c.attempts + 1,
-                        updated_at=now,
-                    )
-                )
 
     def failed_deliveries(self, key: str) -> list[tuple[str, str]]:
         with self.engine.connect() as conn:

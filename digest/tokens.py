@@ -8,6 +8,7 @@ agrees. Tokens are signed, so a tampered one is rejected.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
@@ -30,5 +31,5 @@ class TokenSigner:
         return value if isinstance(value, str) else None
 
 
-def signer_for(secret_env: str, store_secret: "callable[[], str]") -> TokenSigner:  # type: ignore[valid-type]
+def signer_for(secret_env: str, store_secret: Callable[[], str]) -> TokenSigner:
     return TokenSigner(os.environ.get(secret_env) or store_secret())

@@ -23,7 +23,6 @@ from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
-from zoneinfo import ZoneInfo
 
 import feedparser
 
@@ -492,12 +491,3 @@ class FeedSource(Source):
                 )
             )
         return out, problems
-
-
-def read_feed_file(path: Any, *, source: str = "file", now: datetime, tz: ZoneInfo = ZoneInfo("UTC")) -> list[Article]:
-    """The articles of a local feed file (a convenience for scripts and benchmarks)."""
-    from pathlib import Path
-
-    from digest.config import SourceSettings
-
-    return FeedSource(SourceSettings(name=source, kind="feed", path=Path(path)), tz=tz).read(now)

@@ -2,7 +2,7 @@
 
 An id comes from the feed's GUID when that GUID can be trusted, else from the canonical URL,
 else from a hash of the article's text. The store also matches articles by canonical URL and by
-text fingerprint (see :meth:`digest.store.Store.upsert_articles`), so the same article reached
+text fingerprint (see :meth:`digest.store.Store.store_articles`), so the same article reached
 through two sources, or through a GUID the publisher changed, is stored once.
 """
 
