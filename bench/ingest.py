@@ -103,10 +103,16 @@ def main() -> int:
         t, entries = time_feedparser(xml_datas)
         best_fp = min(best_fp, t)
 
-    print(f"real feeds: {len(files)} files ({len(xml_files)} XML, {len(files) - len(xml_files)} JSON), {size_mb:.1f} MB; best of {args.rounds} rounds")
-    print(f"digest whole ingest, all files: {items_all} items in {best_all:.2f} s = {items_all / best_all:.0f} items/s ({failed} unreadable file(s))")
+    print(
+        f"real feeds: {len(files)} files ({len(xml_files)} XML, {len(files) - len(xml_files)} JSON), {size_mb:.1f} MB; best of {args.rounds} rounds"
+    )
+    print(
+        f"digest whole ingest, all files: {items_all} items in {best_all:.2f} s = {items_all / best_all:.0f} items/s ({failed} unreadable file(s))"
+    )
     print(f"digest whole ingest, XML files: {items_xml} items in {best_xml:.2f} s = {items_xml / best_xml:.0f} items/s")
-    print(f"feedparser.parse alone, XML files: {entries} entries in {best_fp:.2f} s = {entries / best_fp:.0f} entries/s")
+    print(
+        f"feedparser.parse alone, XML files: {entries} entries in {best_fp:.2f} s = {entries / best_fp:.0f} entries/s"
+    )
     print(f"ratio, digest whole ingest / feedparser parse alone (XML files): {best_xml / best_fp:.2f}")
     return 0
 

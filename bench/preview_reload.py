@@ -28,12 +28,22 @@ from digest.web.wsgi import make_wsgi_server  # noqa: E402
 EDITS = 10
 BUDGET = 1.0
 CHROMIUM = "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 
 
 def sample_config(folder: Path) -> Path:
     text = (ROOT / "config" / "digest.toml").read_text()
-    text = text.replace('path = "../examples/content"', f'path = "{ROOT / "examples" / "content"}"').replace('path = "../out/outbox"', 'path = "outbox"')
+    text = text.replace('path = "../examples/content"', f'path = "{ROOT / "examples" / "content"}"').replace(
+        'path = "../out/outbox"', 'path = "outbox"'
+    )
     text = text.replace('csv = "subscribers.csv"', f'csv = "{ROOT / "config" / "subscribers.csv"}"')
     cfg = folder / "digest.toml"
     cfg.write_text(text + '\n[templates]\npath = "theme"\n')
@@ -67,7 +77,12 @@ def main() -> None:
                 want = f"Edit {i}:"
                 start = time.perf_counter()
                 (folder / "theme" / "subject.j2").write_text(f"Edit {i}: {{{{ entries|length }}}} articles")
-                page.wait_for_function("want => (document.getElementById('subject')?.textContent || '').startsWith(want)", arg=want, timeout=30_000, polling=10)
+                page.wait_for_function(
+                    "want => (document.getElementById('subject')?.textContent || '').startsWith(want)",
+                    arg=want,
+                    timeout=30_000,
+                    polling=10,
+                )
                 live.append(time.perf_counter() - start)
 
             # The peer: re-run `digest build` and reload the written HTML.
@@ -77,8 +92,22 @@ def main() -> None:
                 start = time.perf_counter()
                 (folder / "theme" / "subject.j2").write_text(f"Build {i}: {{{{ entries|length }}}} articles")
                 subprocess.run(
-                    [sys.executable, "-m", "digest", "--config", str(cfg), "build", "--no-ingest", "--as-of", "2025-08-11T09:00", "--out", str(out)],
-                    check=True, capture_output=True, cwd=ROOT,
+                    [
+                        sys.executable,
+                        "-m",
+                        "digest",
+                        "--config",
+                        str(cfg),
+                        "build",
+                        "--no-ingest",
+                        "--as-of",
+                        "2025-08-11T09:00",
+                        "--out",
+                        str(out),
+                    ],
+                    check=True,
+                    capture_output=True,
+                    cwd=ROOT,
                 )
                 other.goto((out / "issue.html").as_uri())
                 rebuild.append(time.perf_counter() - start)
@@ -93,7 +122,9 @@ def main() -> None:
     med, worst = statistics.median(live), max(live)
     peer = statistics.median(rebuild)
     print(f"template edit → open preview page updated ({EDITS} edits, sample newsletter, 5 articles)")
-    print(f"  live preview:          median {med * 1000:6.0f} ms   max {worst * 1000:6.0f} ms   budget {BUDGET * 1000:.0f} ms")
+    print(
+        f"  live preview:          median {med * 1000:6.0f} ms   max {worst * 1000:6.0f} ms   budget {BUDGET * 1000:.0f} ms"
+    )
     print(f"  peer: digest build + reload: median {peer * 1000:6.0f} ms ({len(rebuild)} runs)")
     print(f"  ratios: worst/budget {worst / BUDGET:.2f}   peer/live median {peer / med:.1f}x")
 

@@ -87,8 +87,12 @@ def main() -> int:
     f1s = [f for f, _ in ours]
     median = statistics.median(f1s)
     print(f"pages: {len(pages)}")
-    print(f"digest body token F1: median {median:.3f}, mean {statistics.mean(f1s):.3f} (target: median >= {TARGET:.2f}) in {ours_s:.1f} s")
-    print(f"peer, trafilatura.extract plain text: median {statistics.median(peer):.3f}, mean {statistics.mean(peer):.3f} in {peer_s:.1f} s")
+    print(
+        f"digest body token F1: median {median:.3f}, mean {statistics.mean(f1s):.3f} (target: median >= {TARGET:.2f}) in {ours_s:.1f} s"
+    )
+    print(
+        f"peer, trafilatura.extract plain text: median {statistics.median(peer):.3f}, mean {statistics.mean(peer):.3f} in {peer_s:.1f} s"
+    )
     print("worst ten:")
     for f1, name in sorted(ours)[:10]:
         print(f"  {f1:.3f}  {name}")

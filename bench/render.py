@@ -74,7 +74,9 @@ def javascript_mjml(source_file: Path, runs: int) -> tuple[dict | None, float | 
     if not (JS / "node_modules" / "mjml" / "package.json").exists():
         return None, None, "the JavaScript mjml is not installed; run scripts/js-deps.sh"
     t0 = time.perf_counter()
-    proc = subprocess.run([node, str(JS / "compile.js"), str(source_file), str(runs)], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [node, str(JS / "compile.js"), str(source_file), str(runs)], capture_output=True, text=True, timeout=600
+    )
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
         return None, None, f"node failed: {proc.stderr.strip()[:300]}"
@@ -112,13 +114,19 @@ def main() -> None:
     per_fill = median_seconds(personalise_all, runs_small) / len(addresses)
     per_message = median_seconds(messages_all, runs_small) / len(addresses)
 
-    print(f"issue: 12 articles, HTML {len(rendered.html.encode()):,} bytes ({html_bytes(rendered):,} with markers at their longest; limit {settings.render.max_html_bytes:,})")  # type: ignore[attr-defined]
+    print(
+        f"issue: 12 articles, HTML {len(rendered.html.encode()):,} bytes ({html_bytes(rendered):,} with markers at their longest; limit {settings.render.max_html_bytes:,})"
+    )  # type: ignore[attr-defined]
     print(f"render one issue (Jinja2 + mjml-python + text twin): {t_render * 1e3:8.2f} ms  (median of {args.runs})")
     print(f"  of which mjml-python compile:                      {t_compile * 1e3:8.2f} ms")
     print(f"per recipient, token + marker substitution:          {per_fill * 1e6:8.1f} µs")
-    print(f"per recipient, token + full MIME message as bytes:   {per_message * 1e6:8.1f} µs  ({args.recipients} recipients)")
-    print(f"  compiling per recipient instead of substituting would cost {t_render / per_fill:,.0f}x the substitution "
-          f"({t_render * 1e3:.2f} ms vs {per_fill * 1e6:.0f} µs per recipient)")
+    print(
+        f"per recipient, token + full MIME message as bytes:   {per_message * 1e6:8.1f} µs  ({args.recipients} recipients)"
+    )
+    print(
+        f"  compiling per recipient instead of substituting would cost {t_render / per_fill:,.0f}x the substitution "
+        f"({t_render * 1e3:.2f} ms vs {per_fill * 1e6:.0f} µs per recipient)"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         source_file = Path(tmp) / "issue.mjml"
@@ -128,11 +136,15 @@ def main() -> None:
         print(f"JavaScript mjml: skipped ({why})")
         return
     js_s = js["median_ms"] / 1e3
-    print(f"JavaScript mjml {js['version']} compile of the same MJML:    {js['median_ms']:8.2f} ms  (median of {js['runs']} in one node process; "
-          f"{js['errors']} validation errors; HTML {js['html_bytes']:,} bytes)")
+    print(
+        f"JavaScript mjml {js['version']} compile of the same MJML:    {js['median_ms']:8.2f} ms  (median of {js['runs']} in one node process; "
+        f"{js['errors']} validation errors; HTML {js['html_bytes']:,} bytes)"
+    )
     print(f"  node start-up + load + {js['runs'] + 1} compiles, wall: {wall * 1e3:.0f} ms")
-    print(f"ratio mjml-python / JavaScript mjml (compile only): {t_compile / js_s:.2f}  "
-          f"(mjml-python is {js_s / t_compile:.1f}x {'faster' if t_compile < js_s else 'slower'})")
+    print(
+        f"ratio mjml-python / JavaScript mjml (compile only): {t_compile / js_s:.2f}  "
+        f"(mjml-python is {js_s / t_compile:.1f}x {'faster' if t_compile < js_s else 'slower'})"
+    )
 
 
 if __name__ == "__main__":

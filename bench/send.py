@@ -74,7 +74,8 @@ def write_newsletter(folder: Path, port: int, articles: int) -> Path:
             f'---\ntitle: "Article {i}: what the week held for the quayside, the market and the town"\n'
             f"date: 2025-08-{(i % 9) + 2:02d}T10:00:00+01:00\nurl: https://news.example.org/a{i}\n"
             f'author: "Reporter {i}"\nsection: "{["News", "Culture", "Sport"][i % 3]}"\n---\n\n'
-            + (para * 3 + "\n\n") * 4
+            + (para * 3 + "\n\n")
+            * 4
         )
     cfg = folder / "digest.toml"
     cfg.write_text(
@@ -122,7 +123,13 @@ def add_subscribers(store: Store, n: int) -> None:
             conn.execute(
                 subscribers.insert(),
                 [
-                    {"email": f"reader{i:07d}@example.org", "name": None, "status": "active", "created_at": NOW, "updated_at": NOW}
+                    {
+                        "email": f"reader{i:07d}@example.org",
+                        "name": None,
+                        "status": "active",
+                        "created_at": NOW,
+                        "updated_at": NOW,
+                    }
                     for i in range(start, min(n, start + chunk))
                 ],
             )
@@ -144,30 +151,55 @@ def main() -> None:
         add_subscribers(store, RECIPIENTS)
         built = build_issue(settings, store, due_slot(settings, NOW))
         template = MessageTemplate(built.rendered, settings.newsletter)
-        size = len(template.render(to="reader0000001@example.org", token="x" * 60, date=NOW, message_id=template.new_message_id()))
+        size = len(
+            template.render(
+                to="reader0000001@example.org", token="x" * 60, date=NOW, message_id=template.new_message_id()
+            )
+        )
         store.close()
 
         user = ["-u", "nobody"] if os.geteuid() == 0 else []
         sink = subprocess.Popen([str(sink_bin), *user, f"127.0.0.1:{port}", "256"], env=env)
         try:
             time.sleep(0.3)
-            ours_s, ours_mb, out, _, ours_cpu = run_measured([*digest, "--config", str(cfg), "send", "--as-of", AS_OF], env)
+            ours_s, ours_mb, out, _, ours_cpu = run_measured(
+                [*digest, "--config", str(cfg), "send", "--as-of", AS_OF], env
+            )
             if f"sent: {RECIPIENTS} delivered" not in out:
                 raise SystemExit(f"digest send did not deliver everything: {out.strip()}")
             src_s, _, _, _, src_cpu = run_measured(
-                [str(source_bin), "-d", "-s", str(CONNECTIONS), "-l", str(size), "-m", str(RECIPIENTS),
-                 "-f", "digest@news.example.org", "-t", "reader@example.org", f"127.0.0.1:{port}"],
+                [
+                    str(source_bin),
+                    "-d",
+                    "-s",
+                    str(CONNECTIONS),
+                    "-l",
+                    str(size),
+                    "-m",
+                    str(RECIPIENTS),
+                    "-f",
+                    "digest@news.example.org",
+                    "-t",
+                    "reader@example.org",
+                    f"127.0.0.1:{port}",
+                ],
                 env,
             )
         finally:
             sink.terminate()
             sink.wait()
         ours_rate, src_rate = RECIPIENTS / ours_s, RECIPIENTS / src_s
-        print(f"send: {RECIPIENTS} recipients, {size / 1000:.1f} KB messages, {CONNECTIONS} connections to smtp-sink on 127.0.0.1")
-        print(f"  digest send (whole command: start, ledger, fast path, SMTP): {ours_s:.1f} s, {ours_rate:.0f} messages/s")
+        print(
+            f"send: {RECIPIENTS} recipients, {size / 1000:.1f} KB messages, {CONNECTIONS} connections to smtp-sink on 127.0.0.1"
+        )
+        print(
+            f"  digest send (whole command: start, ledger, fast path, SMTP): {ours_s:.1f} s, {ours_rate:.0f} messages/s"
+        )
         print(f"  smtp-source (same size, count, connections):                {src_s:.1f} s, {src_rate:.0f} messages/s")
         print(f"  ratio digest / smtp-source: {ours_rate / src_rate:.2f}")
-        print(f"  CPU time: digest send {ours_cpu:.1f} s ({ours_cpu / RECIPIENTS * 1e6:.0f} us per message), smtp-source {src_cpu:.1f} s")
+        print(
+            f"  CPU time: digest send {ours_cpu:.1f} s ({ours_cpu / RECIPIENTS * 1e6:.0f} us per message), smtp-source {src_cpu:.1f} s"
+        )
         print(f"  digest send peak memory: {ours_mb:.0f} MB")
 
         # --- dry run over a million subscribers, streamed -----------------------------------
@@ -180,7 +212,9 @@ def main() -> None:
         add_subscribers(mstore, DRY_RUN)
         filled = time.perf_counter() - t0
         mstore.close()
-        dry_s, dry_mb, out, _, _ = run_measured([*digest, "--config", str(mcfg), "send", "--dry-run", "--as-of", AS_OF], env)
+        dry_s, dry_mb, out, _, _ = run_measured(
+            [*digest, "--config", str(mcfg), "send", "--dry-run", "--as-of", AS_OF], env
+        )
         if f"would go to {DRY_RUN} subscribers" not in out:
             raise SystemExit(f"dry run did not count everyone: {out.strip()}")
         load = (
@@ -189,8 +223,12 @@ def main() -> None:
         )
         load_s, load_mb, out, _, _ = run_measured([sys.executable, "-c", load, msettings.state_url], env)
         print(f"dry run: {DRY_RUN} subscribers (database filled in {filled:.0f} s)")
-        print(f"  digest send --dry-run (renders every message, keeps none): {dry_s:.0f} s, {DRY_RUN / dry_s:.0f} messages/s, peak memory {dry_mb:.0f} MB")
-        print(f"  for comparison, loading every subscriber row into a list: peak memory {load_mb:.0f} MB ({load_s:.0f} s)")
+        print(
+            f"  digest send --dry-run (renders every message, keeps none): {dry_s:.0f} s, {DRY_RUN / dry_s:.0f} messages/s, peak memory {dry_mb:.0f} MB"
+        )
+        print(
+            f"  for comparison, loading every subscriber row into a list: peak memory {load_mb:.0f} MB ({load_s:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

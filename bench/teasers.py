@@ -22,9 +22,9 @@ import json
 import re
 import sys
 import time
-from datetime import datetime
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -188,12 +188,20 @@ def load_pairs(set_dir: Path) -> list[tuple[dict, Article]]:
         except ValueError:
             # A page without a headline (digest would not take it in) still has a body to tease.
             _, body = split_front_matter(path.read_text(encoding="utf-8"))
-            article = Article(id=row["id"], source=row["source"], title=row["title"], published=datetime.now(tz), body=markdown_blocks(body))
+            article = Article(
+                id=row["id"],
+                source=row["source"],
+                title=row["title"],
+                published=datetime.now(tz),
+                body=markdown_blocks(body),
+            )
         pairs.append((row, article))
     return pairs
 
 
-def score(pairs: Sequence[tuple[dict, Article]], max_chars: int, methods: Sequence[Method] = METHODS) -> dict[str, list[Row]]:
+def score(
+    pairs: Sequence[tuple[dict, Article]], max_chars: int, methods: Sequence[Method] = METHODS
+) -> dict[str, list[Row]]:
     """Each method's scored teaser for every pair, in the pairs' order."""
     rows: dict[str, list[Row]] = {m.name: [] for m in methods}
     for row, article in pairs:
@@ -290,11 +298,17 @@ def tune(pairs: Sequence[tuple[dict, Article]], max_chars: int, folds: int = 10,
     for row, article in pairs:
         language = article_language(article)
         fixed = editors_choice(article)
-        candidates = [] if fixed else lead_candidates(lead_paragraphs(article, language)[0], article.title, language, max_chars)
+        candidates = (
+            [] if fixed else lead_candidates(lead_paragraphs(article, language)[0], article.title, language, max_chars)
+        )
         rl = {c.text: _SCORER.score(row["human_summary"], c.text)["rougeL"].fmeasure * 100 for c in candidates}
         for g, w in enumerate(grid):
             best = max(candidates, key=lambda c: c.score(w), default=None)
-            table[g].append(rl[best.text] if best else _SCORER.score(row["human_summary"], ours(article, max_chars))["rougeL"].fmeasure * 100)
+            table[g].append(
+                rl[best.text]
+                if best
+                else _SCORER.score(row["human_summary"], ours(article, max_chars))["rougeL"].fmeasure * 100
+            )
 
     def avg(g: int, idx: Sequence[int]) -> float:
         return mean([table[g][i] for i in idx])
@@ -313,14 +327,20 @@ def tune(pairs: Sequence[tuple[dict, Article]], max_chars: int, folds: int = 10,
             chosen[g] += 1
             total += sum(table[g][i] for i in parts[k])
         estimates.append(total / n)
-    print(f"\n{folds}-fold cross-validation, {repeats} shuffles, {len(grid)} weightings: held-out RL {mean(estimates):.2f}"
-          f" ({min(estimates):.2f}-{max(estimates):.2f})")
+    print(
+        f"\n{folds}-fold cross-validation, {repeats} shuffles, {len(grid)} weightings: held-out RL {mean(estimates):.2f}"
+        f" ({min(estimates):.2f}-{max(estimates):.2f})"
+    )
     everything, even, odd = range(n), range(0, n, 2), range(1, n, 2)
     for g, times in chosen.most_common(3):
-        print(f"  chosen by {times} of {folds * repeats} folds: {grid[g]}: all {avg(g, everything):.2f}, even {avg(g, even):.2f}, odd {avg(g, odd):.2f}")
+        print(
+            f"  chosen by {times} of {folds * repeats} folds: {grid[g]}: all {avg(g, everything):.2f}, even {avg(g, even):.2f}, odd {avg(g, odd):.2f}"
+        )
     for name, half, other in (("even", even, odd), ("odd", odd, even)):
         g = max(range(len(grid)), key=lambda g: avg(g, half))
-        print(f"  best on the {name} lines alone: {grid[g]}: {name} {avg(g, half):.2f}, the other half {avg(g, other):.2f}")
+        print(
+            f"  best on the {name} lines alone: {grid[g]}: {name} {avg(g, half):.2f}, the other half {avg(g, other):.2f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -342,12 +362,18 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     rows = score(pairs, args.max_chars)
     print(f"scored {len(pairs)} articles × {len(METHODS)} methods in {time.perf_counter() - started:.1f}s")
-    for label, keep in (("all pairs", lambda i: True), ("even lines", lambda i: i % 2 == 0), ("odd lines", lambda i: i % 2 == 1)):
+    for label, keep in (
+        ("all pairs", lambda i: True),
+        ("even lines", lambda i: i % 2 == 0),
+        ("odd lines", lambda i: i % 2 == 1),
+    ):
         print_table(summarise(rows, keep), args.max_chars, label)
     if args.tune:
         tune(pairs, args.max_chars)
     for row, article in pairs[: args.show]:
-        print(f"\n# {row['id']} | {article.title}\n  human: {row['human_summary']}\n  ours:  {ours(article, args.max_chars)}")
+        print(
+            f"\n# {row['id']} | {article.title}\n  human: {row['human_summary']}\n  ours:  {ours(article, args.max_chars)}"
+        )
     return 0
 
 

@@ -49,7 +49,9 @@ class Context:
         try:
             when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
-            raise UsageError(f"--as-of: expected a date or date and time like 2025-08-11T09:00, got {value!r}") from None
+            raise UsageError(
+                f"--as-of: expected a date or date and time like 2025-08-11T09:00, got {value!r}"
+            ) from None
         return when if when.tzinfo else when.replace(tzinfo=self.settings.newsletter.tz)
 
 
@@ -113,8 +115,20 @@ def ingest(c: Context) -> None:
 
 
 @cli.command(epilog="Example:\n\n  digest build --as-of 2025-08-11T09:00 --out out")
-@click.option("--as-of", "as_of", metavar="WHEN", help="Build the issue due at WHEN (ISO date/time). Default: the next scheduled issue.")
-@click.option("--out", "out", type=click.Path(file_okay=False, path_type=Path), default=Path("out"), show_default=True, help="Folder for issue.html, issue.txt and a sample issue.eml.")
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="WHEN",
+    help="Build the issue due at WHEN (ISO date/time). Default: the next scheduled issue.",
+)
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("out"),
+    show_default=True,
+    help="Folder for issue.html, issue.txt and a sample issue.eml.",
+)
 @click.option("--ingest/--no-ingest", "do_ingest", default=True, show_default=True, help="Read the sources first.")
 @pass_ctx
 def build(c: Context, as_of: str | None, out: Path, do_ingest: bool) -> None:
@@ -133,7 +147,9 @@ def build(c: Context, as_of: str | None, out: Path, do_ingest: bool) -> None:
         warn(w)
     n = len(built.issue.entries)
     if n < c.settings.selection.min_articles:
-        warn(f"only {n} articles: fewer than selection.min_articles = {c.settings.selection.min_articles}; this issue would be skipped")
+        warn(
+            f"only {n} articles: fewer than selection.min_articles = {c.settings.selection.min_articles}; this issue would be skipped"
+        )
     echo(f"issue {slot.key}: {n} articles; subject: {built.rendered.subject}")
     echo(f"wrote {paths.html}, {paths.text} and {paths.eml}")
 
@@ -169,7 +185,9 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_fai
     if not dry_run:
         sync_subscribers(c.settings, c.store, now=now)
     with _progress_reporter() as progress:
-        report = send_issue_exclusive(c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress)
+        report = send_issue_exclusive(
+            c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress
+        )
     _print_send(report)
     if report.outcome == "incomplete":
         sys.exit(3)
@@ -264,7 +282,9 @@ def sources_list(c: Context, failing: bool) -> None:
         if r is None or r.location != location:
             status = "not read yet"
         elif r.failures:
-            status = f"FAILING, {r.failures} run{'s' if r.failures != 1 else ''} in a row" + (" (digest build warns)" if r.failures >= FAILING_RUNS else "")
+            status = f"FAILING, {r.failures} run{'s' if r.failures != 1 else ''} in a row" + (
+                " (digest build warns)" if r.failures >= FAILING_RUNS else ""
+            )
         else:
             status = "ok"
         if failing and not status.startswith("FAILING"):
@@ -276,7 +296,9 @@ def sources_list(c: Context, failing: bool) -> None:
             continue
         if r.moved_to:
             echo(f"  moved to:      {r.moved_to} (permanent redirect; update the config)")
-        echo(f"  last success:  {_when(r.last_success)}" + (f": {r.last_note}" if r.last_note and r.last_success else ""))
+        echo(
+            f"  last success:  {_when(r.last_success)}" + (f": {r.last_note}" if r.last_note and r.last_success else "")
+        )
         if r.last_error:
             echo(f"  last error:    {_when(r.last_error_at)}: {r.last_error}")
     for r in rows.values():
@@ -292,9 +314,22 @@ def sources_list(c: Context, failing: bool) -> None:
 # (teaser commands go below this line)
 
 
-@cli.command(epilog="Examples:\n\n  digest teaser examples/content/*.md\n\n  digest teaser --max-chars 160 --json article.html")
-@click.option("--max-chars", "max_chars", type=click.IntRange(min=20), metavar="N", help="Budget in characters (default: teaser.max_chars from the config when there is one, else 220).")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per line: teaser, html, origin, language, and what was passed over.")
+@cli.command(
+    epilog="Examples:\n\n  digest teaser examples/content/*.md\n\n  digest teaser --max-chars 160 --json article.html"
+)
+@click.option(
+    "--max-chars",
+    "max_chars",
+    type=click.IntRange(min=20),
+    metavar="N",
+    help="Budget in characters (default: teaser.max_chars from the config when there is one, else 220).",
+)
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="One JSON object per line: teaser, html, origin, language, and what was passed over.",
+)
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path), metavar="FILE...")
 @pass_ctx
 def teaser(c: Context, max_chars: int | None, as_json: bool, files: tuple[Path, ...]) -> None:
@@ -327,16 +362,21 @@ def teaser(c: Context, max_chars: int | None, as_json: bool, files: tuple[Path, 
         if not as_json:
             echo(out.text)
             continue
-        echo(json.dumps({
-            "file": str(path),
-            "teaser": out.text,
-            "html": out.html,
-            "chars": len(out.text),
-            "max_chars": max_chars,
-            "origin": choice.origin,
-            "language": choice.language,
-            "passed_over": [{"reason": p.reason, "text": p.text} for p in choice.passed],
-        }, ensure_ascii=False))
+        echo(
+            json.dumps(
+                {
+                    "file": str(path),
+                    "teaser": out.text,
+                    "html": out.html,
+                    "chars": len(out.text),
+                    "max_chars": max_chars,
+                    "origin": choice.origin,
+                    "language": choice.language,
+                    "passed_over": [{"reason": p.reason, "text": p.text} for p in choice.passed],
+                },
+                ensure_ascii=False,
+            )
+        )
     if failed == len(files):
         raise UsageError("no article file could be read")
 
@@ -353,7 +393,9 @@ def _daemon_logging(debug: bool) -> None:
 
 
 @cli.command(epilog="Examples:\n\n  digest schedule\n\n  digest schedule --list")
-@click.option("--list", "list_runs", is_flag=True, help="Print the next five run times in the newsletter's time zone and exit.")
+@click.option(
+    "--list", "list_runs", is_flag=True, help="Print the next five run times in the newsletter's time zone and exit."
+)
 @click.option("--as-of", "as_of", metavar="WHEN", help="With --list: the runs after WHEN instead of now.")
 @pass_ctx
 def schedule(c: Context, list_runs: bool, as_of: str | None) -> None:
@@ -399,12 +441,16 @@ def hold(c: Context, issue: str | None, release: bool, list_holds: bool) -> None
         return
     row = c.store.issue(issue)
     if row is not None:
-        state = {"sent": "was already sent", "sending": "is being sent", "skipped": "was skipped"}.get(row.status, row.status)
+        state = {"sent": "was already sent", "sending": "is being sent", "skipped": "was skipped"}.get(
+            row.status, row.status
+        )
         raise UsageError(f"issue {issue} {state}; a hold cannot change that")
     now = c.now()
     known = [due_slot(c.settings, now).key] + [r.slot.key for r in planned_runs(c.settings, now, 60)]
     if issue not in known:
-        raise UsageError(f"{issue!r} is not an upcoming issue of this schedule; the next ones are {', '.join(known[1:4])}")
+        raise UsageError(
+            f"{issue!r} is not an upcoming issue of this schedule; the next ones are {', '.join(known[1:4])}"
+        )
     if c.store.hold_issue(issue, now=now):
         echo(f"issue {issue} is on hold: it will not be sent until `digest hold --release {issue}`")
     else:
@@ -414,7 +460,12 @@ def hold(c: Context, issue: str | None, release: bool, list_holds: bool) -> None
 @cli.command(epilog="Examples:\n\n  digest preview\n\n  digest preview --port 8001 --as-of 2025-08-11T09:00")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
-@click.option("--as-of", "as_of", metavar="WHEN", help="Preview the issue due at WHEN (as digest build --as-of). Default: the next scheduled issue.")
+@click.option(
+    "--as-of",
+    "as_of",
+    metavar="WHEN",
+    help="Preview the issue due at WHEN (as digest build --as-of). Default: the next scheduled issue.",
+)
 @pass_ctx
 def preview(c: Context, host: str, port: int, as_of: str | None) -> None:
     """Show the next issue in the browser, exactly as it would be sent: desktop, phone and dark
@@ -426,13 +477,21 @@ def preview(c: Context, host: str, port: int, as_of: str | None) -> None:
     when = c.moment(as_of)
     _daemon_logging(c.debug)
     try:
-        run_preview(config_path_from(c.config_option), host, port, as_of=when, ready=lambda url: echo(f"preview on {url} (Ctrl-C to stop)"))
+        run_preview(
+            config_path_from(c.config_option),
+            host,
+            port,
+            as_of=when,
+            ready=lambda url: echo(f"preview on {url} (Ctrl-C to stop)"),
+        )
     except OSError as exc:
         raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from None
 
 
 @cli.command(epilog="Examples:\n\n  digest serve\n\n  digest serve --host 127.0.0.1 --port 8080")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep 127.0.0.1 behind a web server).")
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep 127.0.0.1 behind a web server)."
+)
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @pass_ctx
 def serve(c: Context, host: str, port: int) -> None:
@@ -550,7 +609,9 @@ def status(c: Context, issue: str | None) -> None:
             echo(f"  {name}: {counts[name]}")
     interrupted = store.interrupted_total(issue)
     if interrupted:
-        echo(f"  interrupted: {interrupted} deliveries were in flight when a sender stopped (at most that many duplicates)")
+        echo(
+            f"  interrupted: {interrupted} deliveries were in flight when a sender stopped (at most that many duplicates)"
+        )
     for r in store.delivery_rows(issue, ("failed",)):
         echo(f"  failed: {r.email}: {r.detail or ''}")
     for r in store.delivery_rows(issue, ("retry",)):
@@ -581,7 +642,6 @@ def subscribers_export(c: Context, out: Path | None, status: str | None) -> None
         echo(f"wrote {n} subscribers to {out}")
 
 
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run the CLI, turning digest's errors into one line and an exit status."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -608,7 +668,9 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         if debug:
             raise
-        click.echo(f"digest: unexpected error: {exc.__class__.__name__}: {exc} (rerun with --debug for details)", err=True)
+        click.echo(
+            f"digest: unexpected error: {exc.__class__.__name__}: {exc} (rerun with --debug for details)", err=True
+        )
         sys.exit(1)
     sys.exit(0)
 

@@ -121,7 +121,7 @@ class SourceSettings(_Section):
     user_agent: str | None = None
 
     @model_validator(mode="after")
-    def _one_location(self) -> "SourceSettings":
+    def _one_location(self) -> SourceSettings:
         if (self.url is None) == (self.path is None):
             raise ValueError("give exactly one of url or path")
         if self.kind == "folder" and self.path is None:
@@ -173,7 +173,9 @@ class ScheduleSettings(_Section):
         try:
             CronTrigger.from_crontab(v, timezone="UTC")
         except ValueError as exc:
-            raise ValueError(f'invalid cron expression {v!r} ({exc}); expected five fields like "0 8 * * mon"') from None
+            raise ValueError(
+                f'invalid cron expression {v!r} ({exc}); expected five fields like "0 8 * * mon"'
+            ) from None
         return v
 
 
@@ -207,14 +209,14 @@ class DKIMSettings(_Section):
     @classmethod
     def _dns_label(cls, v: str | None) -> str | None:
         if v is not None and not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?", v):
-            raise ValueError(f"expected a DNS name such as \"mail2025\" or \"example.org\", got {v!r}")
+            raise ValueError(f'expected a DNS name such as "mail2025" or "example.org", got {v!r}')
         return v
 
     @model_validator(mode="after")
-    def _one_key(self) -> "DKIMSettings":
+    def _one_key(self) -> DKIMSettings:
         if (self.key_path is None) == (self.key_env is None):
             raise ValueError(
-                'give exactly one of key_path (a PEM file) or key_env (an environment variable holding the PEM key)'
+                "give exactly one of key_path (a PEM file) or key_env (an environment variable holding the PEM key)"
             )
         return self
 
@@ -289,7 +291,7 @@ class DeliverySettings(_Section):
     lease_seconds: float = Field(600.0, gt=0)
 
     @model_validator(mode="after")
-    def _mailgun_domain(self) -> "DeliverySettings":
+    def _mailgun_domain(self) -> DeliverySettings:
         if self.backend == "mailgun" and not self.mailgun.domain:
             raise ValueError('the mailgun backend needs delivery.mailgun.domain, e.g. domain = "mg.example.org"')
         return self
@@ -329,7 +331,9 @@ class LinkSettings(_Section):
         try:
             v.format(issue="x", position=1)
         except (KeyError, IndexError, ValueError) as exc:
-            raise ValueError(f"unknown placeholder or stray brace in {v!r} ({exc}); use {{issue}} or {{position}}") from None
+            raise ValueError(
+                f"unknown placeholder or stray brace in {v!r} ({exc}); use {{issue}} or {{position}}"
+            ) from None
         return v
 
     @field_validator("skip_domains")
@@ -354,7 +358,7 @@ class RenderSettings(_Section):
     drop_trailing_articles: bool = False
 
     @model_validator(mode="after")
-    def _order(self) -> "RenderSettings":
+    def _order(self) -> RenderSettings:
         if self.warn_html_bytes > self.max_html_bytes:
             raise ValueError(
                 f"warn_html_bytes ({self.warn_html_bytes}) must not exceed max_html_bytes ({self.max_html_bytes})"
@@ -394,7 +398,7 @@ class Settings(_Section):
         return v
 
     @model_validator(mode="after")
-    def _review_needs_editors(self) -> "Settings":
+    def _review_needs_editors(self) -> Settings:
         if self.schedule.review_hours and not self.newsletter.editors:
             raise ValueError(
                 "schedule.review_hours is set but newsletter.editors is empty; "
@@ -492,7 +496,9 @@ def _read_secrets(data: dict[str, Any], problems: list[str]) -> None:
             'name an environment variable instead, e.g. password_env = "DIGEST_SMTP_PASSWORD"'
         )
         smtp.pop("password")
-    _secret_from_env(smtp, smtp.get("password_env"), "password", "delivery.smtp.password_env", "the SMTP password", problems)
+    _secret_from_env(
+        smtp, smtp.get("password_env"), "password", "delivery.smtp.password_env", "the SMTP password", problems
+    )
 
 
 def _secret_from_env(table: dict[str, Any], var: Any, into: str, key_path: str, what: str, problems: list[str]) -> None:
@@ -524,7 +530,11 @@ def _read_api_keys(data: dict[str, Any], problems: list[str]) -> None:
                 f'name an environment variable instead with api_key_env = "..."'
             )
             table.pop(key)
-    default = {"sendgrid": SendGridSettings, "mailgun": MailgunSettings, "postmark": PostmarkSettings}[backend].model_fields["api_key_env"].default
+    default = (
+        {"sendgrid": SendGridSettings, "mailgun": MailgunSettings, "postmark": PostmarkSettings}[backend]
+        .model_fields["api_key_env"]
+        .default
+    )
     var = table.get("api_key_env", default)
     _secret_from_env(table, var, "api_key", f"delivery.{backend}.api_key_env", f"the {backend} API key", problems)
 
@@ -546,7 +556,9 @@ def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
         var = dkim["key_env"]
         pem = os.environ.get(var) or None
         if pem is None:
-            problems.append(f"delivery.dkim.key_env: environment variable {var} is not set; export it with the PEM private key")
+            problems.append(
+                f"delivery.dkim.key_env: environment variable {var} is not set; export it with the PEM private key"
+            )
     elif isinstance(dkim.get("key_path"), str):
         try:
             pem = Path(dkim["key_path"]).read_text(encoding="ascii")
@@ -583,9 +595,7 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(
-            f"{where}: config file not found; pass --config FILE or set {CONFIG_ENV}"
-        ) from None
+        raise ConfigError(f"{where}: config file not found; pass --config FILE or set {CONFIG_ENV}") from None
     except OSError as exc:
         raise ConfigError(f"{where}: cannot read config file: {exc.strerror}") from None
     try:

@@ -38,6 +38,9 @@ class Article:
     updated: datetime | None = None
     origin: str | None = None
     date_is_first_seen: bool = False
+    #: The summary was written by an editor (a front-matter ``summary``), not a feed's description;
+    #: set by the source that read it, and the teaser takes it as it is.
+    summary_by_editor: bool = False
 
     @property
     def paragraphs(self) -> tuple[str, ...]:

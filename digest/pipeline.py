@@ -126,7 +126,9 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
         )
         jobs.append((source, state))
     outcomes = []
-    with ThreadPoolExecutor(max_workers=max(1, min(settings.fetch.workers, len(jobs) or 1)), thread_name_prefix="ingest") as pool:
+    with ThreadPoolExecutor(
+        max_workers=max(1, min(settings.fetch.workers, len(jobs) or 1)), thread_name_prefix="ingest"
+    ) as pool:
         futures = [pool.submit(_collect, source, state, now) for source, state in jobs]
         for (source, _state), future in zip(jobs, futures):
             result = future.result()
@@ -139,7 +141,12 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
             for problem in result.problems:
                 log.info("source %r: %s", source.name, problem)
             if result.moved_to:
-                log.info("source %r: %s moved permanently to %s; update the config", source.name, source.location, result.moved_to)
+                log.info(
+                    "source %r: %s moved permanently to %s; update the config",
+                    source.name,
+                    source.location,
+                    result.moved_to,
+                )
             if result.not_modified:
                 outcome = SourceOutcome(source.name, not_modified=True, moved_to=result.moved_to)
             else:
@@ -360,14 +367,33 @@ def send_issue(
     if dry_run:
         pending = _dry_run_render(settings, store, rendered, store.pending_deliveries(slot.key), now)
         return SendReport(
-            slot.key, "dry-run", f"dry run: issue {slot.key} has {pending} deliveries left; {pending} messages rendered, nothing sent", {"pending": pending}
+            slot.key,
+            "dry-run",
+            f"dry run: issue {slot.key} has {pending} deliveries left; {pending} messages rendered, nothing sent",
+            {"pending": pending},
         )
     return _deliver(
-        settings, store, slot.key, rendered, resumed=resumed, clock=clock, sleep=sleep, backend=backend, progress=progress, rng=rng, stop=stop
+        settings,
+        store,
+        slot.key,
+        rendered,
+        resumed=resumed,
+        clock=clock,
+        sleep=sleep,
+        backend=backend,
+        progress=progress,
+        rng=rng,
+        stop=stop,
     )
 
 
-def _dry_run_render(settings: Settings, store: Store, rendered: RenderedIssue, recipients: Iterator[tuple[str, str | None]], now: datetime) -> int:
+def _dry_run_render(
+    settings: Settings,
+    store: Store,
+    rendered: RenderedIssue,
+    recipients: Iterator[tuple[str, str | None]],
+    now: datetime,
+) -> int:
     """Render every recipient's message through the fast path and count them; nothing is kept,
     so a dry run over a million subscribers streams in constant memory."""
     template = MessageTemplate(rendered, settings.newsletter)
@@ -399,11 +425,15 @@ def _deliver(
     backend = backend or backend_from_settings(delivery, issue_key=key, newsletter=settings.newsletter)
     pace = Pace(delivery.pace.messages_per_second, clock=lambda: clock().timestamp(), sleep=sleep)
     backend.pace = pace
-    ledger = Ledger(store, key, retry=delivery.retry, lease_seconds=delivery.lease_seconds, **({"rng": rng} if rng else {}))
+    ledger = Ledger(
+        store, key, retry=delivery.retry, lease_seconds=delivery.lease_seconds, **({"rng": rng} if rng else {})
+    )
     batch_size = min(delivery.batch_size or backend.max_batch, backend.max_batch)
     taken = ledger.take_over_stopped(clock())
     if taken:
-        log.warning("issue %s: %d deliveries were in flight when an earlier send stopped; sending them again", key, taken)
+        log.warning(
+            "issue %s: %d deliveries were in flight when an earlier send stopped; sending them again", key, taken
+        )
     store.skip_departed(key, now=clock())
     counts = store.delivery_counts(key)
     total = sum(counts.values())
@@ -576,8 +606,10 @@ def issue_lease(store: Store, key: str, *, clock: Callable[[], datetime]) -> Ite
         # A holder that was killed on this host will never renew: take over at once rather than
         # waiting out its lease (one on another host is waited out).
         holder = store.lease_holder(lease.name)
-        if holder is None or not sender_is_gone(holder.owner) or not store.take_over_lease(
-            lease.name, holder.owner, lease.owner, now=clock(), ttl=LEASE_TTL
+        if (
+            holder is None
+            or not sender_is_gone(holder.owner)
+            or not store.take_over_lease(lease.name, holder.owner, lease.owner, now=clock(), ttl=LEASE_TTL)
         ):
             yield None
             return
@@ -588,12 +620,18 @@ def issue_lease(store: Store, key: str, *, clock: Callable[[], datetime]) -> Ite
             store.release_lease(lease.name, lease.owner)
 
 
-def _exclusively(store: Store, slot: Slot, clock: Callable[[], datetime], work: Callable[[IssueLease], SendReport]) -> SendReport:
+def _exclusively(
+    store: Store, slot: Slot, clock: Callable[[], datetime], work: Callable[[IssueLease], SendReport]
+) -> SendReport:
     with issue_lease(store, slot.key, clock=clock) as lease:
         if lease is None:
             holder = store.lease_holder(f"issue:{slot.key}")
             who = f" ({holder.owner}, since {holder.acquired_at.isoformat(timespec='seconds')})" if holder else ""
-            return SendReport(slot.key, "claimed-elsewhere", f"issue {slot.key} is being sent by another process{who}; this run sends nothing")
+            return SendReport(
+                slot.key,
+                "claimed-elsewhere",
+                f"issue {slot.key} is being sent by another process{who}; this run sends nothing",
+            )
         row = store.issue(slot.key)
         if row is None and store.is_held(slot.key):
             return SendReport(
@@ -624,18 +662,24 @@ def send_copies(
     signer = token_signer(settings, store)
     template = MessageTemplate(built.rendered, settings.newsletter, subject_prefix=subject_prefix)
     messages = [OutgoingMessage(a, template, signer.token(a), template.new_message_id(), now) for a in addresses]
-    with backend or backend_from_settings(settings.delivery, issue_key=f"{folder}-{built.issue.key}", newsletter=settings.newsletter) as b:
+    with backend or backend_from_settings(
+        settings.delivery, issue_key=f"{folder}-{built.issue.key}", newsletter=settings.newsletter
+    ) as b:
         return b.send_batch(messages)
 
 
-def send_test_copy(settings: Settings, store: Store, slot: Slot, to: str, *, now: datetime, backend: Backend | None = None) -> str:
+def send_test_copy(
+    settings: Settings, store: Store, slot: Slot, to: str, *, now: datetime, backend: Backend | None = None
+) -> str:
     """Send one copy of the slot's issue, marked [TEST], to ``to``; returns the address as sent.
     Raises ValueError for a malformed address and DeliveryError when the copy was not delivered."""
     from digest.subscribers import normalise_address
 
     address = normalise_address(to)
     built = build_issue(settings, store, slot)
-    (result,) = send_copies(settings, store, built, [address], now=now, subject_prefix="[TEST] ", folder="test", backend=backend)
+    (result,) = send_copies(
+        settings, store, built, [address], now=now, subject_prefix="[TEST] ", folder="test", backend=backend
+    )
     if result.status != "sent":
         raise DeliveryError(f"test copy to {address} not delivered: {result.detail}")
     return address
@@ -645,7 +689,9 @@ def send_test_copy(settings: Settings, store: Store, slot: Slot, to: str, *, now
 FAILING_RUNS = 3
 
 
-def check_sources_failing(store: Store, threshold: int = FAILING_RUNS, *, configured: Iterable[str] | None = None) -> list[str]:
+def check_sources_failing(
+    store: Store, threshold: int = FAILING_RUNS, *, configured: Iterable[str] | None = None
+) -> list[str]:
     """One warning per source that has failed ``threshold`` or more runs in a row (only the
     ``configured`` ones, when given: a source removed from the config is no one's concern)."""
     names = set(configured) if configured is not None else None

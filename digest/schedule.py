@@ -129,7 +129,9 @@ class ReviewTrigger(BaseTrigger):
 
 
 def _same_trigger(a: Any, b: Any) -> bool:
-    return type(a) is type(b) and str(a) == str(b) and str(getattr(a, "timezone", "")) == str(getattr(b, "timezone", ""))
+    return (
+        type(a) is type(b) and str(a) == str(b) and str(getattr(a, "timezone", "")) == str(getattr(b, "timezone", ""))
+    )
 
 
 # --- the next runs -----------------------------------------------------------------------------
@@ -173,7 +175,7 @@ def describe_planned_runs(settings: Settings, after: datetime, count: int = 5) -
 _running = threading.local()
 
 
-def _current() -> "DigestScheduler":
+def _current() -> DigestScheduler:
     scheduler = getattr(_running, "scheduler", None)
     if scheduler is None:
         raise RuntimeError("digest's scheduled jobs run only inside a DigestScheduler")
@@ -281,7 +283,9 @@ class DigestScheduler(BlockingScheduler):
         now = self.clock.now()
         self.add_job(
             self.run_resume,
-            IntervalTrigger(seconds=int(RESUME_EVERY.total_seconds()), start_date=now, timezone=self.settings.newsletter.tz),
+            IntervalTrigger(
+                seconds=int(RESUME_EVERY.total_seconds()), start_date=now, timezone=self.settings.newsletter.tz
+            ),
             id=RESUME_JOB,
             jobstore="local",
             next_run_time=now,
@@ -297,7 +301,9 @@ class DigestScheduler(BlockingScheduler):
             s.cron,
             self.settings.newsletter.timezone,
             _hours(s.misfire_grace_hours),
-            f", [PREVIEW] {_hours(s.review_hours)} ahead to {', '.join(self.settings.newsletter.editors)}" if s.review_hours else "",
+            f", [PREVIEW] {_hours(s.review_hours)} ahead to {', '.join(self.settings.newsletter.editors)}"
+            if s.review_hours
+            else "",
         )
 
     def _install(self, job_id: str, func: Callable[[], None], trigger: BaseTrigger, name: str) -> None:
@@ -349,21 +355,34 @@ class DigestScheduler(BlockingScheduler):
             log.warning(
                 "issue %s: only %d new article%s, fewer than selection.min_articles = %d; no [PREVIEW] sent, "
                 "and at its slot the issue is skipped unless more arrive",
-                slot.key, n, "" if n == 1 else "s", least,
+                slot.key,
+                n,
+                "" if n == 1 else "s",
+                least,
             )
             return
         editors = self.settings.newsletter.editors
         if not self.store.claim_review(slot.key, editors, now=now):
             return
         results = send_copies(
-            self.settings, self.store, built, editors, now=now, subject_prefix="[PREVIEW] ", folder="preview", backend=self._backend(f"preview-{slot.key}")
+            self.settings,
+            self.store,
+            built,
+            editors,
+            now=now,
+            subject_prefix="[PREVIEW] ",
+            folder="preview",
+            backend=self._backend(f"preview-{slot.key}"),
         )
         for r in results:
             if r.status != "sent":
                 log.warning("issue %s: [PREVIEW] to %s not delivered: %s", slot.key, r.recipient, r.detail)
         log.info(
             "issue %s: [PREVIEW] sent to %s; it goes out at %s unless `digest hold %s`",
-            slot.key, ", ".join(r.recipient for r in results if r.status == "sent") or "nobody", local_time(slot.at, self.settings), slot.key,
+            slot.key,
+            ", ".join(r.recipient for r in results if r.status == "sent") or "nobody",
+            local_time(slot.at, self.settings),
+            slot.key,
         )
 
     def run_resume(self) -> None:
@@ -379,24 +398,36 @@ class DigestScheduler(BlockingScheduler):
                     log.warning(
                         "issue %s was left unfinished and its slot (%s) is past the misfire grace of %s; "
                         "finish it by hand with: digest send --as-of %s",
-                        row.key, local_time(row.slot, self.settings), _hours(self.settings.schedule.misfire_grace_hours),
+                        row.key,
+                        local_time(row.slot, self.settings),
+                        _hours(self.settings.schedule.misfire_grace_hours),
                         row.slot.astimezone(self.settings.newsletter.tz).isoformat(timespec="minutes"),
                     )
                 continue
             slot = Slot(row.key, row.slot)
             report = send_issue_exclusive(
-                self.settings, self.store, slot, now=now, clock=self.clock.now, backend=self._backend(slot.key), stop=lambda: self.stopping
+                self.settings,
+                self.store,
+                slot,
+                now=now,
+                clock=self.clock.now,
+                backend=self._backend(slot.key),
+                stop=lambda: self.stopping,
             )
             if report.outcome != "claimed-elsewhere":
                 self._log_report(report, slot, now)
 
     def _log_report(self, report: SendReport, slot: Slot, now: datetime) -> None:
         late = now - slot.at
-        when = f" (slot {local_time(slot.at, self.settings)}" + (f", {_late(late)} late)" if late >= timedelta(minutes=1) else ")")
+        when = f" (slot {local_time(slot.at, self.settings)}" + (
+            f", {_late(late)} late)" if late >= timedelta(minutes=1) else ")"
+        )
         if report.outcome in ("sent", "resumed", "already-sent", "claimed-elsewhere"):
             log.info("%s%s", report.message, when)
         elif report.outcome == "incomplete" and self.stopping:
-            log.warning("%s%s; stopped on request: the rest is sent when the scheduler starts again", report.message, when)
+            log.warning(
+                "%s%s; stopped on request: the rest is sent when the scheduler starts again", report.message, when
+            )
         else:
             log.warning("%s%s", report.message, when)
         for email, detail in report.failures:
@@ -414,11 +445,16 @@ class DigestScheduler(BlockingScheduler):
             slot = due_slot(self.settings, run_time)
             log.warning(
                 "issue %s (slot %s) was not sent: %s. To send it anyway: digest run --as-of %s",
-                slot.key, local_time(slot.at, self.settings), why, slot.at.astimezone(self.settings.newsletter.tz).isoformat(timespec="minutes"),
+                slot.key,
+                local_time(slot.at, self.settings),
+                why,
+                slot.at.astimezone(self.settings.newsletter.tz).isoformat(timespec="minutes"),
             )
         elif event.job_id == REVIEW_JOB:
             slot = due_slot(self.settings, run_time + timedelta(hours=s.review_hours))
-            log.warning("the [PREVIEW] of issue %s was not sent: %s; the issue still goes out at its slot", slot.key, why)
+            log.warning(
+                "the [PREVIEW] of issue %s was not sent: %s; the issue still goes out at its slot", slot.key, why
+            )
 
 
 def _late(delta: timedelta) -> str:

@@ -245,7 +245,17 @@ def content_hash(a: Article) -> str:
     # The dates count (a new "updated" is an edit), except a first-seen date, which is this run's clock.
     published = "" if a.date_is_first_seen else a.published.isoformat()
     updated = a.updated.isoformat() if a.updated else ""
-    for part in (a.title, a.url or "", a.dek or "", a.summary or "", a.author or "", a.image or "", published, updated, "\x1f".join(a.tags)):
+    for part in (
+        a.title,
+        a.url or "",
+        a.dek or "",
+        a.summary or "",
+        a.author or "",
+        a.image or "",
+        published,
+        updated,
+        "\x1f".join(a.tags),
+    ):
         h.update(part.encode("utf-8") + b"\0")
     for b in a.body:
         h.update(b.kind.encode() + b.text.encode("utf-8") + b"\0")
@@ -255,7 +265,7 @@ def content_hash(a: Article) -> str:
 def article_key(kind: str, value: str) -> str:
     """The article_keys key for an id (``kind`` "id"), a canonical URL ("url") or a text
     fingerprint ("text")."""
-    return hashlib.sha256(f"{kind}\0{value}".encode("utf-8")).hexdigest()
+    return hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()
 
 
 def _keys_for(a: Article, shared_urls: set[str] = frozenset()) -> list[tuple[str, str]]:  # type: ignore[assignment]
@@ -319,7 +329,9 @@ class Store:
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             self._migrate()
         except SQLAlchemyError as exc:
-            raise StateError(f"state database {self._safe_url()}: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}") from None
+            raise StateError(
+                f"state database {self._safe_url()}: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}"
+            ) from None
         except OSError as exc:
             raise StateError(f"state database {self._safe_url()}: {exc}") from None
 
@@ -347,7 +359,7 @@ class Store:
     def close(self) -> None:
         self.engine.dispose()
 
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -409,13 +421,24 @@ class Store:
                 url_count[(a.source, url)] = url_count.get((a.source, url), 0) + 1
         shared_urls = {url for (_src, url), n in url_count.items() if n > 1}
         new = updated = unchanged = duplicates = 0
-        cols = (articles.c.id, articles.c.source, articles.c.content_hash, articles.c.first_seen, articles.c.published, articles.c.body)
+        cols = (
+            articles.c.id,
+            articles.c.source,
+            articles.c.content_hash,
+            articles.c.first_seen,
+            articles.c.published,
+            articles.c.body,
+        )
         item_keys = [_keys_for(a, shared_urls) for a in items]
         with self.engine.begin() as conn:
             # Everything the batch could match, read in a few queries; then decided in memory.
             found: dict[str, str] = {}
             for chunk in _chunks(sorted({k for keys in item_keys for _, k in keys})):
-                found.update(conn.execute(sa.select(article_keys.c.key, article_keys.c.article_id).where(article_keys.c.key.in_(chunk))).all())
+                found.update(
+                    conn.execute(
+                        sa.select(article_keys.c.key, article_keys.c.article_id).where(article_keys.c.key.in_(chunk))
+                    ).all()
+                )
             rows: dict[str, Any] = {}
             for chunk in _chunks(sorted(set(found.values()) | {a.id for a in items})):
                 rows.update((r.id, r) for r in conn.execute(sa.select(*cols).where(articles.c.id.in_(chunk))))
@@ -476,7 +499,9 @@ class Store:
     def known_keys(self, source: str) -> frozenset[str]:
         """The article keys recorded for a source: whatever it has already delivered."""
         with self.engine.connect() as conn:
-            return frozenset(conn.execute(sa.select(article_keys.c.key).where(article_keys.c.source == source)).scalars())
+            return frozenset(
+                conn.execute(sa.select(article_keys.c.key).where(article_keys.c.source == source)).scalars()
+            )
 
     def articles_published_between(self, start: datetime, end: datetime) -> list[Article]:
         with self.engine.connect() as conn:
@@ -605,7 +630,15 @@ class Store:
                     conn.execute(
                         deliveries.insert(),
                         [
-                            {"issue_key": key, "email": e, "name": n, "status": "pending", "attempts": 0, "interrupted": 0, "updated_at": now}
+                            {
+                                "issue_key": key,
+                                "email": e,
+                                "name": n,
+                                "status": "pending",
+                                "attempts": 0,
+                                "interrupted": 0,
+                                "updated_at": now,
+                            }
                             for e, n in recipients
                         ],
                     )
@@ -617,7 +650,9 @@ class Store:
         try:
             with self.engine.begin() as conn:
                 conn.execute(
-                    issues.insert().values(key=key, slot=slot, status="skipped", created_at=now, finished_at=now, note=note)
+                    issues.insert().values(
+                        key=key, slot=slot, status="skipped", created_at=now, finished_at=now, note=note
+                    )
                 )
         except IntegrityError:
             return False
@@ -636,7 +671,9 @@ class Store:
 
     def unfinished_issues(self) -> list[Any]:
         with self.engine.connect() as conn:
-            return list(conn.execute(sa.select(issues).where(issues.c.status == "sending").order_by(issues.c.slot)).all())
+            return list(
+                conn.execute(sa.select(issues).where(issues.c.status == "sending").order_by(issues.c.slot)).all()
+            )
 
     # --- deliveries ---------------------------------------------------------------------------
 
@@ -669,7 +706,9 @@ class Store:
 
     # --- subscribers --------------------------------------------------------------------------
 
-    def add_subscribers(self, rows: Iterable[tuple[str, str | None]], *, now: datetime | None = None) -> tuple[int, int]:
+    def add_subscribers(
+        self, rows: Iterable[tuple[str, str | None]], *, now: datetime | None = None
+    ) -> tuple[int, int]:
         """Add new addresses as active; existing ones keep their status (an import never
         re-subscribes someone who left). Returns (added, already_present)."""
         now = now or _utcnow()
@@ -703,7 +742,11 @@ class Store:
             return list(conn.execute(q).all())
 
     def active_recipients(self, conn: Connection | None = None) -> list[tuple[str, str | None]]:
-        q = sa.select(subscribers.c.email, subscribers.c.name).where(subscribers.c.status == "active").order_by(subscribers.c.email)
+        q = (
+            sa.select(subscribers.c.email, subscribers.c.name)
+            .where(subscribers.c.status == "active")
+            .order_by(subscribers.c.email)
+        )
         if conn is not None:
             return [(r.email, r.name) for r in conn.execute(q)]
         with self.engine.connect() as c:
@@ -797,7 +840,9 @@ class Store:
         """Record that the [PREVIEW] of an issue goes out now; False when it already went."""
         try:
             with self.engine.begin() as conn:
-                conn.execute(reviews.insert().values(issue_key=key, sent_at=now, recipients=json.dumps(list(recipients))))
+                conn.execute(
+                    reviews.insert().values(issue_key=key, sent_at=now, recipients=json.dumps(list(recipients)))
+                )
         except IntegrityError:
             return False
         return True
@@ -856,7 +901,14 @@ class Store:
                 conn.execute(
                     d.update()
                     .where(d.c.issue_key == key, d.c.claim == claim, d.c.email.in_(gone))
-                    .values(status="skipped", detail="subscriber left before delivery", owner=None, claim=None, lease_until=None, updated_at=now)
+                    .values(
+                        status="skipped",
+                        detail="subscriber left before delivery",
+                        owner=None,
+                        claim=None,
+                        lease_until=None,
+                        updated_at=now,
+                    )
                 )
         return [(r.email, r.name, r.attempts) for r in rows if r.sub is None or r.sub == "active"]
 
@@ -890,7 +942,13 @@ class Store:
             )
         )
         params = [
-            {"b_email": r.recipient, "b_status": r.status, "b_message_id": r.message_id, "b_detail": r.detail, "b_next": nxt}
+            {
+                "b_email": r.recipient,
+                "b_status": r.status,
+                "b_message_id": r.message_id,
+                "b_detail": r.detail,
+                "b_next": nxt,
+            }
             for r, nxt in outcomes
         ]
         with self.engine.begin() as conn:
@@ -989,15 +1047,30 @@ class Store:
     def interrupted_total(self, key: str) -> int:
         d = deliveries
         with self.engine.connect() as conn:
-            return int(conn.execute(sa.select(sa.func.coalesce(sa.func.sum(d.c.interrupted), 0)).where(d.c.issue_key == key)).scalar() or 0)
+            return int(
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(d.c.interrupted), 0)).where(d.c.issue_key == key)
+                ).scalar()
+                or 0
+            )
 
     def issue_rows(self, limit: int = 20) -> list[Any]:
         with self.engine.connect() as conn:
-            return list(conn.execute(sa.select(issues.c.key, issues.c.status, issues.c.slot, issues.c.note).order_by(issues.c.slot.desc()).limit(limit)).all())
+            return list(
+                conn.execute(
+                    sa.select(issues.c.key, issues.c.status, issues.c.slot, issues.c.note)
+                    .order_by(issues.c.slot.desc())
+                    .limit(limit)
+                ).all()
+            )
 
     def iter_active_recipients(self, chunk: int = 2000) -> Iterator[tuple[str, str | None]]:
         """The active subscribers, streamed from the database a chunk at a time."""
-        q = sa.select(subscribers.c.email, subscribers.c.name).where(subscribers.c.status == "active").order_by(subscribers.c.email)
+        q = (
+            sa.select(subscribers.c.email, subscribers.c.name)
+            .where(subscribers.c.status == "active")
+            .order_by(subscribers.c.email)
+        )
         with self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=chunk).execute(q):
                 yield row.email, row.name

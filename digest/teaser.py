@@ -59,8 +59,7 @@ _FUNCTION_WORDS: dict[str, frozenset[str]] = {
         "fue han pero este esta ha son",
         "it": "il la che e di un una per non sono con del della gli le nel alla è da si dei delle "
         "anche ma come ha al più",
-        "nl": "de het een en van is dat op te in niet zijn met voor die er ook aan werd naar bij "
-        "om maar dit hij zij",
+        "nl": "de het een en van is dat op te in niet zijn met voor die er ook aan werd naar bij om maar dit hij zij",
         "da": "og det er en at til på den af for med som ikke har de var vi jeg men han hun",
         "pl": "i w nie na się z do to że jest o jak ale po co tak za od są przez który dla",
         "cs": "a je se na v že to s z do o ve pro jako ale by jsou už které který tak podle také "
@@ -137,8 +136,24 @@ def fits(text: str, max_chars: int) -> bool:
     return len(text) <= max_chars
 
 
-_OPENERS = {"(": ")", "[": "]", "{": "}", "“": "”", "‘": "’", "«": "»", "‹": "›", "„": "“", "‚": "‘",
-            "「": "」", "『": "』", "（": "）", "【": "】", "《": "》", "〈": "〉", "〔": "〕"}
+_OPENERS = {
+    "(": ")",
+    "[": "]",
+    "{": "}",
+    "“": "”",
+    "‘": "’",
+    "«": "»",
+    "‹": "›",
+    "„": "“",
+    "‚": "‘",
+    "「": "」",
+    "『": "』",
+    "（": "）",
+    "【": "】",
+    "《": "》",
+    "〈": "〉",
+    "〔": "〕",
+}
 _CLOSERS = set(_OPENERS.values())
 
 
@@ -248,7 +263,9 @@ _MONTHS = (
     r"sep(?:t|tember|tembre)?|oct(?:ober|obre)?|okt(?:ober)?|nov(?:ember|embre)?|dec(?:ember)?|dez(?:ember)?|déc(?:embre)?"
 )
 _DAYS = r"mon|tue|wed|thu|fri|sat|sun|monday|tuesday|wednesday|thursday|friday|saturday|sunday"
-_DATE_WORDS = re.compile(rf"\b(?:{_MONTHS}|{_DAYS}|am|pm|a\.m|p\.m|gmt|utc|cet|cest|et|est|edt|pt|pst|pdt|bst|uhr|h)\b\.?", _I)
+_DATE_WORDS = re.compile(
+    rf"\b(?:{_MONTHS}|{_DAYS}|am|pm|a\.m|p\.m|gmt|utc|cet|cest|et|est|edt|pt|pst|pdt|bst|uhr|h)\b\.?", _I
+)
 
 _BYLINE = re.compile(
     r"^(?:written\s+|words\s+|reporting\s+|text\s+|story\s+)?(?:by|von|par|por|di|door|av|af|od|napsal[a]?|autor(?:in)?|author|text|texte)"
@@ -270,7 +287,10 @@ _CREDIT = re.compile(
     r"|©|\bcourtesy of\b",
     _I,
 )
-_CAPTION_START = re.compile(r"^(?:in this (?:photo|picture|image|file photo|undated photo)|this (?:photo|picture|image)|pictured|file photo)\b", _I)
+_CAPTION_START = re.compile(
+    r"^(?:in this (?:photo|picture|image|file photo|undated photo)|this (?:photo|picture|image)|pictured|file photo)\b",
+    _I,
+)
 _PROMPT = re.compile(
     r"\b(?:share (?:this|on|via|article|story)|subscribe|sign up|sign in|log in|newsletter|follow us|"
     r"click here|tap here|read more|read also|read next|more from|see also|related(?: articles?| stories)?:|"
@@ -331,11 +351,16 @@ def word_count(text: str) -> int:
     return len([w for w in _words(text) if not _UNSPACED.search(w)]) + (unspaced + 1) // 2
 
 
-_COPYRIGHT = re.compile(r"\b(?:copyright(?:ed)?|all rights reserved|alle rechte vorbehalten|tous droits réservés|todos los derechos reservados)\b", _I)
+_COPYRIGHT = re.compile(
+    r"\b(?:copyright(?:ed)?|all rights reserved|alle rechte vorbehalten|tous droits réservés|todos los derechos reservados)\b",
+    _I,
+)
 # Breadcrumbs ("Home > News > Europe") and table rows ("| cell | cell |").
 _NAVIGATION = re.compile(r"^(?:[^>›»|]{1,40}\s[>›»|]\s){2,}")
 _EMBED = re.compile(r"^[—–-]\s*\S.{0,60}\(@\w+\)|pic\.twitter\.com/|^https?://\S+$|^@\w+$")
-_TRAILING_CREDIT = re.compile(r"\((?:[^()]*/[^()]*|[^()]*(?:getty images|photo|foto|credit|reuters|afp|\bap\b|dpa)[^()]*)\)\s*$", _I)
+_TRAILING_CREDIT = re.compile(
+    r"\((?:[^()]*/[^()]*|[^()]*(?:getty images|photo|foto|credit|reuters|afp|\bap\b|dpa)[^()]*)\)\s*$", _I
+)
 
 
 def furniture(text: str, *, author: str | None = None) -> str | None:
@@ -433,7 +458,11 @@ def rejoin_wrapped(paragraphs: list[str]) -> list[str]:
     wrapped = len(unfinished) >= 4 and len(unfinished) >= 0.3 * len(paragraphs)
     out: list[str] = []
     for p in paragraphs:
-        if out and not _TERMINAL.search(out[-1]) and (_CONTINUES.match(p) or (wrapped and len(_words(out[-1])) >= 4 and _line(out[-1]) and _line(p))):
+        if (
+            out
+            and not _TERMINAL.search(out[-1])
+            and (_CONTINUES.match(p) or (wrapped and len(_words(out[-1])) >= 4 and _line(out[-1]) and _line(p)))
+        ):
             out[-1] = f"{out[-1]} {p}"
         else:
             out.append(p)
@@ -559,7 +588,14 @@ def _lead_sentences(paragraphs: list[str], title: str, language: str) -> list[_S
     return out
 
 
-_NOT_LEAD_SENTENCE = {"byline", "caption or credit", "share or subscribe prompt", "advertisement", "date stamp", "editor's note"}
+_NOT_LEAD_SENTENCE = {
+    "byline",
+    "caption or credit",
+    "share or subscribe prompt",
+    "advertisement",
+    "date stamp",
+    "editor's note",
+}
 
 
 def _candidates(sentences: list[_Sentence], max_chars: int) -> list[tuple[str, list[int], bool]]:
@@ -701,7 +737,12 @@ def editors_choice(article: Article) -> tuple[str, str] | None:
     dek = clean_text(article.dek)
     if dek and not repeats_headline(dek, article.title):
         return "dek", dek
-    if summary and not repeats_headline(summary, article.title) and not is_body_opening(summary, article) and _about(summary, article):
+    if (
+        summary
+        and not repeats_headline(summary, article.title)
+        and not is_body_opening(summary, article)
+        and _about(summary, article)
+    ):
         return "description", _READ_MORE.sub("", summary).strip()
     return None
 

@@ -104,7 +104,7 @@ class TestServer:
     def paths(self) -> list[str]:
         return [r.path for r in self.requests]
 
-    def __enter__(self) -> "TestServer":
+    def __enter__(self) -> TestServer:
         self._thread.start()
         return self
 

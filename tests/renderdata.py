@@ -47,7 +47,11 @@ def make_article(n: int, **fields: Any) -> Article:
         "source": "test",
         "title": f"Article {n}: a headline about the week's events",
         "published": SLOT - timedelta(days=1 + n % 6, hours=n),
-        "body": (Block(f"The lead paragraph of article {n} tells the reader what happened and why it matters. It has a second sentence."),),
+        "body": (
+            Block(
+                f"The lead paragraph of article {n} tells the reader what happened and why it matters. It has a second sentence."
+            ),
+        ),
         "url": f"https://news.example.org/articles/{n}",
         "author": f"Writer {n}",
     }
@@ -78,6 +82,11 @@ def golden_issue() -> Issue:
         ),
         make_article(2, title="Café Ærø opens on the quay", section="Food", author="Zoë Ångström"),
         make_article(3, title="A letter from the archive", url=None, author=None),
-        make_article(4, title="Review: \"The Long Bridge\" <a film in four parts>", section="Events", image="https://news.example.org/img/bridge.jpg"),
+        make_article(
+            4,
+            title='Review: "The Long Bridge" <a film in four parts>',
+            section="Events",
+            image="https://news.example.org/img/bridge.jpg",
+        ),
     ]
     return make_issue(articles)

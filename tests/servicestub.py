@@ -35,7 +35,9 @@ class ServiceStub:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("Content-Length", "0"))
-                req = Request("POST", self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length))
+                req = Request(
+                    "POST", self.path, {k.lower(): v for k, v in self.headers.items()}, self.rfile.read(length)
+                )
                 stub.requests.append(req)
                 answer = stub.script.pop(0) if stub.script else stub.default(req)
                 self.send_response(answer.status)
@@ -56,7 +58,7 @@ class ServiceStub:
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> "ServiceStub":
+    def __enter__(self) -> ServiceStub:
         self.thread.start()
         return self
 

@@ -21,7 +21,6 @@ from typing import Any
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-
 from conftest import free_port
 
 
@@ -44,7 +43,9 @@ class RecordingHandler:
     lock: threading.Lock = field(default_factory=threading.Lock)
     pipelining: bool = False  # advertise RFC 2920 PIPELINING (aiosmtpd reads commands in order)
 
-    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]) -> list[str]:
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
         with self.lock:
             self.connections += 1
         session.host_name = hostname
@@ -64,7 +65,9 @@ class RecordingHandler:
 
     def record(self, envelope: Any) -> None:
         with self.lock:
-            self.received.append(Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content))
+            self.received.append(
+                Received(envelope.mail_from, list(envelope.rcpt_tos), envelope.original_content or envelope.content)
+            )
 
     def per_recipient(self) -> Counter[str]:
         return Counter(r.rcpt_tos[0] for r in self.received)
@@ -95,7 +98,11 @@ class FaultyHandler(RecordingHandler):
             server.transport.abort()
             return "drop"
         if x < self.drops + self.temporary:
-            code = "421 4.7.0 Too many messages, closing" if x < self.drops + self.temporary / 2 else "451 4.3.0 Try again later"
+            code = (
+                "421 4.7.0 Too many messages, closing"
+                if x < self.drops + self.temporary / 2
+                else "451 4.3.0 Try again later"
+            )
             self.faults[f"{code[:3]} at {stage}"] += 1
             return code
         return None
@@ -155,7 +162,7 @@ class SMTPServer:
             kwargs["auth_require_tls"] = tls_context is not None and not implicit_tls
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port, **kwargs)
 
-    def __enter__(self) -> "SMTPServer":
+    def __enter__(self) -> SMTPServer:
         self.controller.start()
         return self
 

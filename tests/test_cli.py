@@ -6,17 +6,29 @@ import sys
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, write_article
+
 from digest.cli import cli
 
-COMMANDS = [[], ["ingest"], ["build"], ["send"], ["run"], ["subscribers"], ["subscribers", "import"], ["subscribers", "list"], ["subscribers", "export"]]
+COMMANDS = [
+    [],
+    ["ingest"],
+    ["build"],
+    ["send"],
+    ["run"],
+    ["subscribers"],
+    ["subscribers", "import"],
+    ["subscribers", "list"],
+    ["subscribers", "export"],
+]
 COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
 
 
 def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    return subprocess.run([sys.executable, "-m", "digest", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c) or "digest")

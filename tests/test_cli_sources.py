@@ -12,14 +12,16 @@ RSS = """<rss version="2.0"><channel><title>News</title><link>https://news.examp
 <description>The feed's story, told in a paragraph that is long enough.</description></item></channel></rss>"""
 
 
-def test_sources_lists_health_and_build_warns_about_a_source_failing_runs_in_a_row(write_config, tmp_path: Path) -> None:
+def test_sources_lists_health_and_build_warns_about_a_source_failing_runs_in_a_row(
+    write_config, tmp_path: Path
+) -> None:
     cfg = write_config('\n[[sources]]\nname = "news"\nkind = "feed"\npath = "news.xml"\n')
     write_article(tmp_path / "content", "one.md", title="One", date="2025-08-08", body="Lead one. More.")
     before = digest("--config", str(cfg), "sources")
     assert before.returncode == 0, before.stderr
     assert "news (feed): not read yet" in before.stdout
 
-    for run in range(3):
+    for _run in range(3):
         proc = digest("--config", str(cfg), "ingest")
         # One failing source does not stop the other, and is one line naming the file.
         assert proc.returncode == 0, proc.stderr
@@ -35,7 +37,9 @@ def test_sources_lists_health_and_build_warns_about_a_source_failing_runs_in_a_r
     only_failing = digest("--config", str(cfg), "sources", "--failing")
     assert "news (feed)" in only_failing.stdout and "articles (folder)" not in only_failing.stdout
 
-    build = digest("--config", str(cfg), "build", "--no-ingest", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out"))
+    build = digest(
+        "--config", str(cfg), "build", "--no-ingest", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out")
+    )
     assert build.returncode == 0, build.stderr
     assert "warning: source 'news' has failed 3 runs in a row" in build.stderr
 
@@ -44,5 +48,7 @@ def test_sources_lists_health_and_build_warns_about_a_source_failing_runs_in_a_r
     fixed = digest("--config", str(cfg), "ingest")
     assert "news: 1 articles (1 new, 0 updated)" in fixed.stdout
     assert "news (feed): ok" in digest("--config", str(cfg), "sources").stdout
-    quiet = digest("--config", str(cfg), "build", "--no-ingest", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out"))
+    quiet = digest(
+        "--config", str(cfg), "build", "--no-ingest", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out")
+    )
     assert "has failed" not in quiet.stderr

@@ -32,7 +32,9 @@ from digest.pipeline import send_issue, token_signer
 from digest.render.issue import EMAIL_MARK, TOKEN_MARK
 
 KEY = "test-key-Zm9vYmFy"
-UNSUB = re.compile(r"^<(https://news\.example\.org/unsubscribe\?token=([^>]+))>, <mailto:digest@news\.example\.org\?subject=unsubscribe>$")
+UNSUB = re.compile(
+    r"^<(https://news\.example\.org/unsubscribe\?token=([^>]+))>, <mailto:digest@news\.example\.org\?subject=unsubscribe>$"
+)
 
 
 def check_sendgrid(req: Request) -> str | None:
@@ -101,13 +103,25 @@ def answer_for(service: str, problems: list[str]):  # type: ignore[no-untyped-de
         if service == "sendgrid":
             return Answer(202, b"", {"X-Message-Id": f"sg-{len(problems)}-{req.body[:0].decode()}abc"})
         if service == "mailgun":
-            return Answer(200, json.dumps({"id": "<20250811.1@mg.example.org>", "message": "Queued. Thank you."}).encode())
+            return Answer(
+                200, json.dumps({"id": "<20250811.1@mg.example.org>", "message": "Queued. Thank you."}).encode()
+            )
         results = []
         for i, m in enumerate(json.loads(req.body)):
             if m["To"] == "reader00007@example.org":
-                results.append({"ErrorCode": 406, "Message": "You tried to send to a recipient that has been marked as inactive."})
+                results.append(
+                    {"ErrorCode": 406, "Message": "You tried to send to a recipient that has been marked as inactive."}
+                )
             else:
-                results.append({"To": m["To"], "SubmittedAt": "2025-08-11T09:00:00Z", "MessageID": f"pm-{i}", "ErrorCode": 0, "Message": "OK"})
+                results.append(
+                    {
+                        "To": m["To"],
+                        "SubmittedAt": "2025-08-11T09:00:00Z",
+                        "MessageID": f"pm-{i}",
+                        "ErrorCode": 0,
+                        "Message": "OK",
+                    }
+                )
         return Answer(200, json.dumps(results).encode())
 
     return answer
@@ -125,7 +139,12 @@ def api_key(monkeypatch) -> None:
 
 def _send(service: str, stub: ServiceStub, write_config, tmp_path: Path, now, subs: list[str], more: str = ""):  # type: ignore[no-untyped-def]
     settings, store, slot, cfg = newsletter(
-        write_config, tmp_path, backend=service, extra=service_toml(service, stub.base_url, more), subscribers=subs, now=now
+        write_config,
+        tmp_path,
+        backend=service,
+        extra=service_toml(service, stub.base_url, more),
+        subscribers=subs,
+        now=now,
     )
     clock = FakeClock(now)
     return settings, store, slot, clock, cfg
@@ -184,14 +203,19 @@ def test_mailgun_request_matches_the_documented_contract(write_config, tmp_path:
         sizes.append(len(to))
         seen += to
         assert one["from"] == "Test Weekly <digest@news.example.org>"
-        assert one["h:List-Unsubscribe"] == "<%recipient.unsubscribe_url%>, <mailto:digest@news.example.org?subject=unsubscribe>"
+        assert (
+            one["h:List-Unsubscribe"]
+            == "<%recipient.unsubscribe_url%>, <mailto:digest@news.example.org?subject=unsubscribe>"
+        )
         assert one["h:List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         assert "%recipient.token%" in one["text"] and "%recipient.token%" in one["html"]
         assert "%recipient.email%" in one["text"]
         variables = json.loads(one["recipient-variables"])
         for email in to:
             v = variables[email]
-            _check_unsubscribe(f"<{v['unsubscribe_url']}>, <mailto:digest@news.example.org?subject=unsubscribe>", email, signer)
+            _check_unsubscribe(
+                f"<{v['unsubscribe_url']}>, <mailto:digest@news.example.org?subject=unsubscribe>", email, signer
+            )
             assert v["unsubscribe_url"].endswith(v["token"]) and v["email"] == email
     assert sizes == [1000, 234]
     assert sorted(seen) == subs
@@ -201,7 +225,9 @@ def test_postmark_request_matches_the_documented_contract(write_config, tmp_path
     subs = addresses(1234)
     store, report, stub, signer = _send_checked("postmark", write_config, tmp_path, fixed_now, subs)
     assert report.counts == {"sent": 1233, "failed": 1}
-    assert report.failures == [("reader00007@example.org", "Postmark: 406 You tried to send to a recipient that has been marked as inactive.")]
+    assert report.failures == [
+        ("reader00007@example.org", "Postmark: 406 You tried to send to a recipient that has been marked as inactive.")
+    ]
     assert {r.email: r.status for r in store.subscriber_rows()}["reader00007@example.org"] == "bounced"
     batches = [json.loads(r.body) for r in stub.requests]
     assert [len(b) for b in batches] == [500, 500, 234]
@@ -221,7 +247,15 @@ def test_429_waits_for_retry_after_then_sends(service: str, write_config, tmp_pa
     problems: list[str] = []
     with ServiceStub(answer_for(service, problems)) as stub:
         stub.script = [Answer(429, b'{"message": "Too many requests"}', {"Retry-After": "7"})]
-        settings, store, slot, clock, _ = _send(service, stub, write_config, tmp_path, fixed_now, addresses(20, "example.net"), "[delivery.retry]\nbase_delay = 1\n")
+        settings, store, slot, clock, _ = _send(
+            service,
+            stub,
+            write_config,
+            tmp_path,
+            fixed_now,
+            addresses(20, "example.net"),
+            "[delivery.retry]\nbase_delay = 1\n",
+        )
         report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
     assert report.counts == {"sent": 20}
     assert len(stub.requests) == 2
@@ -230,11 +264,21 @@ def test_429_waits_for_retry_after_then_sends(service: str, write_config, tmp_pa
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_5xx_is_retried_with_exponential_backoff(service: str, write_config, tmp_path: Path, fixed_now, api_key) -> None:
+def test_5xx_is_retried_with_exponential_backoff(
+    service: str, write_config, tmp_path: Path, fixed_now, api_key
+) -> None:
     problems: list[str] = []
     with ServiceStub(answer_for(service, problems)) as stub:
         stub.script = [Answer(503, b"upstream unavailable"), Answer(500, b"internal error")]
-        settings, store, slot, clock, _ = _send(service, stub, write_config, tmp_path, fixed_now, addresses(5, "example.net"), "[delivery.retry]\nbase_delay = 4\n")
+        settings, store, slot, clock, _ = _send(
+            service,
+            stub,
+            write_config,
+            tmp_path,
+            fixed_now,
+            addresses(5, "example.net"),
+            "[delivery.retry]\nbase_delay = 4\n",
+        )
         report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep, rng=lambda: 0.0)
     assert report.counts == {"sent": 5}
     assert len(stub.requests) == 3
@@ -245,7 +289,15 @@ def test_5xx_is_retried_with_exponential_backoff(service: str, write_config, tmp
 @pytest.mark.parametrize("service", SERVICES)
 def test_retries_stop_at_the_configured_limit(service: str, write_config, tmp_path: Path, fixed_now, api_key) -> None:
     with ServiceStub(lambda req: Answer(502, b"bad gateway")) as stub:
-        settings, store, slot, clock, _ = _send(service, stub, write_config, tmp_path, fixed_now, addresses(3, "example.net"), "[delivery.retry]\nmax_attempts = 3\n")
+        settings, store, slot, clock, _ = _send(
+            service,
+            stub,
+            write_config,
+            tmp_path,
+            fixed_now,
+            addresses(3, "example.net"),
+            "[delivery.retry]\nmax_attempts = 3\n",
+        )
         report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
     assert len(stub.requests) == 3 and len(clock.sleeps) == 2
     assert report.counts == {"failed": 3}
@@ -254,10 +306,15 @@ def test_retries_stop_at_the_configured_limit(service: str, write_config, tmp_pa
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_401_stops_the_send_with_nothing_marked_sent(service: str, write_config, tmp_path: Path, fixed_now, api_key) -> None:
+def test_401_stops_the_send_with_nothing_marked_sent(
+    service: str, write_config, tmp_path: Path, fixed_now, api_key
+) -> None:
     with ServiceStub(lambda req: Answer(401, b'{"message": "Invalid API key"}')) as stub:
         settings, store, slot, clock, _ = _send(service, stub, write_config, tmp_path, fixed_now, addresses(8))
-        with pytest.raises(DeliveryConfigError, match=rf"refused the request: HTTP 401: .*Invalid API key.*delivery\.{service}\.api_key_env"):
+        with pytest.raises(
+            DeliveryConfigError,
+            match=rf"refused the request: HTTP 401: .*Invalid API key.*delivery\.{service}\.api_key_env",
+        ):
             send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
     assert len(stub.requests) == 1
     assert store.delivery_counts(slot.key) == {"pending": 8}
@@ -265,12 +322,17 @@ def test_401_stops_the_send_with_nothing_marked_sent(service: str, write_config,
 
 
 def test_401_from_the_cli_is_one_line_without_the_key(write_config, tmp_path: Path, fixed_now, api_key) -> None:
-    with ServiceStub(lambda req: Answer(401, b'{"ErrorCode": 10, "Message": "Bad or missing Server API token."}')) as stub:
+    with ServiceStub(
+        lambda req: Answer(401, b'{"ErrorCode": 10, "Message": "Bad or missing Server API token."}')
+    ) as stub:
         _, store, slot, _, cfg = _send("postmark", stub, write_config, tmp_path, fixed_now, addresses(4))
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
         proc = subprocess.run(
             [sys.executable, "-m", "digest", "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00"],
-            capture_output=True, text=True, env=env, timeout=120,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Bad or missing Server API token" in proc.stderr
@@ -285,5 +347,7 @@ def test_missing_api_key_variable_is_a_config_error(write_config, tmp_path: Path
     monkeypatch.delenv("TEST_API_KEY", raising=False)
     cfg = write_config(service_toml("sendgrid", "http://127.0.0.1:9"))
     cfg.write_text(cfg.read_text().replace('backend = "outbox"', 'backend = "sendgrid"'))
-    with pytest.raises(ConfigError, match="delivery.sendgrid.api_key_env: environment variable TEST_API_KEY is not set"):
+    with pytest.raises(
+        ConfigError, match="delivery.sendgrid.api_key_env: environment variable TEST_API_KEY is not set"
+    ):
         load_config(cfg)

@@ -22,7 +22,9 @@ def test_status_and_retry_failed(write_config, tmp_path: Path, fixed_now) -> Non
     subs = addresses(12)
     handler = RecordingHandler(refuse={subs[4]: "552 5.2.2 Mailbox full", subs[9]: "550 5.1.1 Unknown user"})
     with SMTPServer(handler) as server:
-        _, store, slot, cfg = newsletter(write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now)
+        _, store, slot, cfg = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now
+        )
         c = str(cfg)
         sent = digest("--config", c, "send", "--as-of", "2025-08-11T09:00")
         assert sent.returncode == 0, sent.stderr
@@ -57,7 +59,9 @@ def test_subscribers_export(write_config, tmp_path: Path, fixed_now) -> None:
     out = digest("--config", str(cfg), "subscribers", "export")
     assert out.returncode == 0, out.stderr
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
-    assert [(r["email"], r["status"]) for r in rows] == [(s, "unsubscribed" if s == subs[1] else "active") for s in subs]
+    assert [(r["email"], r["status"]) for r in rows] == [
+        (s, "unsubscribed" if s == subs[1] else "active") for s in subs
+    ]
     path = tmp_path / "active.csv"
     done = digest("--config", str(cfg), "subscribers", "export", str(path), "--status", "active")
     assert "wrote 4 subscribers" in done.stdout

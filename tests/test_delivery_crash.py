@@ -53,7 +53,11 @@ def test_sigkill_at_several_points_then_resume(write_config, tmp_path: Path, fix
         interrupted = store.interrupted_total(slot.key)
         counts = store.delivery_counts(slot.key)
         status = subprocess.run(
-            [sys.executable, "-m", "digest", "--config", str(cfg), "status", slot.key], capture_output=True, text=True, env=env, timeout=120
+            [sys.executable, "-m", "digest", "--config", str(cfg), "status", slot.key],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
         )
 
     codes = [rc for rc, _, _ in runs]

@@ -95,7 +95,9 @@ def test_failed_deliveries_can_be_retried(write_config, tmp_path: Path, fixed_no
     subs = addresses(10)
     settings, store, slot, _ = newsletter(write_config, tmp_path, backend="outbox", subscribers=subs, now=fixed_now)
     refuse = {subs[2], subs[5]}
-    backend = MemoryBackend(lambda m: DeliveryResult(m.recipient, "failed", None, "550 mailbox full") if m.recipient in refuse else None)
+    backend = MemoryBackend(
+        lambda m: DeliveryResult(m.recipient, "failed", None, "550 mailbox full") if m.recipient in refuse else None
+    )
     report = send_issue(settings, store, slot, now=fixed_now, backend=backend)
     assert report.counts == {"sent": 8, "failed": 2}
     assert send_issue(settings, store, slot, now=fixed_now, backend=backend).outcome == "already-sent"
@@ -109,7 +111,12 @@ def test_failed_deliveries_can_be_retried(write_config, tmp_path: Path, fixed_no
 def test_a_throttle_slows_the_pace(write_config, tmp_path: Path, fixed_now) -> None:
     subs = addresses(40)
     settings, store, slot, _ = newsletter(
-        write_config, tmp_path, backend="outbox", subscribers=subs, now=fixed_now, extra="[delivery.pace]\nmessages_per_second = 100\n"
+        write_config,
+        tmp_path,
+        backend="outbox",
+        subscribers=subs,
+        now=fixed_now,
+        extra="[delivery.pace]\nmessages_per_second = 100\n",
     )
     throttled = {"left": 10}
 
@@ -120,7 +127,15 @@ def test_a_throttle_slows_the_pace(write_config, tmp_path: Path, fixed_now) -> N
         return None
 
     clock = FakeClock(fixed_now)
-    report = send_issue(settings, store, slot, now=fixed_now, backend=MemoryBackend(throttle_first_batch, max_batch=10), clock=clock.now, sleep=clock.sleep)
+    report = send_issue(
+        settings,
+        store,
+        slot,
+        now=fixed_now,
+        backend=MemoryBackend(throttle_first_batch, max_batch=10),
+        clock=clock.now,
+        sleep=clock.sleep,
+    )
     assert report.counts == {"sent": 40}
     paced = [round(s, 4) for s in clock.sleeps if s < 0.1]
     assert 0.01 in paced  # 100 messages/s before the 421

@@ -55,7 +55,9 @@ def _parsed(raw: bytes) -> email.message.EmailMessage:
 def test_fast_path_equals_the_reference_message(seed: int, to: str) -> None:
     rng = random.Random(seed)
     rendered = _issue(rng)
-    token = "".join(rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_.") for _ in range(rng.randint(10, 140)))
+    token = "".join(
+        rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_.") for _ in range(rng.randint(10, 140))
+    )
     template = MessageTemplate(rendered, NL)
     mid = template.new_message_id()
     fast_raw = template.render(to=to, token=token, date=NOW, message_id=mid)
@@ -103,5 +105,7 @@ def test_fast_path_is_the_message_the_smtp_backend_sends(tmp_path) -> None:
 
     template = MessageTemplate(_issue(random.Random(1)), NL)
     m = OutgoingMessage("ana@example.org", template, "tok", "<1@news.example.org>", NOW)
-    assert m.as_bytes() == template.render(to="ana@example.org", token="tok", date=NOW, message_id="<1@news.example.org>")
+    assert m.as_bytes() == template.render(
+        to="ana@example.org", token="tok", date=NOW, message_id="<1@news.example.org>"
+    )
     assert m.unsubscribe_url == "https://news.example.org/unsubscribe?token=tok"

@@ -20,7 +20,9 @@ UNSUB = re.compile(r"<(https://news\.example\.org/unsubscribe\?token=[^>]+)>")
 def test_smtp_round_trip(write_config, tmp_path: Path, fixed_now) -> None:
     subs = ["ana@example.org", "bo@example.org", "cy@example.org"]
     with SMTPServer() as server:
-        settings, store, slot, _ = newsletter(write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now)
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now
+        )
         report = send_issue(settings, store, slot, now=fixed_now)
         assert report.outcome == "sent", report.message
         assert report.counts == {"sent": 3}
@@ -76,7 +78,9 @@ def _digest(*args: str) -> subprocess.CompletedProcess[str]:
 def test_a_thousand_subscribers_get_a_thousand_distinct_messages_once(write_config, tmp_path: Path, fixed_now) -> None:
     subs = addresses(1000)
     with SMTPServer() as server:
-        _, store, _, cfg = newsletter(write_config, tmp_path, extra=smtp_toml(server.port, connections=4), subscribers=subs, now=fixed_now)
+        _, store, _, cfg = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=4), subscribers=subs, now=fixed_now
+        )
         first = _digest("--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
         assert first.returncode == 0, first.stderr
         assert "issue 2025-W33 sent: 1000 delivered, 0 failed" in first.stdout
@@ -99,7 +103,9 @@ def test_a_thousand_subscribers_get_a_thousand_distinct_messages_once(write_conf
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
-def test_flaky_server_gets_everything_once(write_config, tmp_path: Path, fixed_now, pipelining: bool, monkeypatch) -> None:
+def test_flaky_server_gets_everything_once(
+    write_config, tmp_path: Path, fixed_now, pipelining: bool, monkeypatch
+) -> None:
     """421/451 for 20% of transactions, 5% of connections dropped: all delivered, none twice."""
     from digest.delivery.smtp import SMTPBackend
 
@@ -129,14 +135,18 @@ def test_flaky_server_gets_everything_once(write_config, tmp_path: Path, fixed_n
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
-def test_refused_recipients_fail_with_the_servers_words_rest_delivered(write_config, tmp_path: Path, fixed_now, pipelining: bool) -> None:
+def test_refused_recipients_fail_with_the_servers_words_rest_delivered(
+    write_config, tmp_path: Path, fixed_now, pipelining: bool
+) -> None:
     subs = addresses(30)
     refuse = {
         subs[3]: "550 5.1.1 No such user here",
         subs[17]: "553 5.7.1 Relaying denied for this recipient",
     }
     with SMTPServer(RecordingHandler(refuse=refuse, pipelining=pipelining)) as server:
-        settings, store, slot, _ = newsletter(write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now)
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port), subscribers=subs, now=fixed_now
+        )
         report = send_issue(settings, store, slot, now=fixed_now)
     assert report.outcome == "sent"
     assert report.counts == {"sent": 28, "failed": 2}
@@ -149,9 +159,14 @@ def test_refused_recipients_fail_with_the_servers_words_rest_delivered(write_con
 
 def test_connections_are_capped_and_reopened(write_config, tmp_path: Path, fixed_now) -> None:
     subs = addresses(50)
-    extra = smtp_toml(0, connections=1).replace("port = 0", "port = {port}") + "[delivery.pace]\nmessages_per_connection = 10\n"
+    extra = (
+        smtp_toml(0, connections=1).replace("port = 0", "port = {port}")
+        + "[delivery.pace]\nmessages_per_connection = 10\n"
+    )
     with SMTPServer() as server:
-        settings, store, slot, _ = newsletter(write_config, tmp_path, extra=extra.format(port=server.port), subscribers=subs, now=fixed_now)
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=extra.format(port=server.port), subscribers=subs, now=fixed_now
+        )
         report = send_issue(settings, store, slot, now=fixed_now)
     assert report.counts == {"sent": 50}
     assert server.handler.connections == 5
@@ -163,8 +178,13 @@ def test_sender_refused_stops_the_send_with_nothing_marked_sent(write_config, tm
             return "553 5.7.1 Sender address rejected: not owned by user"
 
     with SMTPServer(RefuseSender()) as server:
-        settings, store, slot, _ = newsletter(write_config, tmp_path, extra=smtp_toml(server.port), subscribers=addresses(5), now=fixed_now)
-        with pytest.raises(DeliveryConfigError, match="refused the sender digest@news.example.org at MAIL: 553 5.7.1 Sender address rejected"):
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port), subscribers=addresses(5), now=fixed_now
+        )
+        with pytest.raises(
+            DeliveryConfigError,
+            match="refused the sender digest@news.example.org at MAIL: 553 5.7.1 Sender address rejected",
+        ):
             send_issue(settings, store, slot, now=fixed_now)
     assert store.delivery_counts(slot.key) == {"pending": 5}
 
@@ -183,14 +203,20 @@ def _server_tls(ca: trustme.CA):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("security", ["starttls", "tls"])
-def test_tls_with_certificate_check_and_login(write_config, tmp_path: Path, fixed_now, ca, security: str, monkeypatch) -> None:
+def test_tls_with_certificate_check_and_login(
+    write_config, tmp_path: Path, fixed_now, ca, security: str, monkeypatch
+) -> None:
     ca_file = tmp_path / "ca.pem"
     ca.cert_pem.write_to_path(str(ca_file))
     monkeypatch.setenv("TEST_SMTP_PASSWORD", "s3cret")
     login = f'username = "digest"\npassword_env = "TEST_SMTP_PASSWORD"\nca_file = "{ca_file}"\n'
     with SMTPServer(tls_context=_server_tls(ca), implicit_tls=security == "tls", logins={"digest": "s3cret"}) as server:
         settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, security=security, more=login), subscribers=addresses(6), now=fixed_now
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port, security=security, more=login),
+            subscribers=addresses(6),
+            now=fixed_now,
         )
         report = send_issue(settings, store, slot, now=fixed_now)
     assert report.counts == {"sent": 6}
@@ -200,7 +226,11 @@ def test_tls_with_certificate_check_and_login(write_config, tmp_path: Path, fixe
 def test_untrusted_certificate_stops_the_send(write_config, tmp_path: Path, fixed_now, ca) -> None:
     with SMTPServer(tls_context=_server_tls(ca)) as server:
         settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, security="starttls"), subscribers=addresses(3), now=fixed_now
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port, security="starttls"),
+            subscribers=addresses(3),
+            now=fixed_now,
         )
         with pytest.raises(DeliveryConfigError, match="certificate check failed .*delivery.smtp.ca_file"):
             send_issue(settings, store, slot, now=fixed_now)
@@ -215,7 +245,11 @@ def test_wrong_password_stops_the_send(write_config, tmp_path: Path, fixed_now, 
     login = f'username = "digest"\npassword_env = "TEST_SMTP_PASSWORD"\nca_file = "{ca_file}"\n'
     with SMTPServer(tls_context=_server_tls(ca), logins={"digest": "s3cret"}) as server:
         settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, security="starttls", more=login), subscribers=addresses(3), now=fixed_now
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port, security="starttls", more=login),
+            subscribers=addresses(3),
+            now=fixed_now,
         )
         with pytest.raises(DeliveryConfigError, match="refused the login for 'digest': 535"):
             send_issue(settings, store, slot, now=fixed_now)

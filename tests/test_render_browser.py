@@ -76,19 +76,30 @@ def sample_html(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 def _full_html(tmp_path: Path) -> str:
     extra = {
-        "newsletter": {"logo_url": "https://news.example.org/logo.png", "editor_note": "A note from the editor.\n\nTwo paragraphs."},
+        "newsletter": {
+            "logo_url": "https://news.example.org/logo.png",
+            "editor_note": "A note from the editor.\n\nTwo paragraphs.",
+        },
     }
-    return personalise(render_issue(golden_issue(), make_settings(tmp_path, extra)), email="a.reader@example.org", token="tok")[0]
+    return personalise(
+        render_issue(golden_issue(), make_settings(tmp_path, extra)), email="a.reader@example.org", token="tok"
+    )[0]
 
 
 def _hostile_html(tmp_path: Path) -> str:
     """Unbroken long words in every text slot: the layout must wrap them, not widen."""
     word = "Supercalifragilistic" * 12
     articles = [
-        make_article(1, title=f"A {word} title", author=word, section=word[:50], image="https://news.example.org/wide.png"),
-        make_article(2, url=f"https://news.example.org/{word}", summary=f"Teaser with {word} and https://news.example.org/{word}"),
+        make_article(
+            1, title=f"A {word} title", author=word, section=word[:50], image="https://news.example.org/wide.png"
+        ),
+        make_article(
+            2, url=f"https://news.example.org/{word}", summary=f"Teaser with {word} and https://news.example.org/{word}"
+        ),
     ]
-    return personalise(render_issue(make_issue(articles), make_settings(tmp_path)), email=f"{'x' * 60}@example.org", token="t" * 120)[0]
+    return personalise(
+        render_issue(make_issue(articles), make_settings(tmp_path)), email=f"{'x' * 60}@example.org", token="t" * 120
+    )[0]
 
 
 def _open(browser: Any, html: str, width: int, scheme: str) -> Any:
@@ -122,8 +133,14 @@ def _overflow(page: Any) -> dict[str, Any]:
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("doc", ["sample", "full", "hostile"])
-def test_no_horizontal_overflow(browser: Any, sample_html: str, tmp_path: Path, doc: str, scheme: str, width: int) -> None:
-    html = {"sample": lambda: sample_html, "full": lambda: _full_html(tmp_path), "hostile": lambda: _hostile_html(tmp_path)}[doc]()
+def test_no_horizontal_overflow(
+    browser: Any, sample_html: str, tmp_path: Path, doc: str, scheme: str, width: int
+) -> None:
+    html = {
+        "sample": lambda: sample_html,
+        "full": lambda: _full_html(tmp_path),
+        "hostile": lambda: _hostile_html(tmp_path),
+    }[doc]()
     page = _open(browser, html, width, scheme)
     try:
         found = _overflow(page)
@@ -156,7 +173,9 @@ def _axe(page: Any, source: str) -> list[dict[str, Any]]:
 @pytest.mark.parametrize("width", WIDTHS)
 @pytest.mark.parametrize("scheme", SCHEMES)
 @pytest.mark.parametrize("doc", ["sample", "full"])
-def test_axe_reports_no_violations(browser: Any, sample_html: str, tmp_path: Path, doc: str, scheme: str, width: int) -> None:
+def test_axe_reports_no_violations(
+    browser: Any, sample_html: str, tmp_path: Path, doc: str, scheme: str, width: int
+) -> None:
     source = _axe_source()
     html = sample_html if doc == "sample" else _full_html(tmp_path)
     page = _open(browser, html, width, scheme)

@@ -30,7 +30,9 @@ def keypair(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, bytes]:
     folder = tmp_path_factory.mktemp("dkim")
     key = folder / "dkim.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
-    der = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True).stdout
+    der = subprocess.run(
+        ["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True, capture_output=True
+    ).stdout
     return key, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
 
 
@@ -99,7 +101,9 @@ def test_key_from_an_environment_variable(tmp_path: Path, keypair, monkeypatch: 
     key, record = keypair
     # One line with literal "\n", as an environment variable often carries a PEM file.
     monkeypatch.setenv("TEST_DKIM_KEY", key.read_text().replace("\n", "\\n"))
-    settings = make_settings(tmp_path, _smtp_settings(tmp_path, {"selector": "s2", "domain": "example.org", "key_env": "TEST_DKIM_KEY"}))
+    settings = make_settings(
+        tmp_path, _smtp_settings(tmp_path, {"selector": "s2", "domain": "example.org", "key_env": "TEST_DKIM_KEY"})
+    )
     signed = sign_message(_message(tmp_path), settings.delivery, settings.newsletter)
     assert dkim.verify(signed, dnsfunc=_dns({b"s2._domainkey.example.org.": record}))
     assert "PRIVATE KEY" not in repr(settings) and "PRIVATE KEY" not in settings.model_dump_json()
@@ -124,14 +128,28 @@ def test_a_message_without_list_headers_is_refused(keypair) -> None:
     [
         ({"selector": "s1"}, {}, "delivery.dkim: give exactly one of key_path"),
         ({"selector": "s1", "key_path": "k.pem", "key_env": "K"}, {}, "give exactly one of key_path"),
-        ({"selector": "s1", "key_env": "DIGEST_TEST_UNSET_KEY"}, {}, "delivery.dkim.key_env: environment variable DIGEST_TEST_UNSET_KEY is not set"),
+        (
+            {"selector": "s1", "key_env": "DIGEST_TEST_UNSET_KEY"},
+            {},
+            "delivery.dkim.key_env: environment variable DIGEST_TEST_UNSET_KEY is not set",
+        ),
         ({"selector": "s1", "key_path": "missing.pem"}, {}, "delivery.dkim.key_path: cannot read"),
-        ({"selector": "s1", "key_env": "DIGEST_TEST_BAD_KEY"}, {"DIGEST_TEST_BAD_KEY": "not a key"}, "delivery.dkim.key_env: not a PEM RSA private key"),
-        ({"selector": "s1", "key_path": "k.pem", "private_key": "-----BEGIN"}, {}, "delivery.dkim.private_key: secrets do not belong in the config file"),
+        (
+            {"selector": "s1", "key_env": "DIGEST_TEST_BAD_KEY"},
+            {"DIGEST_TEST_BAD_KEY": "not a key"},
+            "delivery.dkim.key_env: not a PEM RSA private key",
+        ),
+        (
+            {"selector": "s1", "key_path": "k.pem", "private_key": "-----BEGIN"},
+            {},
+            "delivery.dkim.private_key: secrets do not belong in the config file",
+        ),
         ({"selector": "bad selector!", "key_env": "K"}, {"K": "x"}, "delivery.dkim.selector: expected a DNS name"),
     ],
 )
-def test_config_problems_are_reported(tmp_path: Path, keypair, monkeypatch: pytest.MonkeyPatch, table: dict, env: dict, needle: str) -> None:
+def test_config_problems_are_reported(
+    tmp_path: Path, keypair, monkeypatch: pytest.MonkeyPatch, table: dict, env: dict, needle: str
+) -> None:
     key, _ = keypair
     (tmp_path / "k.pem").write_bytes(key.read_bytes())
     for k, v in env.items():
@@ -144,5 +162,9 @@ def test_config_problems_are_reported(tmp_path: Path, keypair, monkeypatch: pyte
 
 
 def test_key_is_not_read_for_other_backends(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, {"delivery": {"backend": "outbox", "dkim": {"selector": "s1", "key_env": "DIGEST_TEST_UNSET_KEY"}}})
-    assert settings.delivery.dkim is not None and signer_from_settings(settings.delivery.dkim, settings.newsletter) is None
+    settings = make_settings(
+        tmp_path, {"delivery": {"backend": "outbox", "dkim": {"selector": "s1", "key_env": "DIGEST_TEST_UNSET_KEY"}}}
+    )
+    assert (
+        settings.delivery.dkim is not None and signer_from_settings(settings.delivery.dkim, settings.newsletter) is None
+    )

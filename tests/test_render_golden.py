@@ -45,7 +45,9 @@ def _compare(name: str, actual: str) -> None:
                 expected.splitlines(keepends=True), actual.splitlines(keepends=True), f"golden/{name}", "rendered", n=2
             )
         )
-        pytest.fail(f"{name} differs from its golden file (run `make golden` if the change is intended):\n{diff[:6000]}")
+        pytest.fail(
+            f"{name} differs from its golden file (run `make golden` if the change is intended):\n{diff[:6000]}"
+        )
 
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))

@@ -93,7 +93,12 @@ def test_markup_in_text_fields_is_escaped(tmp_path: Path, field: str, payload: s
     if field == "teaser":
         from html import escape
 
-        issue = Issue(issue.key, issue.slot, issue.window_start, (entry_with_teaser(article, payload, escape(payload)), issue.entries[1]))
+        issue = Issue(
+            issue.key,
+            issue.slot,
+            issue.window_start,
+            (entry_with_teaser(article, payload, escape(payload)), issue.entries[1]),
+        )
     rendered = _render(tmp_path, issue)
     assert_markup_inert(rendered.html)
     # The text is still there for the reader, as text.
@@ -126,7 +131,12 @@ def test_subject_cannot_be_split(tmp_path: Path) -> None:
     rendered = _render(tmp_path, make_issue([make_article(1, title=title)]))
     assert "\n" not in rendered.subject and "\r" not in rendered.subject
     msg = build_message(
-        rendered, make_settings(tmp_path).newsletter, to="reader@example.org", token="t", now=NOW, subject_prefix="[TEST]\r\nBcc: x@y "
+        rendered,
+        make_settings(tmp_path).newsletter,
+        to="reader@example.org",
+        token="t",
+        now=NOW,
+        subject_prefix="[TEST]\r\nBcc: x@y ",
     )
     raw = msg.as_bytes()
     parsed = message_from_bytes(raw, policy=default)
@@ -150,10 +160,17 @@ def test_ten_kilobytes_of_text_are_clipped(tmp_path: Path) -> None:
 
     unbroken = "x" * 10_240
     article = make_article(
-        1, title=huge("Tword"), author=huge("Aword"), section=unbroken, image_alt=huge("Iword"), image="https://news.example.org/i.png"
+        1,
+        title=huge("Tword"),
+        author=huge("Aword"),
+        section=unbroken,
+        image_alt=huge("Iword"),
+        image="https://news.example.org/i.png",
     )
     issue = make_issue([article])
-    issue = Issue(issue.key, issue.slot, issue.window_start, (entry_with_teaser(article, huge("Sword"), huge("Sword")),))
+    issue = Issue(
+        issue.key, issue.slot, issue.window_start, (entry_with_teaser(article, huge("Sword"), huge("Sword")),)
+    )
     rendered = _render(tmp_path, issue)
     assert len(rendered.subject) <= MAX_SUBJECT and rendered.subject.endswith("…")
     for part in (rendered.html, rendered.text):

@@ -17,7 +17,9 @@ ON = LinkSettings(utm=True, utm_source="weekly", utm_content="pos-{position}", s
 
 
 def test_tagging_is_off_by_default() -> None:
-    assert tag_url("https://news.example.org/a?x=1", LinkSettings(), issue="2025-W33") == "https://news.example.org/a?x=1"
+    assert (
+        tag_url("https://news.example.org/a?x=1", LinkSettings(), issue="2025-W33") == "https://news.example.org/a?x=1"
+    )
 
 
 def test_tags_are_appended_and_existing_parameters_kept_byte_for_byte() -> None:
@@ -52,7 +54,10 @@ def test_issue_links_are_tagged_but_unsubscribe_and_archive_are_not(tmp_path: Pa
     tagged = "https://news.example.org/articles/1?utm_source=newsletter&amp;utm_medium=email&amp;utm_campaign=2025-W33"
     assert rendered.html.count(f'href="{tagged}"') == 2  # title and button
     assert 'href="https://other.example.net/x"' in rendered.html
-    assert "Read more: https://news.example.org/articles/1?utm_source=newsletter&utm_medium=email&utm_campaign=2025-W33" in rendered.text
+    assert (
+        "Read more: https://news.example.org/articles/1?utm_source=newsletter&utm_medium=email&utm_campaign=2025-W33"
+        in rendered.text
+    )
     assert "/unsubscribe?token=" in rendered.html and "unsubscribe?token=DIGEST-RECIPIENT-TOKEN&" not in rendered.html
     assert 'href="https://news.example.org/archive/2025-W33"' in rendered.html
 

@@ -71,23 +71,44 @@ def test_message_shape_and_headers(rendered, settings) -> None:
 
 
 def test_message_ids_are_unique(rendered, settings) -> None:
-    ids = {build_message(rendered, settings.newsletter, to="a@example.org", token="t", now=NOW)["Message-ID"] for _ in range(50)}
+    ids = {
+        build_message(rendered, settings.newsletter, to="a@example.org", token="t", now=NOW)["Message-ID"]
+        for _ in range(50)
+    }
     assert len(ids) == 50
 
 
 def test_unsubscribe_base_with_a_query_keeps_it(tmp_path: Path) -> None:
-    settings = make_settings(tmp_path, {"newsletter": {"unsubscribe_url": "https://lists.example.org/u?list=weekly", "unsubscribe_mailto": "leave@lists.example.org"}})
+    settings = make_settings(
+        tmp_path,
+        {
+            "newsletter": {
+                "unsubscribe_url": "https://lists.example.org/u?list=weekly",
+                "unsubscribe_mailto": "leave@lists.example.org",
+            }
+        },
+    )
     rendered = render_issue(golden_issue(), settings)
     msg = build_message(rendered, settings.newsletter, to="a@example.org", token="TOK", now=NOW)
-    assert msg["List-Unsubscribe"] == "<https://lists.example.org/u?list=weekly&token=TOK>, <mailto:leave@lists.example.org?subject=unsubscribe>"
-    assert 'href="https://lists.example.org/u?list=weekly&amp;token=TOK"' in personalise(rendered, email="a@example.org", token="TOK")[0]
+    assert (
+        msg["List-Unsubscribe"]
+        == "<https://lists.example.org/u?list=weekly&token=TOK>, <mailto:leave@lists.example.org?subject=unsubscribe>"
+    )
+    assert (
+        'href="https://lists.example.org/u?list=weekly&amp;token=TOK"'
+        in personalise(rendered, email="a@example.org", token="TOK")[0]
+    )
 
 
 def test_recipients_differ_only_in_their_own_parts(rendered, settings) -> None:
     a_html, a_text = personalise(rendered, email="ann@example.org", token="TOKEN-ANN")
     b_html, b_text = personalise(rendered, email="bob@example.org", token="TOKEN-BOB")
-    assert a_html.replace("ann@example.org", "X").replace("TOKEN-ANN", "T") == b_html.replace("bob@example.org", "X").replace("TOKEN-BOB", "T")
-    assert a_text.replace("ann@example.org", "X").replace("TOKEN-ANN", "T") == b_text.replace("bob@example.org", "X").replace("TOKEN-BOB", "T")
+    assert a_html.replace("ann@example.org", "X").replace("TOKEN-ANN", "T") == b_html.replace(
+        "bob@example.org", "X"
+    ).replace("TOKEN-BOB", "T")
+    assert a_text.replace("ann@example.org", "X").replace("TOKEN-ANN", "T") == b_text.replace(
+        "bob@example.org", "X"
+    ).replace("TOKEN-BOB", "T")
     # An address is escaped where it lands in HTML.
     html, text = personalise(rendered, email="o'neil&co@example.org", token="t")
     assert "o&#x27;neil&amp;co@example.org" in html and "o'neil&co@example.org" in text

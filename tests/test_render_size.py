@@ -55,7 +55,9 @@ def test_error_above_the_limit(tmp_path: Path) -> None:
 
 def test_trailing_articles_dropped_to_fit(tmp_path: Path) -> None:
     limit = _size_of(tmp_path, 7) + 10
-    settings = make_settings(tmp_path, {"render": {"warn_html_bytes": 5000, "max_html_bytes": limit, "drop_trailing_articles": True}})
+    settings = make_settings(
+        tmp_path, {"render": {"warn_html_bytes": 5000, "max_html_bytes": limit, "drop_trailing_articles": True}}
+    )
     issue, rendered = fit_issue(TWELVE, settings)
     assert [e.article.id for e in issue.entries] == [f"test:{n}" for n in range(1, 8)]
     assert [s.article.id for s in issue.skipped] == [f"test:{n}" for n in range(8, 13)]
@@ -74,7 +76,9 @@ def test_markers_count_at_their_longest(tmp_path: Path) -> None:
 
 
 def test_warn_above_max_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"render: warn_html_bytes \(95000\) must not exceed max_html_bytes \(90000\)"):
+    with pytest.raises(
+        ConfigError, match=r"render: warn_html_bytes \(95000\) must not exceed max_html_bytes \(90000\)"
+    ):
         make_settings(tmp_path, {"render": {"warn_html_bytes": 95_000, "max_html_bytes": 90_000}})
 
 
@@ -110,6 +114,12 @@ def test_build_drops_articles_and_records_only_those_sent(write_config, tmp_path
     assert Store(load_config(cfg).state_url).article_ids_in_issues() == set()
     # Without the option the build stops with one clear line.
     cfg.write_text(cfg.read_text().replace("drop_trailing_articles = true", "drop_trailing_articles = false"))
-    proc = _digest("--config", str(cfg), "build", "--no-ingest", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out2"))
+    proc = _digest(
+        "--config", str(cfg), "build", "--no-ingest", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out2")
+    )
     assert proc.returncode == 1
-    assert proc.stderr.count("\n") == 1 and "over render.max_html_bytes = 20,000" in proc.stderr and "Traceback" not in proc.stderr
+    assert (
+        proc.stderr.count("\n") == 1
+        and "over render.max_html_bytes = 20,000" in proc.stderr
+        and "Traceback" not in proc.stderr
+    )

@@ -15,7 +15,9 @@ from conftest import shared_path, write_sample_config
 
 MAX_SCORE = 1.0
 # Rules that would mean the message itself is badly built, whatever the score.
-FORBIDDEN = re.compile(r"^(MIME_HTML_.*|MPART_ALT_DIFF.*|MISSING_.*|HTML_OFF_PAGE|FONT_INVIS.*|HTML_FONT_LOW_CONTRAST)$")
+FORBIDDEN = re.compile(
+    r"^(MIME_HTML_.*|MPART_ALT_DIFF.*|MISSING_.*|HTML_OFF_PAGE|FONT_INVIS.*|HTML_FONT_LOW_CONTRAST)$"
+)
 
 
 def test_sample_issue_passes_check_email_and_spamassassin(tmp_path: Path) -> None:
@@ -33,7 +35,9 @@ def test_sample_issue_passes_check_email_and_spamassassin(tmp_path: Path) -> Non
     report = proc.stdout
     assert proc.returncode == 0, report + proc.stderr
     assert not [line for line in report.splitlines() if line.startswith("FAIL")], report
-    summary = re.search(r"^summary: html_bytes=(\d+) longest_line=(\d+) parts=(\S+) links=(\d+) fails=(\d+)$", report, re.M)
+    summary = re.search(
+        r"^summary: html_bytes=(\d+) longest_line=(\d+) parts=(\S+) links=(\d+) fails=(\d+)$", report, re.M
+    )
     assert summary, report
     assert summary.group(3) == "text/plain+text/html" and summary.group(5) == "0"
     assert int(summary.group(2)) <= 78, "raw lines must stay within 78 characters"

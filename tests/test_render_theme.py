@@ -60,7 +60,9 @@ def test_accessible_structure(tmp_path: Path) -> None:
     ]
     # Every link's text says where it goes: no bare "click here" or "Read more".
     links = re.findall(r"<a [^>]*>(.*?)</a>", html, re.S)
-    assert links and all(re.sub(r"<[^>]+>", "", t).strip() not in ("", "here", "click here", "Read more") for t in links)
+    assert links and all(
+        re.sub(r"<[^>]+>", "", t).strip() not in ("", "here", "click here", "Read more") for t in links
+    )
     assert "Read more: Café Ærø opens on the quay" in html
 
 
@@ -101,7 +103,9 @@ def test_user_templates_win_one_file_at_a_time(tmp_path: Path) -> None:
 def test_mjml_error_names_the_template(tmp_path: Path) -> None:
     mine = tmp_path / "mine"
     mine.mkdir()
-    (mine / "digest.mjml.j2").write_text("<mjml><mj-body><mj-section><mj-column><mj-text>x</mj-column></mj-body></mjml>")
+    (mine / "digest.mjml.j2").write_text(
+        "<mjml><mj-body><mj-section><mj-column><mj-text>x</mj-column></mj-body></mjml>"
+    )
     with pytest.raises(RenderError, match=r"^template digest\.mjml\.j2: MJML did not compile: "):
         render_issue(golden_issue(), make_settings(tmp_path, {"templates": {"path": str(mine)}}))
 
@@ -118,11 +122,18 @@ def test_editor_note_from_a_file_and_logo(tmp_path: Path) -> None:
     note = tmp_path / "note.md"
     note.write_text("Hello readers & friends.\n\nSecond <paragraph>.\n", encoding="utf-8")
     settings = make_settings(
-        tmp_path, {"newsletter": {"editor_note_file": "note.md", "logo_url": "https://news.example.org/logo.png", "logo_width": 120}}
+        tmp_path,
+        {
+            "newsletter": {
+                "editor_note_file": "note.md",
+                "logo_url": "https://news.example.org/logo.png",
+                "logo_width": 120,
+            }
+        },
     )
     assert settings.newsletter.editor_note_file == note
     rendered = render_issue(golden_issue(), settings)
-    assert "<p style=\"margin:0;\">Hello readers &amp; friends.</p>" in rendered.html
+    assert '<p style="margin:0;">Hello readers &amp; friends.</p>' in rendered.html
     assert "Second &lt;paragraph&gt;." in rendered.html
     assert "FROM THE EDITOR\n\nHello readers & friends.\n\nSecond <paragraph>.\n" in rendered.text
     logo = [a for t, a in elements(rendered.html) if t == "img" and "logo" in (a.get("src") or "")]

@@ -16,13 +16,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 import sqlalchemy as sa
+from conftest import ROOT, write_article
 from simclock import RecordingBackend, Sent, SimulatedClock, apscheduler_reads
 
-from conftest import ROOT, write_article
 from digest import pipeline
 from digest.config import Settings, load_config
 from digest.errors import ConfigError
-from digest.pipeline import due_slot, run_once
+from digest.pipeline import run_once
 from digest.schedule import DigestScheduler, describe_planned_runs
 from digest.store import Store
 
@@ -49,7 +49,10 @@ class Harness:
         clock = SimulatedClock(start, until)
         store = Store(self.settings.state_url)
         scheduler = DigestScheduler(
-            self.settings, store, clock=clock, backend_factory=lambda folder: RecordingBackend(folder, clock, self.sent, **backend_kw)  # type: ignore[arg-type]
+            self.settings,
+            store,
+            clock=clock,
+            backend_factory=lambda folder: RecordingBackend(folder, clock, self.sent, **backend_kw),  # type: ignore[arg-type]
         )
         clock.on_horizon = lambda: scheduler.request_stop("end of simulated run")
         self.current, self.scheduler = clock, scheduler
@@ -65,11 +68,20 @@ class Harness:
 
 @pytest.fixture
 def harness(write_config, tmp_path: Path) -> Iterator[object]:
-    def make(schedule: str = "", newsletter: str = "", subscribers: list[str] | None = None, delivery: str = "") -> Harness:
+    def make(
+        schedule: str = "", newsletter: str = "", subscribers: list[str] | None = None, delivery: str = ""
+    ) -> Harness:
         cfg = write_config(subscribers=subscribers)
-        text = cfg.read_text().replace('cron = "0 8 * * mon"', 'cron = "0 8 * * mon"\nmisfire_grace_hours = 6\n' + schedule)
+        text = cfg.read_text().replace(
+            'cron = "0 8 * * mon"', 'cron = "0 8 * * mon"\nmisfire_grace_hours = 6\n' + schedule
+        )
         text = text.replace('backend = "outbox"', 'backend = "outbox"\n' + delivery)
-        cfg.write_text(text.replace('postal_address = "1 Test Street, Testville"', 'postal_address = "1 Test Street, Testville"\n' + newsletter))
+        cfg.write_text(
+            text.replace(
+                'postal_address = "1 Test Street, Testville"',
+                'postal_address = "1 Test Street, Testville"\n' + newsletter,
+            )
+        )
         return Harness(load_config(cfg))
 
     made: list[Harness] = []
@@ -83,14 +95,18 @@ def harness(write_config, tmp_path: Path) -> Iterator[object]:
 
 
 def article(tmp_path: Path, name: str, date: str) -> None:
-    write_article(tmp_path / "content", f"{name}.md", title=f"Article {name}", date=date, body=f"The lead of {name}. More text.")
+    write_article(
+        tmp_path / "content", f"{name}.md", title=f"Article {name}", date=date, body=f"The lead of {name}. More text."
+    )
 
 
 def test_a_slot_fires_once_at_its_local_time(harness, tmp_path: Path) -> None:
     article(tmp_path, "one", "2025-08-08T10:00:00+01:00")
     h = harness()
     h.run(at(2025, 8, 10, 12, 0), at(2025, 8, 12, 12, 0))
-    assert [(s.recipient, s.at) for s in h.sent] == [(r, at(2025, 8, 11, 8, 0)) for r in ("a@example.org", "b@example.org", "c@example.org")]
+    assert [(s.recipient, s.at) for s in h.sent] == [
+        (r, at(2025, 8, 11, 8, 0)) for r in ("a@example.org", "b@example.org", "c@example.org")
+    ]
     assert h.issues() == ["2025-W33"]
     # A restart after the send, within the grace period, sends nothing more.
     h.run(at(2025, 8, 11, 9, 0), at(2025, 8, 12, 12, 0))
@@ -125,7 +141,10 @@ def test_back_after_the_grace_period_sends_nothing_and_says_so(harness, tmp_path
         "started 7 h 00 min later, past schedule.misfire_grace_hours = 6. To send it anyway: digest run --as-of 2025-08-11T08:00+01:00"
     ) in caplog.text
     # The next slot still fires; with no new articles it is skipped, and the log says why.
-    assert "issue 2025-W34 not sent: only 0 new articles, fewer than selection.min_articles = 1 (slot Mon 18 Aug 2025 08:00 BST)" in caplog.text
+    assert (
+        "issue 2025-W34 not sent: only 0 new articles, fewer than selection.min_articles = 1 (slot Mon 18 Aug 2025 08:00 BST)"
+        in caplog.text
+    )
 
 
 @pytest.mark.parametrize(
@@ -144,7 +163,9 @@ def test_the_week_of_a_daylight_saving_change_fires_at_local_time(harness, tmp_p
     article(tmp_path, "second", second + "T10:00:00Z")
     # Sunday 08:00: the second slot falls on the very day the clocks change.
     h = harness(subscribers=["a@example.org"])
-    h.settings = h.settings.model_copy(update={"schedule": h.settings.schedule.model_copy(update={"cron": "0 8 * * sun"})})
+    h.settings = h.settings.model_copy(
+        update={"schedule": h.settings.schedule.model_copy(update={"cron": "0 8 * * sun"})}
+    )
     h.run(start, until)
     fired = [s.at for s in h.sent]
     assert [t.astimezone(LONDON).strftime("%a %H:%M") for t in fired] == ["Sun 08:00", "Sun 08:00"]
@@ -214,7 +235,10 @@ def test_review_sends_a_preview_then_the_issue_unless_held(harness, tmp_path: Pa
     ]
     assert h.sent[0].subject.startswith("[PREVIEW] Test Weekly: Article one")
     assert h.sent[1].subject == h.sent[0].subject.removeprefix("[PREVIEW] ")
-    assert "issue 2025-W33: [PREVIEW] sent to ed@example.org; it goes out at Mon 11 Aug 2025 08:00 BST unless `digest hold 2025-W33`" in caplog.text
+    assert (
+        "issue 2025-W33: [PREVIEW] sent to ed@example.org; it goes out at Mon 11 Aug 2025 08:00 BST unless `digest hold 2025-W33`"
+        in caplog.text
+    )
 
     # Next week an editor holds the issue after its preview: nothing goes out at the slot.
     article(tmp_path, "two", "2025-08-15T10:00:00+01:00")
@@ -285,8 +309,21 @@ def test_two_scheduler_processes_over_one_database_send_once(write_config, tmp_p
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
     procs = [
         subprocess.Popen(
-            [sys.executable, str(script), str(ROOT / "tests"), str(cfg), "2025-08-11T07:59:00+01:00", "2025-08-11T09:00:00+01:00", str(meeting), me, other],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            [
+                sys.executable,
+                str(script),
+                str(ROOT / "tests"),
+                str(cfg),
+                "2025-08-11T07:59:00+01:00",
+                "2025-08-11T09:00:00+01:00",
+                str(meeting),
+                me,
+                other,
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         for me, other in (("A", "B"), ("B", "A"))
     ]
@@ -330,7 +367,10 @@ def test_cli_schedule_list_and_hold(write_config) -> None:
     cfg = str(write_config())
     listed = _digest("--config", cfg, "schedule", "--list", "--as-of", "2025-10-20T09:00")
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines()[1:3] == ["  2025-W44         Mon 27 Oct 2025 08:00 GMT", "  2025-W45         Mon 3 Nov 2025 08:00 GMT"]
+    assert listed.stdout.splitlines()[1:3] == [
+        "  2025-W44         Mon 27 Oct 2025 08:00 GMT",
+        "  2025-W45         Mon 3 Nov 2025 08:00 GMT",
+    ]
     assert len(listed.stdout.splitlines()) == 6
 
     settings = load_config(cfg)

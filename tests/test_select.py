@@ -26,7 +26,9 @@ def test_selects_window_newest_first_and_caps() -> None:
 def test_as_of_moment_moves_the_window() -> None:
     items = [art("a", 1), art("b", 8), art("c", 10)]
     week_earlier = T0 - timedelta(days=7)
-    sel = select_articles(items, as_of=week_earlier, window_start=week_earlier - timedelta(days=7), already_sent=set(), max_articles=10)
+    sel = select_articles(
+        items, as_of=week_earlier, window_start=week_earlier - timedelta(days=7), already_sent=set(), max_articles=10
+    )
     assert [a.id for a in sel.chosen] == ["b", "c"]
     sel = select_articles(items, as_of=T0, window_start=T0 - timedelta(days=7), already_sent=set(), max_articles=10)
     assert [a.id for a in sel.chosen] == ["a"]

@@ -14,8 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from conftest import SHARED, shared_path
+
 from digest.config import SourceSettings
 from digest.errors import SourceError
 from digest.models import Article
@@ -68,7 +68,12 @@ def test_every_feed_file_ingests_or_says_why_in_one_line(folder: str) -> None:
     assert readable > 0
     if folder == "netnewswire":
         # The unreadable ones, and why: two OPML lists, RSS written as JSON, a truncated JSON Feed.
-        assert set(unreadable) == {"Subs.opml", "SubsNoTitleAttributes.opml", "ScriptingNews.json", "allthis-partial.json"}
+        assert set(unreadable) == {
+            "Subs.opml",
+            "SubsNoTitleAttributes.opml",
+            "ScriptingNews.json",
+            "allthis-partial.json",
+        }
         assert "OPML" in unreadable["Subs.opml"]
         assert "not valid JSON" in unreadable["allthis-partial.json"]
     if folder == "miniflux_parser":
@@ -76,8 +81,8 @@ def test_every_feed_file_ingests_or_says_why_in_one_line(folder: str) -> None:
     if folder == "gofeed_synthetic":
         # Every XML test feed reads; what does not is gofeed's expected-output JSON (not feeds) and
         # the cases that are unreadable on purpose.
-        assert all(not n.endswith(".xml") for n in unreadable if n not in {"empty_feed.xml", "unknown_feed.xml"}), sorted(
-            n for n in unreadable if n.endswith(".xml")
+        assert all(not n.endswith(".xml") for n in unreadable if n not in {"empty_feed.xml", "unknown_feed.xml"}), (
+            sorted(n for n in unreadable if n.endswith(".xml"))
         )
 
 
@@ -190,7 +195,13 @@ def _gofeed_cases() -> list[tuple[str, Path, Path]]:
     for expected in sorted(GOFEED.rglob("*.json")):
         name = expected.relative_to(GOFEED).as_posix()
         if name.endswith("_expected.json"):
-            cases.append((name.removesuffix("_expected.json"), expected.with_name(expected.name.removesuffix("_expected.json") + ".json"), expected))
+            cases.append(
+                (
+                    name.removesuffix("_expected.json"),
+                    expected.with_name(expected.name.removesuffix("_expected.json") + ".json"),
+                    expected,
+                )
+            )
         elif expected.with_suffix(".xml").exists():
             cases.append((name.removesuffix(".json"), expected.with_suffix(".xml"), expected))
     return cases
@@ -206,9 +217,16 @@ def _iso(value: str | None) -> datetime | None:
 def _expected_fields(case: str, item: dict[str, Any]) -> dict[str, Any]:
     shape = "/".join(case.split("/")[:2])
     if shape == "parser/rss":
-        return {"title": item.get("title"), "link": item.get("link"), "published": item.get("pubDateParsed"), "level": "raw-where-given"}
+        return {
+            "title": item.get("title"),
+            "link": item.get("link"),
+            "published": item.get("pubDateParsed"),
+            "level": "raw-where-given",
+        }
     if shape == "parser/atom":
-        alternates = [x["href"] for x in item.get("links", []) if x.get("rel", "alternate") == "alternate" and x.get("href")]
+        alternates = [
+            x["href"] for x in item.get("links", []) if x.get("rel", "alternate") == "alternate" and x.get("href")
+        ]
         return {
             "title": item.get("title"),
             "link": alternates[0] if alternates else None,
@@ -240,7 +258,9 @@ def _parse(path: Path) -> ParsedFeed:
 
 def test_gofeed_cases_are_all_accounted_for() -> None:
     shared_path("corpus", "feeds", "gofeed_synthetic")
-    with_items = [c for c in CASES if (json.loads(c[2].read_text()).get("items") or json.loads(c[2].read_text()).get("entries"))]
+    with_items = [
+        c for c in CASES if (json.loads(c[2].read_text()).get("items") or json.loads(c[2].read_text()).get("entries"))
+    ]
     # 539 cases ship an expected parse; 265 of them have items to compare (274 with none are
     # feed-level cases); one of the 265 is excluded above.
     assert len(CASES) == 539
@@ -248,7 +268,11 @@ def test_gofeed_cases_are_all_accounted_for() -> None:
     assert set(EXCLUDED) <= {c[0] for c in with_items}
 
 
-@pytest.mark.parametrize("case, source, expected", [c for c in CASES if c[0] not in EXCLUDED], ids=[c[0] for c in CASES if c[0] not in EXCLUDED])
+@pytest.mark.parametrize(
+    "case, source, expected",
+    [c for c in CASES if c[0] not in EXCLUDED],
+    ids=[c[0] for c in CASES if c[0] not in EXCLUDED],
+)
 def test_gofeed_expected_titles_links_and_dates(case: str, source: Path, expected: Path) -> None:
     want = json.loads(expected.read_text())
     items = want.get("items") or want.get("entries") or []
@@ -283,7 +307,11 @@ def test_gofeed_expected_titles_links_and_dates(case: str, source: Path, expecte
     [
         ("miniflux_parser/encoding_WINDOWS-1251.xml", "iBash.Org.Ru", "Цитата #17703"),
         ("miniflux_parser/encoding_ISO-8859-1.xml", "Golem.de", None),
-        ("miniflux_parser/no_encoding_ISO-8859-1.xml", "Flux RSS du magazine de psychologie Le Cercle Psy", "Perturbateurs endocriniens : quels effets sur le cerveau ?"),
+        (
+            "miniflux_parser/no_encoding_ISO-8859-1.xml",
+            "Flux RSS du magazine de psychologie Le Cercle Psy",
+            "Perturbateurs endocriniens : quels effets sur le cerveau ?",
+        ),
         ("miniflux_parser/urdu_UTF8.xml", None, None),
         ("miniflux_encoding/koi8r.xml", "Пример RSS ленты", "Первая новость"),
         ("miniflux_encoding/iso-8859-1.xml", "Café", None),
@@ -297,7 +325,9 @@ def test_gofeed_expected_titles_links_and_dates(case: str, source: Path, expecte
         ("miniflux_encoding/utf8.xml", "테스트 피드", "Café"),
     ],
 )
-def test_miniflux_encodings_decode_to_the_right_text(name: str, feed_title: str | None, first_title: str | None) -> None:
+def test_miniflux_encodings_decode_to_the_right_text(
+    name: str, feed_title: str | None, first_title: str | None
+) -> None:
     path = shared_path("corpus", "feeds", *name.split("/"))
     parsed = _parse(path)
     text = " ".join([parsed.title] + [i.title for i in parsed.items] + [i.summary for i in parsed.items])

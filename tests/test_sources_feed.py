@@ -104,7 +104,10 @@ def test_an_undated_item_is_dated_when_first_seen_and_says_so(caplog: pytest.Log
 def test_a_description_that_is_the_body_is_not_a_summary(rss_articles) -> None:
     undated, micro, excerpted = rss_articles[1:]
     # Only a description: it is the body, not a summary.
-    assert undated.summary is None and [b.text for b in undated.body] == ["Opening words of the post and then the rest of it follows on.", "More."]
+    assert undated.summary is None and [b.text for b in undated.body] == [
+        "Opening words of the post and then the rest of it follows on.",
+        "More.",
+    ]
     # An automatic excerpt ("first words [...]") of the full content is dropped.
     assert excerpted.summary is None
     # No title: made from the first sentence of the body.
@@ -252,7 +255,9 @@ def test_json_feed_validation_reports_item_problems_and_keeps_the_rest() -> None
 
 
 def test_json_feed_1_0_author_and_bare_version() -> None:
-    feed = parse_json_feed(json.dumps({"version": "1.0", "title": "t", "author": {"name": "Old Style"}, "items": []}).encode())
+    feed = parse_json_feed(
+        json.dumps({"version": "1.0", "title": "t", "author": {"name": "Old Style"}, "items": []}).encode()
+    )
     assert feed.version == "1.0" and feed.authors == ("Old Style",)
     assert any("should be the URL" in p for p in feed.problems)
     with pytest.raises(JsonFeedError):

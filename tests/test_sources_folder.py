@@ -5,8 +5,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from conftest import EXAMPLES, shared_path
+
 from digest.config import SourceSettings
 from digest.sources.folder import FolderSource, read_article_file
 from digest.sources.markup import markdown_blocks
@@ -18,7 +18,12 @@ LONDON = ZoneInfo("Europe/London")
 @pytest.mark.parametrize(
     "name, headline_start, dek_start, when",
     [
-        ("000_3f6863d6794a924e.txt", "A serialized music industry drama", "A sweeping, character-rich", date(2025, 7, 25)),
+        (
+            "000_3f6863d6794a924e.txt",
+            "A serialized music industry drama",
+            "A sweeping, character-rich",
+            date(2025, 7, 25),
+        ),
         ("001_cb9bf2ec089501f1.txt", "Music-centered dramas", "Across film and television", date(2025, 8, 2)),
     ],
 )
@@ -112,7 +117,10 @@ def test_example_content_reads_in_both_formats() -> None:
 
 
 def test_html_file_in_a_folder_decodes_its_declared_charset(tmp_path: Path) -> None:
-    para = "Le café du coin a rouvert ses portes après des travaux qui ont duré tout l'été, et les habitués sont revenus. " * 3
+    para = (
+        "Le café du coin a rouvert ses portes après des travaux qui ont duré tout l'été, et les habitués sont revenus. "
+        * 3
+    )
     html = (
         '<html><head><meta charset="iso-8859-1"><title>Réouverture du café</title>'
         '<link rel="canonical" href="https://www.journal.example/cafe/?utm_source=rss">'

@@ -13,8 +13,8 @@ from email.utils import format_datetime
 from pathlib import Path
 
 import pytest
-
 from httpserver import FakeTime, Reply, Request, TestServer
+
 from digest.config import load_config
 from digest.pipeline import ingest
 from digest.sources import feed as feed_module
@@ -41,7 +41,9 @@ def feeds_config(write_config, *urls: str, extra: str = "") -> Path:
     sources = "".join(f'\n[[sources]]\nname = "feed{i}"\nkind = "feed"\nurl = "{u}"\n' for i, u in enumerate(urls))
     path = write_config(sources + extra)
     # Only the feeds: drop the folder source of the base config.
-    path.write_text(path.read_text().replace('[[sources]]\nname = "articles"\nkind = "folder"\npath = "content"\n', "", 1))
+    path.write_text(
+        path.read_text().replace('[[sources]]\nname = "articles"\nkind = "folder"\npath = "content"\n', "", 1)
+    )
     return path
 
 
@@ -58,7 +60,15 @@ def test_304_on_a_conditional_get_means_no_reparse(write_config, monkeypatch: py
     def feed(req: Request) -> Reply:
         if req.headers.get("if-none-match") == state["etag"]:
             return Reply(304, headers={"ETag": state["etag"]})
-        return Reply(200, state["body"], {"ETag": state["etag"], "Last-Modified": "Fri, 08 Aug 2025 10:00:00 GMT", "Content-Type": "application/rss+xml"})
+        return Reply(
+            200,
+            state["body"],
+            {
+                "ETag": state["etag"],
+                "Last-Modified": "Fri, 08 Aug 2025 10:00:00 GMT",
+                "Content-Type": "application/rss+xml",
+            },
+        )
 
     parses: list[int] = []
     real_parse = feed_module.parse_feed
@@ -79,7 +89,10 @@ def test_304_on_a_conditional_get_means_no_reparse(write_config, monkeypatch: py
         assert row.etag == '"v1"' and row.failures == 0 and row.last_note == "not modified since the last read"
 
         # The publisher edits the first story: a new ETag, a full read, the article updated in place.
-        state["body"] = rss(("a", "First story (corrected)", "The first story's text, corrected."), ("b", "Second story", "The second story's text."))
+        state["body"] = rss(
+            ("a", "First story (corrected)", "The first story's text, corrected."),
+            ("b", "Second story", "The second story's text."),
+        )
         state["etag"] = '"v2"'
         third = ingest(settings, store, now=NOW + timedelta(hours=2), fetcher=fetcher(fake))
         assert (third.sources[0].new, third.sources[0].updated) == (0, 1)
@@ -105,7 +118,13 @@ def test_retry_after_as_an_http_date_is_measured_against_the_servers_date() -> N
     date = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
     answers = iter(
         [
-            Reply(503, headers={"Date": format_datetime(date, usegmt=True), "Retry-After": format_datetime(date + timedelta(seconds=30), usegmt=True)}),
+            Reply(
+                503,
+                headers={
+                    "Date": format_datetime(date, usegmt=True),
+                    "Retry-After": format_datetime(date + timedelta(seconds=30), usegmt=True),
+                },
+            ),
             Reply(200, FEED),
         ]
     )
@@ -137,7 +156,9 @@ def test_a_retry_after_beyond_the_limit_is_not_waited_for() -> None:
 
 
 @pytest.mark.parametrize("status, moves", [(301, True), (308, True), (302, False), (307, False)])
-def test_a_permanent_redirect_updates_the_stored_url_and_a_temporary_one_does_not(write_config, status: int, moves: bool) -> None:
+def test_a_permanent_redirect_updates_the_stored_url_and_a_temporary_one_does_not(
+    write_config, status: int, moves: bool
+) -> None:
     routes = {
         "/old.xml": lambda req: Reply(status, headers={"Location": "/new.xml"}),
         "/new.xml": lambda req: Reply(200, FEED),
@@ -188,7 +209,12 @@ def test_a_server_that_never_answers_times_out_without_holding_up_other_sources(
 
     with TestServer({"/feed.xml": hang}) as slow, TestServer({"/feed.xml": good}) as fast:
         settings = load_config(
-            feeds_config(write_config, slow.url("/feed.xml"), fast.url("/feed.xml"), extra="\n[fetch]\ntimeout = 0.5\nworkers = 4\n")
+            feeds_config(
+                write_config,
+                slow.url("/feed.xml"),
+                fast.url("/feed.xml"),
+                extra="\n[fetch]\ntimeout = 0.5\nworkers = 4\n",
+            )
         )
         store = Store(settings.state_url)
         try:
@@ -250,8 +276,15 @@ def test_gzip_is_accepted_and_decoded() -> None:
 
 def test_user_agent_is_descriptive_and_configurable(write_config) -> None:
     with TestServer({"/a.xml": lambda req: Reply(200, FEED), "/b.xml": lambda req: Reply(200, FEED)}) as server:
-        path = feeds_config(write_config, server.url("/a.xml"), server.url("/b.xml"), extra="\n[fetch]\nhost_delay = 0\n")
-        path.write_text(path.read_text().replace('url = "' + server.url("/b.xml") + '"', 'url = "' + server.url("/b.xml") + '"\nuser_agent = "Mozilla/5.0 (compatible; TestWeekly)"'))
+        path = feeds_config(
+            write_config, server.url("/a.xml"), server.url("/b.xml"), extra="\n[fetch]\nhost_delay = 0\n"
+        )
+        path.write_text(
+            path.read_text().replace(
+                'url = "' + server.url("/b.xml") + '"',
+                'url = "' + server.url("/b.xml") + '"\nuser_agent = "Mozilla/5.0 (compatible; TestWeekly)"',
+            )
+        )
         settings = load_config(path)
         ingest(settings, Store(settings.state_url), now=NOW, fetcher=None)
     agents = {r.path: r.headers["user-agent"] for r in server.requests}
@@ -268,7 +301,10 @@ def test_errors_name_the_source_the_url_and_what_to_do() -> None:
             f.get(server.url("/forbidden"), source="news")
         with pytest.raises(FetchError) as missing:
             f.get(server.url("/nothing-here"), source="news")
-    assert str(gone.value) == f"source 'news': {server.url('/gone')} answered HTTP 410; the site says it is gone for good; remove the source"
+    assert (
+        str(gone.value)
+        == f"source 'news': {server.url('/gone')} answered HTTP 410; the site says it is gone for good; remove the source"
+    )
     assert "set user_agent for this source" in str(forbidden.value)
     assert "HTTP 404; not found; check the URL" in str(missing.value)
 
@@ -286,9 +322,10 @@ def test_connection_refused_is_one_line() -> None:
 
 
 def test_requests_to_one_host_are_spaced_by_the_host_delay() -> None:
-    with TestServer({"/a": lambda req: Reply(200, b"a"), "/b": lambda req: Reply(200, b"b")}) as one, TestServer(
-        {"/c": lambda req: Reply(200, b"c")}
-    ) as other:
+    with (
+        TestServer({"/a": lambda req: Reply(200, b"a"), "/b": lambda req: Reply(200, b"b")}) as one,
+        TestServer({"/c": lambda req: Reply(200, b"c")}) as other,
+    ):
         fake = FakeTime()
         f = fetcher(fake, host_delay=2.5)
         f.get(one.url("/a"), source="s")
@@ -321,7 +358,11 @@ def test_different_hosts_are_fetched_concurrently_in_a_bounded_pool(write_config
     for s in servers:
         s.__enter__()
     try:
-        settings = load_config(feeds_config(write_config, *(s.url(f"/s{i}") for i, s in enumerate(servers)), extra="\n[fetch]\nworkers = 2\n"))
+        settings = load_config(
+            feeds_config(
+                write_config, *(s.url(f"/s{i}") for i, s in enumerate(servers)), extra="\n[fetch]\nworkers = 2\n"
+            )
+        )
         report = ingest(settings, Store(settings.state_url), now=NOW, fetcher=None)
     finally:
         for s in servers:
@@ -334,7 +375,9 @@ def test_one_host_gets_one_request_at_a_time(write_config) -> None:
     with TestServer() as server:
         for i in range(4):
             server.routes[f"/f{i}"] = lambda req: Reply(200, rss((req.path[1:], f"Story {req.path[1:]}", "Text.")))
-        settings = load_config(feeds_config(write_config, *(server.url(f"/f{i}") for i in range(4)), extra="\n[fetch]\nworkers = 4\n"))
+        settings = load_config(
+            feeds_config(write_config, *(server.url(f"/f{i}") for i in range(4)), extra="\n[fetch]\nworkers = 4\n")
+        )
         fake = FakeTime()
         report = ingest(settings, Store(settings.state_url), now=NOW, fetcher=fetcher(fake, host_delay=1.5))
     assert all(o.new == 1 for o in report.sources)

@@ -45,25 +45,45 @@ def test_trusted_guids_are_unique_and_not_the_site_itself() -> None:
 def test_article_ids_prefer_guid_then_url_then_text() -> None:
     body = (Block("Some text."),)
     # An http GUID in canonical form meets the same article's link from elsewhere.
-    assert article_id(source="s", guid="http://www.example.org/p/1/?utm_source=x", url=None, title="T", body=body) == "https://example.org/p/1"
-    assert article_id(source="s", guid="tag:example.org,2025:42", url="https://example.org/p/1", title="T", body=body) == "tag:example.org,2025:42"
+    assert (
+        article_id(source="s", guid="http://www.example.org/p/1/?utm_source=x", url=None, title="T", body=body)
+        == "https://example.org/p/1"
+    )
+    assert (
+        article_id(source="s", guid="tag:example.org,2025:42", url="https://example.org/p/1", title="T", body=body)
+        == "tag:example.org,2025:42"
+    )
     # A bare GUID is unique only within its feed.
     assert article_id(source="s", guid="42", url="https://example.org/p/1", title="T", body=body) == "s#42"
-    assert article_id(source="s", guid=None, url="https://example.org/p/1?fbclid=1", title="T", body=body) == "https://example.org/p/1"
+    assert (
+        article_id(source="s", guid=None, url="https://example.org/p/1?fbclid=1", title="T", body=body)
+        == "https://example.org/p/1"
+    )
     by_text = article_id(source="s", guid=None, url=None, title="T", body=body)
-    assert by_text.startswith("sha256:") and by_text == article_id(source="s", guid=None, url=None, title="T", body=body)
+    assert by_text.startswith("sha256:") and by_text == article_id(
+        source="s", guid=None, url=None, title="T", body=body
+    )
     assert by_text != article_id(source="s", guid=None, url=None, title="T", body=(Block("Other text."),))
     assert len(article_id(source="s", guid="tag:" + "x" * 500, url=None, title="T", body=body)) < 255
 
 
 def test_a_feed_with_one_guid_on_every_item_falls_back_to_links() -> None:
-    items = tuple(FeedItem(guid="https://example.org/", link=f"https://example.org/p/{n}", title=f"Post {n}", content="<p>Text.</p>") for n in range(3))
+    items = tuple(
+        FeedItem(
+            guid="https://example.org/", link=f"https://example.org/p/{n}", title=f"Post {n}", content="<p>Text.</p>"
+        )
+        for n in range(3)
+    )
     articles, _ = feed_articles(ParsedFeed("rss20", "Feed", "https://example.org/", None, items), source="s", now=NOW)
     assert [a.id for a in articles] == [f"https://example.org/p/{n}" for n in range(3)]
 
 
-def article(id: str, *, source: str = "a", title: str = "Title", url: str | None = None, body: str = LONG, **kw: object) -> Article:
-    return Article(id=id, source=source, title=title, url=url, published=NOW - timedelta(days=1), body=(Block(body),), **kw)  # type: ignore[arg-type]
+def article(
+    id: str, *, source: str = "a", title: str = "Title", url: str | None = None, body: str = LONG, **kw: object
+) -> Article:
+    return Article(
+        id=id, source=source, title=title, url=url, published=NOW - timedelta(days=1), body=(Block(body),), **kw
+    )  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -94,7 +114,9 @@ def test_a_fuller_copy_from_another_source_replaces_a_stub(store: Store) -> None
     (kept,) = store.all_articles()
     assert kept.id == "a1" and kept.source == "page" and kept.body[0].text == LONG
     # The stub source coming round again changes nothing.
-    again = store.store_articles([article("a1", source="feed", url="https://example.org/p", body="Just the first line…")])
+    again = store.store_articles(
+        [article("a1", source="feed", url="https://example.org/p", body="Just the first line…")]
+    )
     assert again.duplicates == 1 and store.all_articles()[0].source == "page"
 
 
@@ -111,25 +133,36 @@ def test_an_edited_article_updates_in_place(store: Store) -> None:
 
 def test_a_changed_guid_with_the_same_link_is_the_same_article(store: Store) -> None:
     store.store_articles([article("tag:a,2025:old", url="https://example.org/p")])
-    report = store.store_articles([article("tag:a,2025:new", url="https://example.org/p?utm_campaign=x", title="Retitled")])
+    report = store.store_articles(
+        [article("tag:a,2025:new", url="https://example.org/p?utm_campaign=x", title="Retitled")]
+    )
     assert (report.new, report.updated) == (0, 1)
     (kept,) = store.all_articles()
     assert kept.id == "tag:a,2025:old" and kept.title == "Retitled"
     # And the new GUID is now known: the next read is recognised directly.
-    assert store.store_articles([article("tag:a,2025:new", url="https://example.org/p?utm_campaign=x", title="Retitled")]).unchanged == 1
+    assert (
+        store.store_articles(
+            [article("tag:a,2025:new", url="https://example.org/p?utm_campaign=x", title="Retitled")]
+        ).unchanged
+        == 1
+    )
 
 
 def test_two_items_of_one_feed_sharing_a_link_stay_two_articles(store: Store) -> None:
     # A link blog: two posts about the same page, each with its own GUID.
     one = article("tag:df,2025:1", url="https://elsewhere.example/story", title="First take", body="One view. " * 30)
-    two = article("tag:df,2025:2", url="https://elsewhere.example/story", title="Second take", body="Another view. " * 30)
+    two = article(
+        "tag:df,2025:2", url="https://elsewhere.example/story", title="Second take", body="Another view. " * 30
+    )
     assert store.store_articles([one, two]).new == 2
     assert store.store_articles([one, two]).unchanged == 2
     assert len(store.all_articles()) == 2
 
 
 def test_an_undated_item_keeps_its_first_seen_date(store: Store) -> None:
-    undated = Article(id="u1", source="a", title="No date", published=NOW, body=(Block("Text."),), date_is_first_seen=True)
+    undated = Article(
+        id="u1", source="a", title="No date", published=NOW, body=(Block("Text."),), date_is_first_seen=True
+    )
     store.store_articles([undated], now=NOW)
     later = replace(undated, published=NOW + timedelta(days=3), title="No date, edited")
     store.store_articles([later], now=NOW + timedelta(days=3))
@@ -150,6 +183,7 @@ def test_one_sites_feeds_in_two_formats_are_stored_once(write_config, tmp_path) 
     in one and at the permalink in the other, and their text is a line long, so neither the URL nor
     the text fingerprint joins them; the title and minute of publication do."""
     from conftest import shared_path
+
     from digest.config import load_config
     from digest.pipeline import ingest
 
@@ -167,9 +201,22 @@ def test_one_sites_feeds_in_two_formats_are_stored_once(write_config, tmp_path) 
 
 
 def test_same_title_same_minute_from_another_source_is_a_duplicate(store: Store) -> None:
-    one = article("tag:a,2025:1", source="a", title="A short linked post", url="https://elsewhere.example/x", body="Nice.")
-    two = article("https://a.example/linked/x", source="b", title="A short linked post", url="https://a.example/linked/x", body="Nice.")
-    later = replace(two, id="https://a.example/linked/y", url="https://a.example/linked/y", published=two.published + timedelta(days=1))
+    one = article(
+        "tag:a,2025:1", source="a", title="A short linked post", url="https://elsewhere.example/x", body="Nice."
+    )
+    two = article(
+        "https://a.example/linked/x",
+        source="b",
+        title="A short linked post",
+        url="https://a.example/linked/x",
+        body="Nice.",
+    )
+    later = replace(
+        two,
+        id="https://a.example/linked/y",
+        url="https://a.example/linked/y",
+        published=two.published + timedelta(days=1),
+    )
     store.store_articles([one])
     assert store.store_articles([two]).duplicates == 1
     assert store.store_articles([later]).new == 1, "the same title on another day is another article"
@@ -179,15 +226,34 @@ def test_posts_that_are_anchors_on_one_page_stay_apart(store: Store) -> None:
     """Scripting News: each post is an anchor on its day's page, so the fragment is what tells
     them apart (a canonical URL drops fragments), and their shared page URL identifies none."""
     items = tuple(
-        FeedItem(guid=f"http://scripting.com/2017/06/26.html#a0{n}", link=f"http://scripting.com/2017/06/26.html#a0{n}", content=f"<p>Post {n}.</p>")
+        FeedItem(
+            guid=f"http://scripting.com/2017/06/26.html#a0{n}",
+            link=f"http://scripting.com/2017/06/26.html#a0{n}",
+            content=f"<p>Post {n}.</p>",
+        )
         for n in range(3)
     )
-    articles, _ = feed_articles(ParsedFeed("rss20", "Scripting News", "http://scripting.com/", None, items), source="s", now=NOW)
+    articles, _ = feed_articles(
+        ParsedFeed("rss20", "Scripting News", "http://scripting.com/", None, items), source="s", now=NOW
+    )
     assert [a.id for a in articles] == [f"https://scripting.com/2017/06/26.html#a0{n}" for n in range(3)]
     assert store.store_articles(articles).new == 3
     # The oldest post drops out of the feed and a new one arrives on the same page: still apart.
     newer = feed_articles(
-        ParsedFeed("rss20", "S", None, None, items[1:] + (FeedItem(guid="http://scripting.com/2017/06/26.html#a09", link="http://scripting.com/2017/06/26.html#a09", content="<p>Post 9.</p>"),)),
+        ParsedFeed(
+            "rss20",
+            "S",
+            None,
+            None,
+            items[1:]
+            + (
+                FeedItem(
+                    guid="http://scripting.com/2017/06/26.html#a09",
+                    link="http://scripting.com/2017/06/26.html#a09",
+                    content="<p>Post 9.</p>",
+                ),
+            ),
+        ),
         source="s",
         now=NOW,
     )[0]
@@ -197,6 +263,7 @@ def test_posts_that_are_anchors_on_one_page_stay_apart(store: Store) -> None:
 
 def test_scripting_news_keeps_every_post() -> None:
     from conftest import shared_path
+
     from digest.sources.feed import parse_feed
 
     path = shared_path("corpus", "feeds", "netnewswire", "scriptingNews.rss")

@@ -17,7 +17,9 @@ RSS = """<rss version="2.0"><channel><title>N</title><item><title>{title}</title
 <pubDate>Fri, 08 Aug 2025 10:00:00 GMT</pubDate><description>Text.</description></item></channel></rss>"""
 
 
-def test_an_unexpected_error_in_one_source_is_reported_and_the_others_still_ingest(write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unexpected_error_in_one_source_is_reported_and_the_others_still_ingest(
+    write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     (tmp_path / "feed.xml").write_text(RSS.format(title="Fine"))
     (tmp_path / "content" / "a.md").parent.mkdir(exist_ok=True)
     (tmp_path / "content" / "a.md").write_text('---\ntitle: "Folder piece"\ndate: 2025-08-08\n---\n\nBody.\n')
@@ -58,7 +60,14 @@ def test_health_counts_failures_in_a_row_and_a_success_resets_them(write_config,
 
 def test_a_new_location_forgets_what_was_remembered_about_the_old_one(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}")
-    store.record_source("news", "https://a.example/feed", error=None, now=NOW, validators=('"e1"', "Fri, 08 Aug 2025 10:00:00 GMT"), moved_to="https://b.example/feed")
+    store.record_source(
+        "news",
+        "https://a.example/feed",
+        error=None,
+        now=NOW,
+        validators=('"e1"', "Fri, 08 Aug 2025 10:00:00 GMT"),
+        moved_to="https://b.example/feed",
+    )
     assert store.source_row("news", "https://a.example/feed").etag == '"e1"'
     # The config now names another URL: no validators or redirect from the old one apply.
     assert store.source_row("news", "https://c.example/feed") is None

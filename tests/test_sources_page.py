@@ -10,9 +10,9 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
-
 from conftest import ROOT, shared_path
 from httpserver import FakeTime, Reply, TestServer
+
 from digest.config import SourceSettings, load_config
 from digest.pipeline import ingest
 from digest.sources.http import Fetcher, FetchPolicy
@@ -32,7 +32,20 @@ def _bench():
 
 
 # A spread of real pages: news, blogs, a wiki, right-to-left text, a page whose article is a table.
-SAMPLE = ["ars-1", "bbc-1", "guardian-1", "nytimes-1", "medium-1", "wikipedia", "wikipedia-4", "lemonde-1", "rtl-1", "wordpress", "mozilla-1", "lwn-1"]
+SAMPLE = [
+    "ars-1",
+    "bbc-1",
+    "guardian-1",
+    "nytimes-1",
+    "medium-1",
+    "wikipedia",
+    "wikipedia-4",
+    "lemonde-1",
+    "rtl-1",
+    "wordpress",
+    "mozilla-1",
+    "lwn-1",
+]
 
 
 def test_extracted_bodies_match_readability_on_a_sample_of_real_pages() -> None:
@@ -53,8 +66,12 @@ def test_page_metadata_and_headings() -> None:
     assert page.date == date(2015, 4, 16) or (isinstance(page.date, datetime) and page.date.date() == date(2015, 4, 16))
     assert page.description == meta["excerpt"]
     assert page.image and page.image.startswith("https://")
-    assert page.body[0].kind == "p" and page.body[0].text.startswith("A flaw in the wildly popular online game Minecraft")
-    wiki = extract_page(shared_path("corpus", "pages", "readability", "wikipedia", "source.html").read_text(encoding="utf-8"))
+    assert page.body[0].kind == "p" and page.body[0].text.startswith(
+        "A flaw in the wildly popular online game Minecraft"
+    )
+    wiki = extract_page(
+        shared_path("corpus", "pages", "readability", "wikipedia", "source.html").read_text(encoding="utf-8")
+    )
     assert wiki is not None
     headings = [b.text for b in wiki.body if b.kind == "h"]
     assert any(h.startswith("History") for h in headings)
@@ -93,8 +110,14 @@ def test_html_page_encodings(name: str, text: str) -> None:
 def test_a_page_source_over_http(write_config) -> None:
     page_dir = shared_path("corpus", "pages", "readability", "ars-1")
     html = (page_dir / "source.html").read_bytes()
-    with TestServer({"/story": lambda req: Reply(200, html, {"Content-Type": "text/html; charset=utf-8", "ETag": '"p1"'})}) as server:
-        src = PageSource(SourceSettings(name="ars", kind="page", url=server.url("/story")), tz=UTC, fetcher=Fetcher(FetchPolicy(host_delay=0)))
+    with TestServer(
+        {"/story": lambda req: Reply(200, html, {"Content-Type": "text/html; charset=utf-8", "ETag": '"p1"'})}
+    ) as server:
+        src = PageSource(
+            SourceSettings(name="ars", kind="page", url=server.url("/story")),
+            tz=UTC,
+            fetcher=Fetcher(FetchPolicy(host_delay=0)),
+        )
         result = src.collect(NOW)
     (a,) = result.articles
     assert a.title.startswith("Just-released Minecraft exploit")
@@ -116,13 +139,17 @@ def test_a_feed_with_fetch_full_reads_each_new_items_page(write_config, tmp_path
         ).encode()
         server.routes["/feed.xml"] = lambda req: Reply(200, feed)
         server.routes["/story"] = lambda req: Reply(200, html, {"Content-Type": "text/html"})
-        path = write_config(f'\n[[sources]]\nname = "stubs"\nkind = "feed"\nurl = "{server.url("/feed.xml")}"\nfetch_full = true\n')
+        path = write_config(
+            f'\n[[sources]]\nname = "stubs"\nkind = "feed"\nurl = "{server.url("/feed.xml")}"\nfetch_full = true\n'
+        )
         settings = load_config(path)
         store = Store(settings.state_url)
         fake = FakeTime()
         ingest(settings, store, now=NOW, fetcher=Fetcher(FetchPolicy(), clock=fake.clock, sleep=fake.sleep))
         (a,) = [x for x in store.all_articles() if x.source == "stubs"]
-        assert len(a.body) > 10 and a.body[0].text.startswith("A flaw in the wildly popular online game Minecraft makes it easy")
+        assert len(a.body) > 10 and a.body[0].text.startswith(
+            "A flaw in the wildly popular online game Minecraft makes it easy"
+        )
         assert a.summary is None, "the stub was the page's first words"
         assert a.image and a.image.startswith("https://cdn.arstechnica.net/")
         # The next run does not fetch the page again, and keeps the full text.
@@ -138,6 +165,8 @@ def test_fetch_full_is_for_feeds_only(write_config) -> None:
     path = write_config('\n[[sources]]\nname = "p"\nkind = "page"\nurl = "https://example.org/"\nfetch_full = true\n')
     with pytest.raises(ConfigError, match=r"sources\[1\]: fetch_full applies to feed sources only"):
         load_config(path)
-    typo = write_config('\n[[sources]]\nname = "f"\nkind = "feed"\nurl = "https://example.org/feed"\nfetch_ful = true\n')
+    typo = write_config(
+        '\n[[sources]]\nname = "f"\nkind = "feed"\nurl = "https://example.org/feed"\nfetch_ful = true\n'
+    )
     with pytest.raises(ConfigError, match=r"sources\[1\]\.fetch_ful: unknown key"):
         load_config(typo)

@@ -1,14 +1,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, shared_path, write_article
+
 from digest.models import Article, Block
 from digest.teaser import (
     ELLIPSIS,
@@ -30,8 +32,7 @@ REST = [
     "Councillors backed the library plan by nine votes to four after a debate that ran past midnight.",
     "The depot, built in 1902, has stood empty since the last trams ran in 1998, and the library plan "
     "keeps its iron roof.",
-    "Work on the library is due to start next spring and the council expects the depot to open to "
-    "readers in 2027.",
+    "Work on the library is due to start next spring and the council expects the depot to open to readers in 2027.",
 ]
 
 
@@ -75,8 +76,10 @@ def teaser(*paragraphs: str | Block, max_chars: int = 220, **kw: object) -> str:
         pytest.param(["Copyright 2025 The Daily Example. All rights reserved."], id="copyright notice"),
         pytest.param(["| Home | Depot | Library | Contact |"], id="menu row"),
         pytest.param(
-            ["(EDIT: an earlier version of this post gave the wrong year for the depot's closure, which was "
-             "1998 and not 1989 as we said; thanks to the readers who wrote in to correct it.)"],
+            [
+                "(EDIT: an earlier version of this post gave the wrong year for the depot's closure, which was "
+                "1998 and not 1989 as we said; thanks to the readers who wrote in to correct it.)"
+            ],
             id="parenthetical edit note",
         ),
     ],
@@ -249,12 +252,19 @@ def test_front_matter_summary_wins(tmp_path: Path) -> None:
     from digest.sources.folder import read_article_file
 
     path = write_article(
-        tmp_path, "a.md", title="Tram depot", date="2025-08-01", body=f"{LEAD}\n\n{REST[0]}",
+        tmp_path,
+        "a.md",
+        title="Tram depot",
+        date="2025-08-01",
+        body=f"{LEAD}\n\n{REST[0]}",
         extra='summary: "A library where the trams slept. Doors open in 2027."\n',
     )
     a = read_article_file(path, source="s", tz=ZoneInfo("UTC"))
     choice = choose_teaser(a, 220)
-    assert (choice.origin, choice.text) == ("front matter summary", "A library where the trams slept. Doors open in 2027.")
+    assert (choice.origin, choice.text) == (
+        "front matter summary",
+        "A library where the trams slept. Doors open in 2027.",
+    )
     assert choose_teaser(a, 40).text == "A library where the trams slept."
 
 
@@ -266,7 +276,13 @@ def test_a_dek_is_the_editors_teaser() -> None:
 def test_feed_description_only_when_it_is_not_the_bodys_opening() -> None:
     own = "Ten years of argument end in a vote for books."
     assert choose_teaser(article(LEAD, *REST, summary=own), 220).origin == "description"
-    for echo in (LEAD, LEAD[:80] + " […]", LEAD[:61] + "…", LEAD[:90] + "... Read more", "LONDON (Reuters) — " + LEAD[:70]):
+    for echo in (
+        LEAD,
+        LEAD[:80] + " […]",
+        LEAD[:61] + "…",
+        LEAD[:90] + "... Read more",
+        "LONDON (Reuters) — " + LEAD[:70],
+    ):
         a = article("LONDON (Reuters) — " + LEAD, *REST, summary=echo)
         assert is_body_opening(echo, a), echo
         assert choose_teaser(a, 220).origin == "lead", echo
@@ -289,20 +305,23 @@ def test_text_and_html_forms_carry_no_tags_or_entities() -> None:
 # --- the command -----------------------------------------------------------------------------------
 
 
-def digest(*args: str, cwd: Path) -> "subprocess.CompletedProcess[str]":
-    import os
-    import subprocess
-
+def digest(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
-    return subprocess.run([sys.executable, "-m", "digest", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "digest", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
 
 
 def test_teaser_command_prints_one_line_per_file_in_order(tmp_path: Path) -> None:
     b = tmp_path / "b.md"
     b.write_text(f'---\ntitle: "Undated"\n---\n\nBy Jane Smith\n\n{LEAD}\n\n{REST[0]}\n')
-    a = write_article(tmp_path, "a.md", title="Dated", date="2025-08-01", body=REST[1], extra='teaser: "An editor wrote this."\n')
+    a = write_article(
+        tmp_path, "a.md", title="Dated", date="2025-08-01", body=REST[1], extra='teaser: "An editor wrote this."\n'
+    )
     c = tmp_path / "c.txt"
-    c.write_text("A headline\nA dek that sets it up.\nJuly 25, 2025\n" + "A first paragraph " + "word " * 40 + "ends here.\n")
+    c.write_text(
+        "A headline\nA dek that sets it up.\nJuly 25, 2025\n" + "A first paragraph " + "word " * 40 + "ends here.\n"
+    )
     proc = digest("teaser", "--max-chars", "200", str(b), str(a), str(c), cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines() == [LEAD, "An editor wrote this.", "A dek that sets it up."]

@@ -12,8 +12,8 @@ from pathlib import Path
 from urllib.parse import unquote
 
 import pytest
-
 from conftest import CHROMIUM_ARGS, ROOT, chromium_executable, free_port, write_article
+
 from digest.web.preview import Preview, PreviewApp, dark_variant, local_hosts
 from digest.web.wsgi import make_wsgi_server
 
@@ -24,7 +24,13 @@ ARTIFACTS = ROOT / "test-artifacts"
 def _setup(write_config, tmp_path: Path, extra: str = "") -> Path:
     cfg = write_config('[templates]\npath = "theme"\n' + extra)
     (tmp_path / "theme").mkdir()
-    write_article(tmp_path / "content", "one.md", title="Lanterns over the harbour", date="2025-08-08T10:00:00+01:00", body="The lead of one. More.")
+    write_article(
+        tmp_path / "content",
+        "one.md",
+        title="Lanterns over the harbour",
+        date="2025-08-08T10:00:00+01:00",
+        body="The lead of one. More.",
+    )
     write_article(
         tmp_path / "content",
         "two.md",
@@ -33,7 +39,9 @@ def _setup(write_config, tmp_path: Path, extra: str = "") -> Path:
         body="The lead of two. More.",
         extra="image: https://news.example.org/bridge.jpg\n",
     )
-    write_article(tmp_path / "content", "old.md", title="Last month's news", date="2025-07-31T10:00:00+01:00", body="Old. More.")
+    write_article(
+        tmp_path / "content", "old.md", title="Last month's news", date="2025-07-31T10:00:00+01:00", body="Old. More."
+    )
     return cfg
 
 
@@ -49,7 +57,11 @@ def _touch_later(path: Path, content: str) -> None:
 
 def test_preview_builds_the_issue_with_reasons_and_warnings(write_config, tmp_path: Path) -> None:
     port = free_port()  # nothing listens there: a failing source
-    cfg = _setup(write_config, tmp_path, f'\n[[sources]]\nname = "wire"\nkind = "feed"\nurl = "http://127.0.0.1:{port}/feed.xml"\n')
+    cfg = _setup(
+        write_config,
+        tmp_path,
+        f'\n[[sources]]\nname = "wire"\nkind = "feed"\nurl = "http://127.0.0.1:{port}/feed.xml"\n',
+    )
     cfg.write_text(cfg.read_text().replace("min_articles = 1", "min_articles = 3"))
     preview = Preview(cfg, as_of=AS_OF)
     try:
@@ -58,7 +70,9 @@ def test_preview_builds_the_issue_with_reasons_and_warnings(write_config, tmp_pa
         assert snap.error is None and snap.slot is not None and snap.slot.key == "2025-W33"
         assert [a.title for a in snap.chosen] == ["Lanterns over the harbour", "A very old bridge"]
         assert "inside this issue's window" in snap.chosen[0].why
-        assert [(a.title, a.why[:30]) for a in snap.left_out] == [("Last month's news", "published before the window (2")]
+        assert [(a.title, a.why[:30]) for a in snap.left_out] == [
+            ("Last month's news", "published before the window (2")
+        ]
         warnings = "\n".join(snap.warnings)
         assert "thin week: only 2 articles, fewer than selection.min_articles = 3" in warnings
         assert "“A very old bridge” has an image without alt text" in warnings
@@ -72,7 +86,9 @@ def test_preview_builds_the_issue_with_reasons_and_warnings(write_config, tmp_pa
         assert preview.refresh()
         assert preview.snapshot.built.rendered.subject == "Changed subject for 2025-W33"  # type: ignore[union-attr]
         # A new content file is read again.
-        write_article(tmp_path / "content", "three.md", title="Third thing", date="2025-08-09T10:00:00+01:00", body="Three. More.")
+        write_article(
+            tmp_path / "content", "three.md", title="Third thing", date="2025-08-09T10:00:00+01:00", body="Three. More."
+        )
         assert preview.refresh()
         assert "Third thing" in [a.title for a in preview.snapshot.chosen]
         # A broken config is shown, not fatal; fixing it recovers.
@@ -116,7 +132,10 @@ def running(write_config, tmp_path: Path) -> Iterator[Running]:
     server = make_wsgi_server(app, "127.0.0.1", 0)
     app.allowed_hosts = local_hosts("127.0.0.1", server.server_port)
     stop = threading.Event()
-    threads = [threading.Thread(target=server.serve_forever, daemon=True), threading.Thread(target=preview.watch, args=(stop,), daemon=True)]
+    threads = [
+        threading.Thread(target=server.serve_forever, daemon=True),
+        threading.Thread(target=preview.watch, args=(stop,), daemon=True),
+    ]
     for t in threads:
         t.start()
     try:
@@ -130,7 +149,9 @@ def running(write_config, tmp_path: Path) -> Iterator[Running]:
         preview.close()
 
 
-def _request(port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], str]:
+def _request(
+    port: int, method: str, path: str, body: bytes = b"", headers: dict[str, str] | None = None
+) -> tuple[int, dict[str, str], str]:
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     try:
         conn.request(method, path, body=body or None, headers=headers or {})
@@ -149,7 +170,9 @@ def test_test_send_needs_the_page_token_and_a_local_host(running: Running) -> No
     assert _request(running.port, "POST", "/send-test", b"to=x%40example.org", form)[0] == 403
     assert _request(running.port, "GET", "/", headers={"Host": "evil.example:80"})[0] == 421
     status, headers, _ = _request(running.port, "POST", "/send-test", f"csrf={csrf}&to=ed%40example.org".encode(), form)
-    assert status == 303 and unquote(headers["Location"]) == "/?notice=test copy of issue 2025-W33 sent to ed@example.org"
+    assert (
+        status == 303 and unquote(headers["Location"]) == "/?notice=test copy of issue 2025-W33 sent to ed@example.org"
+    )
     sent = (running.tmp_path / "outbox" / "test-2025-W33" / "ed@example.org.eml").read_text()
     assert "Subject: [TEST] First subject: Lanterns over the harbour" in sent
     status, headers, _ = _request(running.port, "POST", "/send-test", f"csrf={csrf}&to=not-an-address".encode(), form)
@@ -190,7 +213,9 @@ def test_preview_in_chromium_loads_fits_a_phone_and_follows_template_edits(runni
     assert phone.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
     phone_frame = phone.locator("#frame-phone").element_handle().content_frame()
     assert phone_frame is not None and phone_frame.evaluate("window.innerWidth") == 375
-    assert phone_frame.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), "the issue overflows a phone screen"
+    assert phone_frame.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth"), (
+        "the issue overflows a phone screen"
+    )
     phone.screenshot(path=str(ARTIFACTS / "preview-phone.png"), full_page=True)
 
     # Edit a template on disk: the open page follows by itself.

@@ -13,8 +13,8 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
-
 from conftest import write_article
+
 from digest.config import load_config
 from digest.pipeline import run_once, token_signer
 from digest.render.issue import EMAIL_MARK, TOKEN_MARK
@@ -29,7 +29,9 @@ class Site:
     def __init__(self, settings, store, port: int, outbox: Path) -> None:
         self.settings, self.store, self.port, self.outbox = settings, store, port, outbox
 
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    def request(
+        self, method: str, path: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             conn.request(method, path, body=body, headers=headers or {})
@@ -52,7 +54,9 @@ class Site:
 
 @pytest.fixture
 def site(write_config, tmp_path: Path, fixed_now) -> Iterator[Site]:
-    write_article(tmp_path / "content", "one.md", title="One", date="2025-08-08T10:00:00+01:00", body="The lead of one. More.")
+    write_article(
+        tmp_path / "content", "one.md", title="One", date="2025-08-08T10:00:00+01:00", body="The lead of one. More."
+    )
     settings = load_config(write_config(subscribers=SUBSCRIBERS))
     store = Store(settings.state_url)
     _, report = run_once(settings, store, as_of=fixed_now, now=fixed_now)
@@ -71,11 +75,15 @@ def site(write_config, tmp_path: Path, fixed_now) -> Iterator[Site]:
 
 def multipart(fields: dict[str, str]) -> tuple[bytes, str]:
     boundary = "----digest-test-boundary"
-    body = "".join(f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items())
+    body = "".join(
+        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n' for k, v in fields.items()
+    )
     return (body + f"--{boundary}--\r\n").encode(), f"multipart/form-data; boundary={boundary}"
 
 
-def test_one_click_post_unsubscribes_and_the_next_send_leaves_the_address_out(site: Site, tmp_path: Path, fixed_now, caplog) -> None:
+def test_one_click_post_unsubscribes_and_the_next_send_leaves_the_address_out(
+    site: Site, tmp_path: Path, fixed_now, caplog
+) -> None:
     caplog.set_level(logging.INFO, logger="digest")
     path = site.unsubscribe_path("2025-W33", "bo@example.org")
     token = path.split("token=", 1)[1]
@@ -83,16 +91,27 @@ def test_one_click_post_unsubscribes_and_the_next_send_leaves_the_address_out(si
     status, page = site.request("POST", path, body, {"Content-Type": ctype})
     assert status == 200, page
     assert "bo@example.org is unsubscribed" in page
-    assert site.statuses() == {"ana@example.org": "active", "bo@example.org": "unsubscribed", "cy@example.org": "active"}
+    assert site.statuses() == {
+        "ana@example.org": "active",
+        "bo@example.org": "unsubscribed",
+        "cy@example.org": "active",
+    }
     # A repeat (mail providers retry) is harmless.
-    status, page = site.request("POST", path, b"List-Unsubscribe=One-Click", {"Content-Type": "application/x-www-form-urlencoded"})
+    status, page = site.request(
+        "POST", path, b"List-Unsubscribe=One-Click", {"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert status == 200 and "is unsubscribed" in page
     # The next issue goes to the others only, even though the CSV still lists bo.
-    write_article(tmp_path / "content", "two.md", title="Two", date="2025-08-15T10:00:00+01:00", body="The lead of two. More.")
+    write_article(
+        tmp_path / "content", "two.md", title="Two", date="2025-08-15T10:00:00+01:00", body="The lead of two. More."
+    )
     later = fixed_now.replace(day=18)
     _, report = run_once(site.settings, site.store, as_of=later, now=later)
     assert report.outcome == "sent" and report.counts == {"sent": 2}
-    assert sorted(p.name for p in (tmp_path / "outbox" / "2025-W34").glob("*.eml")) == ["ana@example.org.eml", "cy@example.org.eml"]
+    assert sorted(p.name for p in (tmp_path / "outbox" / "2025-W34").glob("*.eml")) == [
+        "ana@example.org.eml",
+        "cy@example.org.eml",
+    ]
     # Tokens never reach the log.
     assert token not in caplog.text and "POST /unsubscribe 200" in caplog.text
 
@@ -104,10 +123,15 @@ def test_a_tampered_token_gets_400_and_changes_nothing(site: Site) -> None:
     # padding, so some changes there decode to the same signature), and try passing another
     # address off with ana's signature.
     tampered = path[:-5] + ("A" if path[-5] != "A" else "B") + path[-4:]
-    forged = path.replace(path.split("token=")[1].split(".")[0], site.unsubscribe_path("2025-W33", "cy@example.org").split("token=")[1].split(".")[0])
+    forged = path.replace(
+        path.split("token=")[1].split(".")[0],
+        site.unsubscribe_path("2025-W33", "cy@example.org").split("token=")[1].split(".")[0],
+    )
     for bad in (tampered, forged, "/unsubscribe?token=not-a-token"):
         assert bad != path
-        status, page = site.request("POST", bad, b"List-Unsubscribe=One-Click", {"Content-Type": "application/x-www-form-urlencoded"})
+        status, page = site.request(
+            "POST", bad, b"List-Unsubscribe=One-Click", {"Content-Type": "application/x-www-form-urlencoded"}
+        )
         assert status == 400, (bad, page)
         assert "not valid" in page
         status, _ = site.request("GET", bad)
@@ -127,7 +151,12 @@ def test_get_alone_changes_nothing_and_the_form_confirms(site: Site) -> None:
     assert site.statuses()["cy@example.org"] == "active"
     # The confirmation form, as the page submits it.
     token = re.search(r'name="token" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
-    status, page = site.request("POST", "/unsubscribe", f"token={token}&confirm=yes".encode(), {"Content-Type": "application/x-www-form-urlencoded"})
+    status, page = site.request(
+        "POST",
+        "/unsubscribe",
+        f"token={token}&confirm=yes".encode(),
+        {"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert status == 200 and "cy@example.org is unsubscribed" in page
     assert site.statuses()["cy@example.org"] == "unsubscribed"
 

@@ -21,8 +21,8 @@ import requests
 from digest.config import APISettings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.errors import DeliveryConfigError
-from digest.retry_after import retry_after_seconds
 from digest.models import DeliveryResult
+from digest.retry_after import retry_after_seconds
 
 
 def answer_text(resp: requests.Response, limit: int = 300) -> str:
@@ -77,7 +77,9 @@ class APIBackend(Backend):
         return self.read(messages, resp)
 
     @staticmethod
-    def every(messages: Sequence[OutgoingMessage], status: Any, detail: str, extra: dict[str, str] | None = None) -> list[DeliveryResult]:
+    def every(
+        messages: Sequence[OutgoingMessage], status: Any, detail: str, extra: dict[str, str] | None = None
+    ) -> list[DeliveryResult]:
         return [DeliveryResult(m.recipient, status, None, detail, dict(extra or {})) for m in messages]
 
     def post(self, messages: Sequence[OutgoingMessage]) -> requests.Response:

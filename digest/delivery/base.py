@@ -71,7 +71,7 @@ class Backend(ABC):
     #: The most messages one ``send_batch`` call takes (an API's per-request limit).
     max_batch = 100
     #: Set by the pipeline before ``open``: the shared pace (messages per second).
-    pace: "Pace | None" = None
+    pace: Pace | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Make connections; called once before the first batch."""
@@ -87,11 +87,13 @@ class Backend(ABC):
         if self.pace is not None:
             self.pace.acquire(n)
 
-    def __enter__(self) -> "Backend":
+    def __enter__(self) -> Backend:
         self.open()
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.close()
 
 

@@ -145,7 +145,9 @@ class Ledger:
             if r.status == "retry":
                 tried = attempts.get(r.recipient, 0) + 1
                 if tried >= self.retry.max_attempts:
-                    r = DeliveryResult(r.recipient, "failed", r.message_id, f"gave up after {tried} attempts; last: {r.detail}")
+                    r = DeliveryResult(
+                        r.recipient, "failed", r.message_id, f"gave up after {tried} attempts; last: {r.detail}"
+                    )
                 else:
                     after = extra.get("retry_after")
                     delay = self.backoff(tried, float(after) if after is not None else None, jitter)

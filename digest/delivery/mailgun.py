@@ -67,7 +67,10 @@ class MailgunBackend(APIBackend):
 
     def post(self, messages: Sequence[OutgoingMessage]) -> requests.Response:
         return self.session.post(
-            self.url(f"/v3/{self.domain}/messages"), data=self.form(messages), auth=("api", self.api_key), timeout=self.timeout
+            self.url(f"/v3/{self.domain}/messages"),
+            data=self.form(messages),
+            auth=("api", self.api_key),
+            timeout=self.timeout,
         )
 
     def read(self, messages: Sequence[OutgoingMessage], resp: requests.Response) -> list[DeliveryResult]:

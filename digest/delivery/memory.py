@@ -12,7 +12,9 @@ from digest.models import DeliveryResult
 class MemoryBackend(Backend):
     name = "memory"
 
-    def __init__(self, decide: Callable[[OutgoingMessage], DeliveryResult | None] | None = None, *, max_batch: int = 100) -> None:
+    def __init__(
+        self, decide: Callable[[OutgoingMessage], DeliveryResult | None] | None = None, *, max_batch: int = 100
+    ) -> None:
         self.decide = decide
         self.max_batch = max_batch
         self.sent: list[tuple[str, bytes]] = []

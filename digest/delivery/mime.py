@@ -151,7 +151,14 @@ class MessageTemplate:
         self.msgid_idstring = rendered.key.replace(" ", "")
         # The reference message, built once with placeholder values, gives the constant header
         # fields exactly as the email package encodes them (RFC 2047 words, folding).
-        ref = build_message(rendered, nl, to="x@example.org", token="x", now=datetime(2000, 1, 1).astimezone(), subject_prefix=subject_prefix)
+        ref = build_message(
+            rendered,
+            nl,
+            to="x@example.org",
+            token="x",
+            now=datetime(2000, 1, 1).astimezone(),
+            subject_prefix=subject_prefix,
+        )
         fields = _header_fields(ref.as_bytes())
         self._from = fields["from"]
         self._reply_to = fields.get("reply-to", b"")
@@ -214,14 +221,20 @@ class MessageTemplate:
         """The whole message for one recipient, CRLF line ends, ready for SMTP DATA."""
         if not (to.isascii() and token.isascii()):
             # An internationalised address needs the email package's header handling.
-            msg = build_message(self.rendered, self.nl, to=to, token=token, now=date, subject_prefix=self.subject_prefix)
+            msg = build_message(
+                self.rendered, self.nl, to=to, token=token, now=date, subject_prefix=self.subject_prefix
+            )
             del msg["Message-ID"]
             msg["Message-ID"] = message_id
             data = msg.as_bytes()
         else:
             email = qp_piece(to)
             escaped = htmllib.escape(to)
-            values = {_TOKEN: qp_piece(token), _EMAIL: email, _EMAIL_HTML: email if escaped == to else qp_piece(escaped)}
+            values = {
+                _TOKEN: qp_piece(token),
+                _EMAIL: email,
+                _EMAIL_HTML: email if escaped == to else qp_piece(escaped),
+            }
             out = [
                 self._from,
                 b"To: " + to.encode("ascii") + CRLF,

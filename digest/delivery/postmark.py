@@ -69,7 +69,11 @@ class PostmarkBackend(APIBackend):
         return self.session.post(
             self.url("/email/batch"),
             data=body,
-            headers={"X-Postmark-Server-Token": self.api_key, "Accept": "application/json", "Content-Type": "application/json"},
+            headers={
+                "X-Postmark-Server-Token": self.api_key,
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+            },
             timeout=self.timeout,
         )
 

@@ -42,7 +42,11 @@ class SendGridBackend(APIBackend):
             "personalizations": [
                 {
                     "to": [{"email": m.recipient}],
-                    "substitutions": {TOKEN_TAG: m.token, EMAIL_TAG: m.recipient, EMAIL_HTML_TAG: htmllib.escape(m.recipient)},
+                    "substitutions": {
+                        TOKEN_TAG: m.token,
+                        EMAIL_TAG: m.recipient,
+                        EMAIL_HTML_TAG: htmllib.escape(m.recipient),
+                    },
                     "headers": {"List-Unsubscribe": t.list_unsubscribe(m.token)},
                     "custom_args": {"digest_issue": t.rendered.key},
                 }

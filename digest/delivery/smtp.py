@@ -91,7 +91,9 @@ class SMTPBackend(Backend):
         conn: smtplib.SMTP | None = None
         try:
             if s.security == "tls":
-                conn = smtplib.SMTP_SSL(s.host, s.port, timeout=s.timeout, context=self.ssl_context, local_hostname=self._local_hostname)
+                conn = smtplib.SMTP_SSL(
+                    s.host, s.port, timeout=s.timeout, context=self.ssl_context, local_hostname=self._local_hostname
+                )
             else:
                 conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout, local_hostname=self._local_hostname)
             # Small writes (commands, the final dot) go out at once rather than waiting for the
@@ -123,7 +125,9 @@ class SMTPBackend(Backend):
             ) from None
         except ssl.SSLError as exc:
             self._abandon(conn)
-            raise DeliveryConfigError(f"SMTP server {self._where}: TLS failed ({exc}); check delivery.smtp.security and port") from None
+            raise DeliveryConfigError(
+                f"SMTP server {self._where}: TLS failed ({exc}); check delivery.smtp.security and port"
+            ) from None
         except (OSError, smtplib.SMTPException) as exc:
             self._abandon(conn)
             raise _CannotConnect(f"cannot connect to SMTP server {self._where}: {exc}") from None
@@ -261,7 +265,11 @@ class SMTPBackend(Backend):
     def _pipelined_envelope(self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage) -> DeliveryResult | None:
         """MAIL, RCPT and DATA in one write (RFC 2920), then their three replies in order: two
         round trips fewer per message. None when the server is ready for the message."""
-        conn.send(f"MAIL FROM:{smtplib.quoteaddr(m.envelope_from)}\r\nRCPT TO:{smtplib.quoteaddr(m.recipient)}\r\nDATA\r\n".encode("ascii"))
+        conn.send(
+            f"MAIL FROM:{smtplib.quoteaddr(m.envelope_from)}\r\nRCPT TO:{smtplib.quoteaddr(m.recipient)}\r\nDATA\r\n".encode(
+                "ascii"
+            )
+        )
         refusal: tuple[int, bytes, str] | None = None
         for stage, ok in (("MAIL", (250,)), ("RCPT", (250, 251)), ("DATA", (354,))):
             code, resp = conn.getreply()
@@ -278,7 +286,9 @@ class SMTPBackend(Backend):
             return self._refused(lane, conn, m, *refusal)
         return None
 
-    def _refused(self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, code: int, resp: bytes, stage: str) -> DeliveryResult:
+    def _refused(
+        self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, code: int, resp: bytes, stage: str
+    ) -> DeliveryResult:
         text = _words(code, resp)
         enhanced = _ENHANCED.match(resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp))
         if code == 421:

@@ -63,7 +63,9 @@ class DKIMSigner:
                 include_headers=headers,
             )
         except dkim.DKIMException as exc:
-            raise DeliveryConfigError(f"DKIM: cannot sign for {self.selector}._domainkey.{self.domain}: {exc}") from None
+            raise DeliveryConfigError(
+                f"DKIM: cannot sign for {self.selector}._domainkey.{self.domain}: {exc}"
+            ) from None
         return signature + message
 
 

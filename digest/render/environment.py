@@ -31,9 +31,7 @@ def one_line(value: str | None, limit: int | None = None) -> str:
     between words with a trailing ellipsis."""
     if not value:
         return ""
-    value = "".join(
-        " " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in _INVISIBLE.sub("", str(value))
-    )
+    value = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in _INVISIBLE.sub("", str(value)))
     value = " ".join(value.split())
     if limit is None or len(value) <= limit:
         return value

@@ -154,7 +154,9 @@ def _render_once(issue: Issue, settings: Settings, env: jinja2.Environment) -> R
 def html_bytes(rendered: RenderedIssue) -> int:
     """The HTML's size in bytes once the per-recipient markers are filled in (at their longest)."""
     html = rendered.html
-    grow = html.count(TOKEN_MARK) * (_TOKEN_ROOM - len(TOKEN_MARK)) + html.count(EMAIL_MARK) * (_EMAIL_ROOM - len(EMAIL_MARK))
+    grow = html.count(TOKEN_MARK) * (_TOKEN_ROOM - len(TOKEN_MARK)) + html.count(EMAIL_MARK) * (
+        _EMAIL_ROOM - len(EMAIL_MARK)
+    )
     return len(html.encode("utf-8")) + grow
 
 
@@ -170,7 +172,9 @@ def fit_issue(issue: Issue, settings: Settings, env: jinja2.Environment | None =
     return _fit(issue, settings, env, drop=settings.render.drop_trailing_articles)
 
 
-def _fit(issue: Issue, settings: Settings, env: jinja2.Environment | None, *, drop: bool) -> tuple[Issue, RenderedIssue]:
+def _fit(
+    issue: Issue, settings: Settings, env: jinja2.Environment | None, *, drop: bool
+) -> tuple[Issue, RenderedIssue]:
     env = env or make_environment(settings.templates.path)
     limits = settings.render
     rendered = _render_once(issue, settings, env)

@@ -25,7 +25,9 @@ def safe_url(url: str | None) -> str | None:
     if not url:
         return None
     url = url.strip()
-    if len(url) > MAX_URL_CHARS or any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c in _NEVER_IN_URL for c in url):
+    if len(url) > MAX_URL_CHARS or any(
+        c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c in _NEVER_IN_URL for c in url
+    ):
         return None
     try:
         parts = urlsplit(url)

@@ -26,8 +26,8 @@ from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from digest.config import SourceSettings
-from digest.models import Article
 from digest.errors import SourceError
+from digest.models import Article
 from digest.sources.http import Fetcher, FetchResult, default_fetcher
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ class SourceResult:
     problems: tuple[str, ...] = field(default=())
 
     @classmethod
-    def unchanged(cls, res: FetchResult, state: SourceState) -> "SourceResult":
+    def unchanged(cls, res: FetchResult, state: SourceState) -> SourceResult:
         """The result of a 304: nothing to parse, the validators kept."""
         return cls(
             not_modified=True,
@@ -100,7 +100,9 @@ class Source(ABC):
         try:
             return self.settings.path.read_bytes()
         except OSError as exc:
-            raise SourceError(f"source {self.name!r}: cannot read {self.settings.path}: {exc.strerror or exc}") from None
+            raise SourceError(
+                f"source {self.name!r}: cannot read {self.settings.path}: {exc.strerror or exc}"
+            ) from None
 
     def read(self, now: datetime) -> list[Article]:
         """Every article this source offers now, ignoring any remembered state; problems with

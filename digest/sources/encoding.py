@@ -99,7 +99,9 @@ def decode_document(data: bytes, http_charset: str | None = None) -> Decoded:
     """Decode a feed or an HTML page to text (see the module docstring for the order)."""
     for bom, enc in _BOMS:
         if data.startswith(bom):
-            return Decoded(data[len(bom) :].decode(enc, errors="replace"), enc.removesuffix("-le").removesuffix("-be"), "bom")
+            return Decoded(
+                data[len(bom) :].decode(enc, errors="replace"), enc.removesuffix("-le").removesuffix("-be"), "bom"
+            )
     try:
         return Decoded(data.decode("utf-8"), "utf-8", "utf-8")
     except UnicodeDecodeError:

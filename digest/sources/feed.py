@@ -85,7 +85,9 @@ class ParsedFeed:
 # --- parsing -----------------------------------------------------------------------------------
 
 
-def parse_feed(data: bytes, *, url: str | None = None, charset: str | None = None, content_type: str | None = None) -> ParsedFeed:
+def parse_feed(
+    data: bytes, *, url: str | None = None, charset: str | None = None, content_type: str | None = None
+) -> ParsedFeed:
     """Parse a feed document of any supported format. ``url`` is where it came from (the base for
     relative links), ``charset`` and ``content_type`` what the server said. Raises
     :class:`FeedError` with a one-line reason when the document is not a feed."""
@@ -104,7 +106,11 @@ def _parse_json(data: bytes, *, url: str | None) -> ParsedFeed:
     base = url or jf.feed_url or jf.home_page_url
     items = []
     for it in jf.items:
-        image = it.image or it.banner_image or next((a.url for a in it.attachments if a.mime_type.startswith("image/")), None)
+        image = (
+            it.image
+            or it.banner_image
+            or next((a.url for a in it.attachments if a.mime_type.startswith("image/")), None)
+        )
         items.append(
             FeedItem(
                 guid=it.id,
@@ -124,7 +130,9 @@ def _parse_json(data: bytes, *, url: str | None) -> ParsedFeed:
                 language=it.language or jf.language,
             )
         )
-    return ParsedFeed(f"json{jf.version}", clean_text(jf.title), jf.home_page_url, jf.language, tuple(items), jf.problems)
+    return ParsedFeed(
+        f"json{jf.version}", clean_text(jf.title), jf.home_page_url, jf.language, tuple(items), jf.problems
+    )
 
 
 def _parse_xml(data: bytes, *, url: str | None, charset: str | None) -> ParsedFeed:
@@ -135,7 +143,10 @@ def _parse_xml(data: bytes, *, url: str | None, charset: str | None) -> ParsedFe
         headers["content-location"] = url
     # A stream, never the bytes themselves: given bytes, feedparser first tries them as a file name.
     parsed = feedparser.parse(
-        io.BytesIO(xml_as_utf8(decoded.text)), response_headers=headers, sanitize_html=False, resolve_relative_uris=False
+        io.BytesIO(xml_as_utf8(decoded.text)),
+        response_headers=headers,
+        sanitize_html=False,
+        resolve_relative_uris=False,
     )
     problems: list[str] = []
     if not parsed.entries and not parsed.get("version"):
@@ -175,7 +186,9 @@ def _parse_xml(data: bytes, *, url: str | None, charset: str | None) -> ParsedFe
                 language=_entry_language(e) or language,
             )
         )
-    return ParsedFeed(parsed.get("version") or "xml", clean_text(feed.get("title")), home, language, tuple(items), tuple(problems))
+    return ParsedFeed(
+        parsed.get("version") or "xml", clean_text(feed.get("title")), home, language, tuple(items), tuple(problems)
+    )
 
 
 def _bozo(parsed: Any) -> str:
@@ -240,7 +253,9 @@ def _rss_link_texts(text: str) -> list[str | None]:
     from lxml import etree
 
     try:
-        root = etree.fromstring(xml_as_utf8(text), etree.XMLParser(recover=True, resolve_entities=False, no_network=True))
+        root = etree.fromstring(
+            xml_as_utf8(text), etree.XMLParser(recover=True, resolve_entities=False, no_network=True)
+        )
     except etree.XMLSyntaxError:
         return []
     if root is None:
@@ -264,7 +279,11 @@ def parse_feed_date(value: str) -> datetime | None:
     v = normalise_space(value)
     if not v:
         return None
-    for parse in (parsedate_to_datetime, lambda s: parse_rfc3339(s), lambda s: datetime.fromisoformat(s.replace("Z", "+00:00"))):
+    for parse in (
+        parsedate_to_datetime,
+        lambda s: parse_rfc3339(s),
+        lambda s: datetime.fromisoformat(s.replace("Z", "+00:00")),
+    ):
         try:
             return parse(v)
         except (TypeError, ValueError, IndexError):
@@ -326,7 +345,9 @@ def _entry_language(e: Any) -> str | None:
 def _entry_image(e: Any) -> str | None:
     for m in e.get("media_content") or []:
         url = m.get("url")
-        if url and (m.get("medium") == "image" or str(m.get("type", "")).startswith("image/") or _IMAGE_EXT.search(url)):
+        if url and (
+            m.get("medium") == "image" or str(m.get("type", "")).startswith("image/") or _IMAGE_EXT.search(url)
+        ):
             return url
     for link in e.get("links") or []:
         if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/") and link.get("href"):
@@ -344,6 +365,7 @@ def _entry_image(e: Any) -> str | None:
 
 # --- items → articles --------------------------------------------------------------------------
 
+
 def _blocks(value: str, is_html: bool) -> tuple[Block, ...]:
     return html_blocks(value) if is_html else text_blocks(value)
 
@@ -358,7 +380,9 @@ def derived_title(body: Sequence[Block]) -> str:
     return cut.rstrip(" ,;:-") + "…"
 
 
-def feed_articles(feed: ParsedFeed, *, source: str, now: datetime, feed_url: str | None = None) -> tuple[list[Article], list[str]]:
+def feed_articles(
+    feed: ParsedFeed, *, source: str, now: datetime, feed_url: str | None = None
+) -> tuple[list[Article], list[str]]:
     """The articles of a parsed feed, and one line per kind of item that could not be used."""
     problems = list(feed.problems)
     guids = trusted_guids((i.guid for i in feed.items), feed_links=(feed.link, feed_url))
@@ -381,7 +405,12 @@ def feed_articles(feed: ParsedFeed, *, source: str, now: datetime, feed_url: str
     for item, art in built:
         if art.id in clashing:
             trusted = item.guid if item.guid in guids else None
-            art = replace(art, id=article_id(source=source, guid=trusted, url=item.link, title=art.title, body=art.body, keep_fragment=True))
+            art = replace(
+                art,
+                id=article_id(
+                    source=source, guid=trusted, url=item.link, title=art.title, body=art.body, keep_fragment=True
+                ),
+            )
         if art.id in seen:
             log.debug("source %r: %s appears twice; kept the first", source, art.id)
             continue
@@ -452,7 +481,9 @@ class FeedSource(Source):
         if self.settings.fetch_full:
             articles, more = self._full_pages(articles, state)
             problems += more
-        return SourceResult(tuple(articles), etag=etag, last_modified=last_modified, moved_to=moved, problems=tuple(problems))
+        return SourceResult(
+            tuple(articles), etag=etag, last_modified=last_modified, moved_to=moved, problems=tuple(problems)
+        )
 
     def _full_pages(self, articles: list[Article], state: SourceState) -> tuple[list[Article], list[str]]:
         """Replace stubs with the article extracted from each new item's page. Items already
@@ -487,7 +518,9 @@ class FeedSource(Source):
                     image=a.image or page.image,
                     author=a.author or page.author,
                     date_is_first_seen=a.date_is_first_seen and page.date is None,
-                    published=a.published if not a.date_is_first_seen or page.date is None else as_aware(page.date, self.tz),
+                    published=a.published
+                    if not a.date_is_first_seen or page.date is None
+                    else as_aware(page.date, self.tz),
                 )
             )
         return out, problems

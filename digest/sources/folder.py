@@ -42,7 +42,9 @@ class FolderSource(Source):
         return SourceResult(tuple(found), problems=tuple(problems))
 
 
-def read_article_file(path: Path, *, source: str, tz: Any, root: Path | None = None, require_date: bool = True) -> Article:
+def read_article_file(
+    path: Path, *, source: str, tz: Any, root: Path | None = None, require_date: bool = True
+) -> Article:
     """Read one article file of any supported format. Raises ValueError naming what is wrong.
 
     With ``require_date=False`` (tools that only look at the text, such as ``digest teaser``) an
@@ -70,16 +72,26 @@ def read_article_file(path: Path, *, source: str, tz: Any, root: Path | None = N
         )
     if suffix in MARKDOWN_SUFFIXES:
         meta, body_text = split_front_matter(text)
-        return _from_front_matter(meta, markdown_blocks(body_text), path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated)
+        return _from_front_matter(
+            meta, markdown_blocks(body_text), path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated
+        )
     if suffix in HTML_SUFFIXES:
         from digest.sources.page import extract_page
 
         page = extract_page(text)
         if page is None:
             raise ValueError("no article text found in the HTML")
-        meta = {"title": page.title, "date": page.date, "url": page.url, "author": page.author,
-                "image": page.image, "summary": page.description}
-        return _from_front_matter(meta, page.body, path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated)
+        meta = {
+            "title": page.title,
+            "date": page.date,
+            "url": page.url,
+            "author": page.author,
+            "image": page.image,
+            "summary": page.description,
+        }
+        return _from_front_matter(
+            meta, page.body, path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated
+        )
     raise ValueError(f"unsupported file type {suffix!r}")
 
 
@@ -102,8 +114,34 @@ def _date(value: Any, tz: Any, key: str) -> datetime:
     raise ValueError(f"{key}: expected a date such as 2025-08-06 or 2025-08-06T10:30:00+01:00, got {value!r}")
 
 
-def _from_front_matter(meta: dict[str, Any], body: tuple, *, path: Path, source: str, tz: Any, fallback_id: str, undated: datetime | None = None) -> Article:
-    known = {"title", "date", "updated", "url", "author", "summary", "teaser", "dek", "image", "image_alt", "tags", "section", "lang", "language", "draft", "id"}
+def _from_front_matter(
+    meta: dict[str, Any],
+    body: tuple,
+    *,
+    path: Path,
+    source: str,
+    tz: Any,
+    fallback_id: str,
+    undated: datetime | None = None,
+) -> Article:
+    known = {
+        "title",
+        "date",
+        "updated",
+        "url",
+        "author",
+        "summary",
+        "teaser",
+        "dek",
+        "image",
+        "image_alt",
+        "tags",
+        "section",
+        "lang",
+        "language",
+        "draft",
+        "id",
+    }
     for key in meta:
         if key not in known:
             log.debug("%s: front matter key %r ignored", path, key)

@@ -190,12 +190,18 @@ class Fetcher:
         permanent_so_far = True
         for _hop in range(self.policy.max_redirects + 1):
             if urlsplit(current).scheme not in ("http", "https"):
-                raise FetchError(f"source {source!r}: {url} redirects to {current}, which is not an http(s) URL", url=url)
+                raise FetchError(
+                    f"source {source!r}: {url} redirects to {current}, which is not an http(s) URL", url=url
+                )
             status, resp_headers, body = self._get_with_retries(current, headers, source=source)
             if status in REDIRECTS:
                 location = resp_headers.get("location")
                 if not location:
-                    raise FetchError(f"source {source!r}: {current} answered HTTP {status} without a Location", url=url, status=status)
+                    raise FetchError(
+                        f"source {source!r}: {current} answered HTTP {status} without a Location",
+                        url=url,
+                        status=status,
+                    )
                 nxt = urljoin(current, location.strip())
                 if status in PERMANENT_REDIRECTS and permanent_so_far:
                     moved_to = nxt
@@ -207,7 +213,9 @@ class Fetcher:
             return FetchResult(current, status, body, resp_headers, moved_to)
         raise FetchError(f"source {source!r}: {url} redirects more than {self.policy.max_redirects} times", url=url)
 
-    def _get_with_retries(self, url: str, headers: dict[str, str], *, source: str) -> tuple[int, CaseInsensitiveDict[str], bytes]:
+    def _get_with_retries(
+        self, url: str, headers: dict[str, str], *, source: str
+    ) -> tuple[int, CaseInsensitiveDict[str], bytes]:
         p = self.policy
         gate = self._gate(url)
         attempt = 0
@@ -224,12 +232,18 @@ class Fetcher:
                 if status >= 400:
                     hint = _STATUS_HINTS.get(status)
                     raise FetchError(
-                        f"source {source!r}: {url} answered HTTP {status}" + (f"; {hint}" if hint else ""), url=url, status=status
+                        f"source {source!r}: {url} answered HTTP {status}" + (f"; {hint}" if hint else ""),
+                        url=url,
+                        status=status,
                     )
                 return status, resp_headers, body
             asked = retry_after_seconds(resp_headers.get("retry-after"), date_header=resp_headers.get("date"))
             if attempt >= p.retries:
-                raise FetchError(f"source {source!r}: {url} answered HTTP {status} after {attempt + 1} tries; will try again next run", url=url, status=status)
+                raise FetchError(
+                    f"source {source!r}: {url} answered HTTP {status} after {attempt + 1} tries; will try again next run",
+                    url=url,
+                    status=status,
+                )
             if asked is not None and asked > p.max_retry_after:
                 raise FetchError(
                     f"source {source!r}: {url} answered HTTP {status} and asked to wait {asked:.0f} s (Retry-After), "
@@ -243,7 +257,9 @@ class Fetcher:
                 gate.next_at = max(gate.next_at, self.clock() + delay)
             attempt += 1
 
-    def _get_once(self, url: str, headers: dict[str, str], *, source: str) -> tuple[int, CaseInsensitiveDict[str], bytes]:
+    def _get_once(
+        self, url: str, headers: dict[str, str], *, source: str
+    ) -> tuple[int, CaseInsensitiveDict[str], bytes]:
         p = self.policy
         started = self.clock()
         try:
@@ -267,21 +283,35 @@ class Fetcher:
                 for chunk in resp.iter_content(_CHUNK):
                     size += len(chunk)
                     if size > p.max_bytes:
-                        raise FetchError(f"source {source!r}: {url} is larger than the {limit_mib} limit; refused", url=url, status=200)
+                        raise FetchError(
+                            f"source {source!r}: {url} is larger than the {limit_mib} limit; refused",
+                            url=url,
+                            status=200,
+                        )
                     if self.clock() - started > p.deadline:
-                        raise FetchError(f"source {source!r}: {url} took longer than {p.deadline:g} s to send; gave up", url=url, status=200)
+                        raise FetchError(
+                            f"source {source!r}: {url} took longer than {p.deadline:g} s to send; gave up",
+                            url=url,
+                            status=200,
+                        )
                     chunks.append(chunk)
                 return 200, resp_headers, b"".join(chunks)
         except requests.Timeout:
-            raise FetchError(f"source {source!r}: {url} did not answer within {p.read_timeout:g} s (timed out)", url=url) from None
+            raise FetchError(
+                f"source {source!r}: {url} did not answer within {p.read_timeout:g} s (timed out)", url=url
+            ) from None
         except requests.ConnectionError as exc:
             reason = exc.args[0] if exc.args else exc
             if "timed out" in str(reason).lower():
                 # requests reports a read timeout in the middle of a body as a ConnectionError.
-                raise FetchError(f"source {source!r}: {url} stopped sending for {p.read_timeout:g} s (timed out)", url=url) from None
+                raise FetchError(
+                    f"source {source!r}: {url} stopped sending for {p.read_timeout:g} s (timed out)", url=url
+                ) from None
             raise FetchError(f"source {source!r}: cannot connect to {url}: {_short_reason(reason)}", url=url) from None
         except requests.RequestException as exc:
-            raise FetchError(f"source {source!r}: cannot fetch {url}: {exc.__class__.__name__}: {_short_reason(exc)}", url=url) from None
+            raise FetchError(
+                f"source {source!r}: cannot fetch {url}: {exc.__class__.__name__}: {_short_reason(exc)}", url=url
+            ) from None
 
 
 def _short_reason(reason: object) -> str:
@@ -302,4 +332,3 @@ def default_fetcher() -> Fetcher:
     if _default is None:
         _default = Fetcher()
     return _default
-

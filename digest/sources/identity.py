@@ -19,9 +19,32 @@ from digest.models import Block
 # Query parameters that say how a reader arrived, not what they read.
 TRACKING_PARAMS = frozenset(
     {
-        "fbclid", "gclid", "dclid", "gbraid", "wbraid", "msclkid", "yclid", "twclid", "igshid",
-        "mc_cid", "mc_eid", "ref", "ref_src", "ref_url", "referrer", "_hsenc", "_hsmi", "mkt_tok",
-        "oly_anon_id", "oly_enc_id", "vero_id", "cmpid", "ncid", "sr_share", "at_medium", "at_campaign",
+        "fbclid",
+        "gclid",
+        "dclid",
+        "gbraid",
+        "wbraid",
+        "msclkid",
+        "yclid",
+        "twclid",
+        "igshid",
+        "mc_cid",
+        "mc_eid",
+        "ref",
+        "ref_src",
+        "ref_url",
+        "referrer",
+        "_hsenc",
+        "_hsmi",
+        "mkt_tok",
+        "oly_anon_id",
+        "oly_enc_id",
+        "vero_id",
+        "cmpid",
+        "ncid",
+        "sr_share",
+        "at_medium",
+        "at_campaign",
     }
 )
 TRACKING_PREFIXES = ("utm_", "pk_", "mtm_")
@@ -127,4 +150,4 @@ def article_id(
     if as_url:
         return _short(as_url, "url-sha256:")
     words = " ".join(re.findall(r"\w+", (title + " " + " ".join(b.text for b in body)).lower()))
-    return "sha256:" + hashlib.sha256(f"{source}\0{words}".encode("utf-8")).hexdigest()
+    return "sha256:" + hashlib.sha256(f"{source}\0{words}".encode()).hexdigest()

@@ -196,11 +196,13 @@ def parse_json_feed(data: bytes | str) -> JsonFeed:
     version = doc.get("version")
     r = _Reader()
     if version in BARE_VERSIONS:
-        r.problems.append(f'feed.version: should be the URL "https://jsonfeed.org/version/{version}", got {version!r}; read as JSON Feed {version}')
+        r.problems.append(
+            f'feed.version: should be the URL "https://jsonfeed.org/version/{version}", got {version!r}; read as JSON Feed {version}'
+        )
         version = VERSION_PREFIXES[0] + str(version)
     if not isinstance(version, str) or not version.startswith(VERSION_PREFIXES):
         hint = " (this looks like RSS written as JSON)" if "rss" in doc else ""
-        raise JsonFeedError(f"not a JSON Feed: no \"version\" naming https://jsonfeed.org/version/...{hint}")
+        raise JsonFeedError(f'not a JSON Feed: no "version" naming https://jsonfeed.org/version/...{hint}')
     items = doc.get("items")
     if not isinstance(items, list):
         raise JsonFeedError('not a valid JSON Feed: "items" must be a list')

@@ -89,8 +89,39 @@ _BLOCK_TAGS = {"p", "li", "blockquote", "pre", "dd", "dt", "td", "th"}
 _HEAD_TAGS = {"h1", "h2", "h3", "h4", "h5", "h6"}
 # Not prose: code and furniture, and captions (which describe a picture, and must never become
 # the lead paragraph a teaser is drawn from).
-_SKIP_TAGS = {"script", "style", "noscript", "template", "svg", "form", "nav", "iframe", "button", "figcaption", "object", "video", "audio"}
-_CONTAINER_TAGS = {"div", "section", "article", "main", "header", "footer", "aside", "figure", "ul", "ol", "table", "tr", "tbody", "thead", "dl", "center"}
+_SKIP_TAGS = {
+    "script",
+    "style",
+    "noscript",
+    "template",
+    "svg",
+    "form",
+    "nav",
+    "iframe",
+    "button",
+    "figcaption",
+    "object",
+    "video",
+    "audio",
+}
+_CONTAINER_TAGS = {
+    "div",
+    "section",
+    "article",
+    "main",
+    "header",
+    "footer",
+    "aside",
+    "figure",
+    "ul",
+    "ol",
+    "table",
+    "tr",
+    "tbody",
+    "thead",
+    "dl",
+    "center",
+}
 # Stands in for <br> while text is gathered: two of them in a row end a paragraph.
 _BR = "\u2028"
 _BR_BREAK = re.compile(_BR + r"[\s" + _BR + r"]*" + _BR)
@@ -137,7 +168,10 @@ def html_blocks(fragment: str) -> tuple[Block, ...]:
             pass
         elif tag in _HEAD_TAGS or tag in _BLOCK_TAGS:
             flush_loose()
-            has_block_child = any(isinstance(c.tag, str) and (c.tag in _BLOCK_TAGS or c.tag in _HEAD_TAGS or c.tag in _CONTAINER_TAGS) for c in el)
+            has_block_child = any(
+                isinstance(c.tag, str) and (c.tag in _BLOCK_TAGS or c.tag in _HEAD_TAGS or c.tag in _CONTAINER_TAGS)
+                for c in el
+            )
             if has_block_child or el.find(".//br") is not None:
                 if el.text:
                     loose.append(el.text)

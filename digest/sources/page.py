@@ -117,7 +117,9 @@ def _page_date(value: str | None) -> date | datetime | None:
 
 def extract_page(html_text: str, *, url: str | None = None) -> ExtractedPage | None:
     """The article in an HTML page: title, body blocks and metadata; None when there is none."""
-    doc = trafilatura.bare_extraction(html_text, url=url, with_metadata=True, include_comments=False, include_tables=True)
+    doc = trafilatura.bare_extraction(
+        html_text, url=url, with_metadata=True, include_comments=False, include_tables=True
+    )
     if doc is None:
         return None
     body = trafilatura_blocks(getattr(doc, "body", None))
@@ -162,7 +164,12 @@ class PageSource(Source):
             if res.not_modified:
                 return SourceResult.unchanged(res, state)
             html_text = decode_page(res.body, res.charset)
-            fetched_url, etag, last_modified, moved = res.url, res.etag, res.last_modified, res.moved_to or state.moved_to
+            fetched_url, etag, last_modified, moved = (
+                res.url,
+                res.etag,
+                res.last_modified,
+                res.moved_to or state.moved_to,
+            )
         else:
             html_text = decode_page(self.read_file())
         page = extract_page(html_text, url=fetched_url)

@@ -17,14 +17,31 @@ from digest.models import Block
 from digest.sources.text import clean_text, parse_loose_date
 
 _SHARE_WORDS = {
-    "facebook", "x", "twitter", "reddit", "linkedin", "pinterest", "email", "e-mail", "whatsapp",
-    "share", "copy", "link", "print", "tumblr", "threads", "bluesky", "mastodon", "flipboard",
+    "facebook",
+    "x",
+    "twitter",
+    "reddit",
+    "linkedin",
+    "pinterest",
+    "email",
+    "e-mail",
+    "whatsapp",
+    "share",
+    "copy",
+    "link",
+    "print",
+    "tumblr",
+    "threads",
+    "bluesky",
+    "mastodon",
+    "flipboard",
 }
 _ADVERT = re.compile(r"^(advertisement|advertisements|sponsored|ad|story continues below advertisement)$", re.I)
-_TAIL = re.compile(r"^(related articles|related stories|related|more from .{1,40}|read more|recommended( for you)?|you may also like)$", re.I)
-_PROMO = re.compile(
-    r"^(sign up|subscribe)\b.{0,120}(newsletter|inbox|updates)|^get (our|the) .{0,60}newsletter", re.I
+_TAIL = re.compile(
+    r"^(related articles|related stories|related|more from .{1,40}|read more|recommended( for you)?|you may also like)$",
+    re.I,
 )
+_PROMO = re.compile(r"^(sign up|subscribe)\b.{0,120}(newsletter|inbox|updates)|^get (our|the) .{0,60}newsletter", re.I)
 _SENTENCE_END = re.compile(r"[.!?…][\"”’')\]]*$")
 # A subheading in this format is one short sentence; body paragraphs run to several sentences.
 _HEADING_MAX_WORDS = 22

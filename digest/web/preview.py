@@ -31,11 +31,31 @@ from urllib.parse import quote
 
 from digest.config import Settings, load_config
 from digest.errors import ConfigError, DigestError
-from digest.pipeline import SAMPLE_RECIPIENT, BuiltIssue, Slot, build_issue, due_slot, ingest, send_test_copy, token_signer, upcoming_slot
+from digest.pipeline import (
+    SAMPLE_RECIPIENT,
+    BuiltIssue,
+    Slot,
+    build_issue,
+    due_slot,
+    ingest,
+    send_test_copy,
+    token_signer,
+    upcoming_slot,
+)
 from digest.render.environment import DEFAULT_TEMPLATES
 from digest.render.message import personalise
 from digest.store import Store
-from digest.web.wsgi import BadRequest, Request, Response, StartResponse, as_json, make_wsgi_server, page, redirect, text
+from digest.web.wsgi import (
+    BadRequest,
+    Request,
+    Response,
+    StartResponse,
+    as_json,
+    make_wsgi_server,
+    page,
+    redirect,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -122,14 +142,18 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
         out.append(f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides the rest")
     for a in built.issue.articles:
         if a.image and not a.image_alt:
-            out.append(f"“{a.title}” has an image without alt text (image_alt); readers who cannot see it get the title instead")
+            out.append(
+                f"“{a.title}” has an image without alt text (image_alt); readers who cannot see it get the title instead"
+            )
     scan = _ImagesWithoutAlt()
     scan.feed(html)
     for src in scan.missing:
         out.append(f"an image in the HTML has no alt attribute: {src}")
     for row in store.source_rows():
         if row.last_error_at is not None and (row.last_success is None or row.last_error_at > row.last_success):
-            out.append(f"source {row.name!r} is failing ({row.failures} run{'s' if row.failures != 1 else ''} in a row): {row.last_error}")
+            out.append(
+                f"source {row.name!r} is failing ({row.failures} run{'s' if row.failures != 1 else ''} in a row): {row.last_error}"
+            )
     existing = store.issue(slot.key)
     if existing is not None:
         out.append(f"issue {slot.key} is already {existing.status}; this shows how it would render now")
@@ -149,11 +173,17 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
 
     chosen = tuple(
         ArticleLine(
-            a.title, a.source, when(a), a.url, f"published inside this issue's window ({window}), not in an earlier issue; {i} of at most {cap}, newest first"
+            a.title,
+            a.source,
+            when(a),
+            a.url,
+            f"published inside this issue's window ({window}), not in an earlier issue; {i} of at most {cap}, newest first",
         )
         for i, a in enumerate(issue.articles, start=1)
     )
-    left = tuple(ArticleLine(s.article.title, s.article.source, when(s.article), s.article.url, s.reason) for s in issue.skipped)
+    left = tuple(
+        ArticleLine(s.article.title, s.article.source, when(s.article), s.article.url, s.reason) for s in issue.skipped
+    )
     return chosen, left
 
 
@@ -182,7 +212,9 @@ def _tree(path: Path) -> Iterable[tuple[str, int, int]]:
 class Preview:
     """Builds the preview and rebuilds it when a watched file changes."""
 
-    def __init__(self, config_path: Path, *, as_of: datetime | None = None, clock: Callable[[], datetime] | None = None) -> None:
+    def __init__(
+        self, config_path: Path, *, as_of: datetime | None = None, clock: Callable[[], datetime] | None = None
+    ) -> None:
         self.config_path = config_path
         self.as_of = as_of
         self.clock = clock or (lambda: datetime.now(timezone.utc))
@@ -260,24 +292,44 @@ class Preview:
                 ingest(settings, store, now=now)
                 self._read_all_sources = False
             elif read_content:
-                ingest(settings.model_copy(update={"sources": [s for s in settings.sources if s.kind == "folder"]}), store, now=now)
+                ingest(
+                    settings.model_copy(update={"sources": [s for s in settings.sources if s.kind == "folder"]}),
+                    store,
+                    now=now,
+                )
             slot = due_slot(settings, self.as_of) if self.as_of else upcoming_slot(settings, now)
             built = build_issue(settings, store, slot)
-            html, plain = personalise(built.rendered, email=SAMPLE_RECIPIENT, token=token_signer(settings, store).token(SAMPLE_RECIPIENT))
+            html, plain = personalise(
+                built.rendered, email=SAMPLE_RECIPIENT, token=token_signer(settings, store).token(SAMPLE_RECIPIENT)
+            )
         except DigestError as exc:
             self.snapshot = Snapshot(version, now, settings=settings, error=str(exc))
             return
         dark, declared = dark_variant(html)
         chosen, left_out = article_lines(settings, built)
         self.snapshot = Snapshot(
-            version, now, settings, slot, built, html, dark, declared, plain, chosen, left_out, tuple(issue_warnings(settings, store, slot, built, html))
+            version,
+            now,
+            settings,
+            slot,
+            built,
+            html,
+            dark,
+            declared,
+            plain,
+            chosen,
+            left_out,
+            tuple(issue_warnings(settings, store, slot, built, html)),
         )
         log.info("preview %d: issue %s, %d articles", version, slot.key, len(built.issue.entries))
 
 
 # --- the app ---------------------------------------------------------------------------------------
 
-EMAIL_CSP = [("Content-Security-Policy", "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'"), ("Cache-Control", "no-store")]
+EMAIL_CSP = [
+    ("Content-Security-Policy", "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'"),
+    ("Cache-Control", "no-store"),
+]
 
 
 @dataclass
@@ -305,10 +357,20 @@ class PreviewApp:
         if method not in ("GET", "HEAD"):
             raise BadRequest(405, "method not allowed")
         if path == "/":
-            return page("preview.html", 200, [("Cache-Control", "no-store")], snap=snap, csrf=self.csrf, notice=request.query.get("notice"), newsletter=_newsletter(snap))
+            return page(
+                "preview.html",
+                200,
+                [("Cache-Control", "no-store")],
+                snap=snap,
+                csrf=self.csrf,
+                notice=request.query.get("notice"),
+                newsletter=_newsletter(snap),
+            )
         if path == "/email":
             if snap.built is None:
-                return Response(200, f"<!doctype html><p>{htmllib.escape(snap.error or '')}</p>".encode(), headers=list(EMAIL_CSP))
+                return Response(
+                    200, f"<!doctype html><p>{htmllib.escape(snap.error or '')}</p>".encode(), headers=list(EMAIL_CSP)
+                )
             body = snap.dark_html if request.query.get("dark") == "1" else snap.html
             return Response(200, body.encode("utf-8"), headers=list(EMAIL_CSP))
         if path == "/text":
@@ -356,7 +418,12 @@ def local_hosts(host: str, port: int) -> set[str]:
 
 
 def run_preview(
-    config_path: Path, host: str, port: int, *, as_of: datetime | None = None, ready: Callable[[str], None] | None = None
+    config_path: Path,
+    host: str,
+    port: int,
+    *,
+    as_of: datetime | None = None,
+    ready: Callable[[str], None] | None = None,
 ) -> None:
     """Build, serve and watch until Ctrl-C."""
     preview = Preview(config_path, as_of=as_of)

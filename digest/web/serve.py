@@ -58,7 +58,9 @@ def public_copy(rendered: RenderedIssue, nl: NewsletterSettings) -> tuple[str, s
 
 
 class SubscriberApp:
-    def __init__(self, settings: Settings, store: Store, signer: TokenSigner, *, clock: Callable[[], Any] | None = None) -> None:
+    def __init__(
+        self, settings: Settings, store: Store, signer: TokenSigner, *, clock: Callable[[], Any] | None = None
+    ) -> None:
         self.settings = settings
         self.store = store
         self.signer = signer
@@ -69,7 +71,14 @@ class SubscriberApp:
         try:
             response = self.route(request)
         except BadRequest as exc:
-            response = page("message.html", exc.status, PRIVATE, newsletter=self.settings.newsletter, title="Bad request", message=str(exc))
+            response = page(
+                "message.html",
+                exc.status,
+                PRIVATE,
+                newsletter=self.settings.newsletter,
+                title="Bad request",
+                message=str(exc),
+            )
         body = response(start_response)
         return [] if request.method == "HEAD" else body
 
@@ -94,7 +103,14 @@ class SubscriberApp:
     # -- unsubscribe ---------------------------------------------------------------------------
 
     def _message(self, status: int, title: str, message: str, headers: list[tuple[str, str]] | None = None) -> Response:
-        return page("message.html", status, headers or PRIVATE, newsletter=self.settings.newsletter, title=title, message=message)
+        return page(
+            "message.html",
+            status,
+            headers or PRIVATE,
+            newsletter=self.settings.newsletter,
+            title=title,
+            message=message,
+        )
 
     def _not_allowed(self, allow: str) -> Response:
         r = self._message(405, "Method not allowed", "This address does not take that kind of request.")
@@ -104,27 +120,44 @@ class SubscriberApp:
     def _address(self, token: str) -> str:
         email = self.signer.email_for(token)
         if email is None:
-            raise BadRequest(400, "This unsubscribe link is not valid. Use the link at the foot of the e-mail you received.")
+            raise BadRequest(
+                400, "This unsubscribe link is not valid. Use the link at the foot of the e-mail you received."
+            )
         return email
 
     def confirm(self, request: Request) -> Response:
         token = request.query.get("token", "")
         if not token:
             return self._message(
-                200, "Unsubscribe", f"To unsubscribe from {self.settings.newsletter.title}, use the Unsubscribe link at the foot of the e-mail you received."
+                200,
+                "Unsubscribe",
+                f"To unsubscribe from {self.settings.newsletter.title}, use the Unsubscribe link at the foot of the e-mail you received.",
             )
         email = self._address(token)
-        return page("unsubscribe.html", 200, PRIVATE, newsletter=self.settings.newsletter, email=email, token=token, base=request.base)
+        return page(
+            "unsubscribe.html",
+            200,
+            PRIVATE,
+            newsletter=self.settings.newsletter,
+            email=email,
+            token=token,
+            base=request.base,
+        )
 
     def unsubscribe(self, request: Request) -> Response:
         form = request.form()
         token = request.query.get("token") or form.get("token", "")
         if not token:
-            raise BadRequest(400, "No unsubscribe token was given. Use the link at the foot of the e-mail you received.")
+            raise BadRequest(
+                400, "No unsubscribe token was given. Use the link at the foot of the e-mail you received."
+            )
         email = self._address(token)
         one_click = form.get(ONE_CLICK[0]) == ONE_CLICK[1]
         if not one_click and form.get("confirm") != "yes":
-            raise BadRequest(400, "Nothing was changed: an unsubscribe request needs List-Unsubscribe=One-Click or the confirmation form.")
+            raise BadRequest(
+                400,
+                "Nothing was changed: an unsubscribe request needs List-Unsubscribe=One-Click or the confirmation form.",
+            )
         outcome = self.store.unsubscribe(email, now=self.clock() if self.clock else None)
         log.info("unsubscribe (%s): %s", "one-click" if one_click else "form", outcome)
         title = self.settings.newsletter.title
@@ -160,7 +193,9 @@ def make_serve_app(settings: Settings, store: Store) -> SubscriberApp:
     return SubscriberApp(settings, store, token_signer(settings, store))
 
 
-def run_serve(settings: Settings, store: Store, host: str, port: int, *, ready: Callable[[str], None] | None = None) -> None:
+def run_serve(
+    settings: Settings, store: Store, host: str, port: int, *, ready: Callable[[str], None] | None = None
+) -> None:
     """Serve until Ctrl-C or SIGTERM."""
     server = make_wsgi_server(make_serve_app(settings, store), host, port)
     url = f"http://{host}:{server.server_port}"

@@ -79,7 +79,9 @@ class Request:
         ctype = str(self.environ.get("CONTENT_TYPE", ""))
         fields: dict[str, str] = {}
         if ctype.lower().startswith("multipart/form-data"):
-            message = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body)
+            message = BytesParser(policy=HTTP).parsebytes(
+                b"Content-Type: " + ctype.encode("latin-1") + b"\r\n\r\n" + body
+            )
             if not message.is_multipart():
                 raise BadRequest(400, "malformed multipart body")
             for part in message.iter_parts():  # type: ignore[attr-defined]
