@@ -72,6 +72,7 @@ articles = sa.Table(
     sa.Column("body", sa.Text, nullable=False, default="[]"),
     sa.Column("origin", sa.Text),
     sa.Column("date_is_first_seen", sa.Boolean, nullable=False, default=False),
+    sa.Column("summary_by_editor", sa.Boolean, nullable=False, default=False),
     sa.Column("first_seen", UTCDateTime, nullable=False),
     sa.Column("content_hash", sa.String(64), nullable=False),
 )
@@ -235,6 +236,7 @@ def row_to_article(row: Any) -> Article:
         body=tuple(Block(kind=k, text=t) for k, t in json.loads(m["body"] or "[]")),
         origin=m["origin"],
         date_is_first_seen=bool(m["date_is_first_seen"]),
+        summary_by_editor=bool(m["summary_by_editor"]),
     )
 
 
