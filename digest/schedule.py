@@ -39,7 +39,6 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from digest.config import Settings
@@ -323,8 +322,8 @@ class DigestScheduler(BlockingScheduler):
     def run_send(self) -> None:
         now = self.clock.now()
         slot = due_slot(self.settings, now)
-        previewed = bool(self.settings.schedule.review_hours) and self.store.review(slot.key) is not None
-        if self.settings.schedule.review_hours and not previewed and self.store.issue(slot.key) is None:
+        previewed = bool(self.settings.schedule.review_hours) and self.store.issues.review(slot.key) is not None
+        if self.settings.schedule.review_hours and not previewed and self.store.issues.get(slot.key) is None:
             log.warning("issue %s: no [PREVIEW] went to the editors before its slot; sending it anyway", slot.key)
         # After a preview, send what the editors saw: the articles stored then, not a fresh read.
         ingested, report = run_once(
@@ -344,7 +343,7 @@ class DigestScheduler(BlockingScheduler):
     def run_review(self) -> None:
         now = self.clock.now()
         slot = due_slot(self.settings, now + timedelta(hours=self.settings.schedule.review_hours))
-        if self.store.issue(slot.key) is not None or self.store.review(slot.key) is not None:
+        if self.store.issues.get(slot.key) is not None or self.store.issues.review(slot.key) is not None:
             log.info("issue %s: already previewed or sent; no [PREVIEW] now", slot.key)
             return
         for source in ingest(self.settings, self.store, now=now).failed:
@@ -362,7 +361,7 @@ class DigestScheduler(BlockingScheduler):
             )
             return
         editors = self.settings.newsletter.editors
-        if not self.store.claim_review(slot.key, editors, now=now):
+        if not self.store.issues.claim_review(slot.key, editors, now=now):
             return
         results = send_copies(
             self.settings,
@@ -389,7 +388,7 @@ class DigestScheduler(BlockingScheduler):
         """Finish sends left unfinished (stopped, crashed, transient failures) within the grace."""
         now = self.clock.now()
         grace = timedelta(hours=self.settings.schedule.misfire_grace_hours)
-        for row in self.store.unfinished_issues():
+        for row in self.store.issues.unfinished():
             if self.stopping:
                 return
             if now - row.slot > grace:
@@ -478,6 +477,7 @@ def run_scheduler(settings: Settings, store: Store) -> None:
             signal.signal(sig, handler)
     if scheduler.startup_error is not None:
         exc = scheduler.startup_error
-        where = make_url(store.url).render_as_string(hide_password=True)
-        raise StateError(f"the scheduler could not set up its jobs in {where}: {exc.__class__.__name__}: {exc}")
+        raise StateError(
+            f"the scheduler could not set up its jobs in {store.safe_url}: {exc.__class__.__name__}: {exc}"
+        )
     log.info("scheduler stopped")

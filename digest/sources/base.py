@@ -41,7 +41,7 @@ class SourceState:
     last_modified: str | None = None
     # The URL a permanent redirect moved the source to; fetched instead of the configured one.
     moved_to: str | None = None
-    # Store keys (see digest.store.article_key) of the ids this source has already stored; a
+    # Recognition keys (see digest.sources.identity.article_key) of the ids this source has already stored; a
     # fetch_full feed fetches pages only for items not in here.
     known_keys: frozenset[str] = frozenset()
 

@@ -30,7 +30,7 @@ from digest.errors import SourceError
 from digest.models import Article, Block
 from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document, xml_as_utf8
-from digest.sources.identity import article_id, trusted_guids
+from digest.sources.identity import article_id, article_key, trusted_guids
 from digest.sources.jsonfeed import JsonFeedError, looks_like_json, parse_json_feed, parse_rfc3339
 from digest.sources.markup import html_blocks, is_lead_of, text_blocks, without_title
 from digest.sources.text import as_aware, clean_text, normalise_space
@@ -489,7 +489,6 @@ class FeedSource(Source):
         """Replace stubs with the article extracted from each new item's page. Items already
         stored are left out: their stored full text stands, and their pages are not fetched again."""
         from digest.sources.page import fetch_page
-        from digest.store import article_key
 
         fresh = [a for a in articles if article_key("id", a.id) not in state.known_keys]
         fresh.sort(key=lambda a: a.published, reverse=True)
