@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from digest.models import Article, Block
+from digest.models import Article, Block, KnownArticles, StoredArticle
 from digest.pipeline import store_articles
 from digest.sources.feed import FeedItem, ParsedFeed, feed_articles
-from digest.sources.identity import article_id, canonical_url, text_fingerprint, trusted_guids
+from digest.sources.identity import (
+    article_id,
+    canonical_url,
+    plan_upsert,
+    recognition_keys,
+    text_fingerprint,
+    trusted_guids,
+)
 from digest.store import Store
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
@@ -282,3 +290,25 @@ def test_scripting_news_keeps_every_post() -> None:
     articles, _ = feed_articles(parse_feed(path.read_bytes()), source="s", now=NOW)
     # 50 items, two of them listed twice.
     assert len(articles) == len({a.id for a in articles}) == 48
+
+
+def test_the_plan_comes_from_what_the_store_knows_without_a_store() -> None:
+    incoming = article("tag:a,2025:1", url="https://example.org/p")
+    keys = recognition_keys([incoming])
+    fresh = plan_upsert([incoming], keys, KnownArticles(owners={}, by_id={}), now=NOW)
+    assert [w.article for w in fresh.inserts] == [incoming] and fresh.updates == ()
+    assert (fresh.report.new, fresh.inserts[0].first_seen) == (1, NOW)
+    assert [(k.key, k.article_id) for k in fresh.keys] == [(key, incoming.id) for _kind, key in keys[0]]
+    # Known under its URL from another source, with more text: a duplicate; only its other keys are added.
+    url_key = dict(keys[0])["url"]
+    stored = StoredArticle(
+        id="x", source="other", content_hash="h", first_seen=NOW - timedelta(days=2), published=NOW, body_chars=10**6
+    )
+    known = KnownArticles(owners={url_key: "x"}, by_id={"x": stored})
+    duplicate = plan_upsert([incoming], keys, known, now=NOW)
+    assert duplicate.report.duplicates == 1 and duplicate.inserts == duplicate.updates == ()
+    assert {k.article_id for k in duplicate.keys} == {"x"} and url_key not in {k.key for k in duplicate.keys}
+    # With less text stored there, this copy replaces it in place: same id, same first-seen time.
+    known = KnownArticles(owners={url_key: "x"}, by_id={"x": dataclasses.replace(stored, body_chars=1)})
+    (update,) = plan_upsert([incoming], keys, known, now=NOW).updates
+    assert (update.article.id, update.article.source, update.first_seen) == ("x", "a", NOW - timedelta(days=2))
