@@ -29,7 +29,7 @@ ELLIPSIS = "…"
 
 def _autoescape(name: str | None) -> bool:
     # HTML and MJML are escaped; the plain-text twin and the subject are not markup.
-    return bool(name) and name.endswith((".mjml.j2", ".html.j2", ".mjml", ".html"))  # type: ignore[union-attr]
+    return name is not None and name.endswith((".mjml.j2", ".html.j2", ".mjml", ".html"))
 
 
 def _date(value: datetime, fmt: str = "%-d %B %Y") -> str:
