@@ -72,7 +72,8 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     nl = settings.newsletter
     links = settings.links
     tz = nl.tz
-    entries = []
+    # Template context: each entry a dict of what the templates show.
+    entries: list[dict[str, Any]] = []
     for e in issue.entries:
         a = e.article
         title = one_line(a.title, MAX_TITLE) or "Untitled"
