@@ -12,16 +12,8 @@ import pytest
 from conftest import ROOT, shared_path, write_article
 
 from digest.models import Article, Block
-from digest.teaser import (
-    ELLIPSIS,
-    choose_teaser,
-    cut_at_word,
-    detect_language,
-    is_body_opening,
-    make_teaser,
-    split_sentences,
-    unclosed,
-)
+from digest.teaser import choose_teaser, detect_language, is_body_opening, make_teaser, split_sentences
+from digest.text import ELLIPSIS, cut_at_word, unclosed
 
 WHEN = datetime(2025, 8, 1, tzinfo=timezone.utc)
 LEAD = (

@@ -1,0 +1,119 @@
+"""Text rules that more than one stage follows: what a word is, and where a text may be cut.
+
+The teaser and the renderer both shorten text to a budget; they share :func:`cut_at_word` so that a
+title, a subject and a teaser are cut by the same rule.
+"""
+
+from __future__ import annotations
+
+import re
+
+ELLIPSIS = "…"
+
+# Scripts written without spaces between words, with their punctuation and full-width forms.
+UNSPACED = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
+WORD = re.compile(r"[^\W_]+(?:['’][^\W_]+)*")
+
+
+def words(text: str) -> list[str]:
+    return WORD.findall(text)
+
+
+def folded(text: str) -> str:
+    """The text's words casefolded and joined by one space: the form in which texts are compared."""
+    return " ".join(w.casefold() for w in WORD.findall(text))
+
+
+def fits(text: str, max_chars: int) -> bool:
+    """Within the budget: counted in characters (not bytes), whatever the script."""
+    return len(text) <= max_chars
+
+
+_OPENERS = {
+    "(": ")",
+    "[": "]",
+    "{": "}",
+    "“": "”",
+    "‘": "’",
+    "«": "»",
+    "‹": "›",
+    "„": "“",
+    "‚": "‘",
+    "「": "」",
+    "『": "』",
+    "（": "）",
+    "【": "】",
+    "《": "》",
+    "〈": "〉",
+    "〔": "〕",
+}
+_CLOSERS = set(_OPENERS.values())
+
+
+def unclosed(text: str) -> str:
+    """The closing marks a text still owes, innermost first: ``'He said “we (all'`` owes ``')”'``."""
+    stack: list[str] = []
+    for i, ch in enumerate(text):
+        if stack and ch == stack[-1]:
+            if ch == "’" and _letters_around(text, i):
+                continue  # an apostrophe (don’t), not a closing quote
+            stack.pop()
+        elif ch == '"':
+            stack.append('"')
+        elif ch == "»" and "»" not in stack:
+            stack.append("«")  # German and Danish quote »like this«
+        elif ch in _OPENERS:
+            if ch == "‘" and _letters_around(text, i):
+                continue
+            stack.append(_OPENERS[ch])
+        elif ch in _CLOSERS and ch in stack:
+            # a mark closed out of order: close everything opened inside it as well
+            while stack and stack.pop() != ch:
+                pass
+    return "".join(reversed(stack))
+
+
+def _letters_around(text: str, i: int) -> bool:
+    return 0 < i < len(text) - 1 and text[i - 1].isalpha() and text[i + 1].isalpha()
+
+
+def _cut_points(text: str, limit: int) -> int:
+    """The longest prefix length ≤ ``limit`` that ends between two words (0 when none)."""
+    if limit >= len(text):
+        return len(text)
+    for p in range(limit, 0, -1):
+        before, after = text[p - 1], text[p]
+        if after.isspace() or before.isspace():
+            return p
+        if UNSPACED.match(before) or UNSPACED.match(after):
+            return p  # Chinese and Japanese: any two characters are a boundary
+    return 0
+
+
+# Where a clause ends inside a sentence: a cut there reads better than one mid-clause.
+_PAUSES = (", ", "; ", " — ", " – ", ": ", "、", "，")
+CLAUSE_CUT = 0.75
+_DANGLING = " \t,;:/|·•-–—([{“‘„‚«‹\"'「『（【《〈、，"
+
+
+def cut_at_word(text: str, max_chars: int) -> str:
+    """At most ``max_chars`` characters, cut between words, ending with "…" and closing any quote or
+    parenthesis left open. Empty when not even one whole word fits."""
+    text = text.strip()
+    if fits(text, max_chars):
+        return text
+    room = max_chars - len(ELLIPSIS)
+    while room > 0:
+        head = text[: _cut_points(text, room)]
+        pause = max(head.rfind(mark) for mark in _PAUSES)
+        if pause >= CLAUSE_CUT * room:
+            head = head[:pause]  # end at a natural pause rather than mid-clause
+        head = head.rstrip(_DANGLING)
+        if not head:
+            return ""
+        owed = unclosed(head)
+        out = head + ELLIPSIS + owed
+        if fits(out, max_chars):
+            return out
+        room = len(head) - (len(out) - max_chars)
+    return ""
