@@ -96,15 +96,20 @@ CLAUSE_CUT = 0.75
 _DANGLING = " \t,;:/|·•-–—([{“‘„‚«‹\"'「『（【《〈、，"
 
 
-def cut_at_word(text: str, max_chars: int) -> str:
+def cut_at_word(text: str, max_chars: int, *, break_long_words: bool = False) -> str:
     """At most ``max_chars`` characters, cut between words, ending with "…" and closing any quote or
-    parenthesis left open. Empty when not even one whole word fits."""
+    parenthesis left open. Empty when not even one whole word fits, unless ``break_long_words``:
+    then, where cutting between words would keep less than half the room, the word is cut instead
+    (a line such as a title or a subject must say something even when it is one long URL)."""
     text = text.strip()
     if fits(text, max_chars):
         return text
     room = max_chars - len(ELLIPSIS)
     while room > 0:
-        head = text[: _cut_points(text, room)]
+        end = _cut_points(text, room)
+        if break_long_words and len(text[:end].rstrip()) <= room // 2:
+            end = room
+        head = text[:end]
         pause = max(head.rfind(mark) for mark in _PAUSES)
         if pause >= CLAUSE_CUT * room:
             head = head[:pause]  # end at a natural pause rather than mid-clause

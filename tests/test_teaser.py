@@ -13,7 +13,7 @@ from conftest import ROOT, shared_path, write_article
 
 from digest.models import Article, Block
 from digest.teaser import choose_teaser, detect_language, is_body_opening, make_teaser, split_sentences
-from digest.text import ELLIPSIS, cut_at_word, unclosed
+from digest.text import ELLIPSIS
 
 WHEN = datetime(2025, 8, 1, tzinfo=timezone.utc)
 LEAD = (
@@ -161,34 +161,6 @@ def test_a_first_sentence_longer_than_the_budget_is_cut_between_words() -> None:
         assert long.startswith(head)
         assert long[len(head)] in " ,", f"cut mid-word: {t!r}"
         assert not head.endswith((",", " "))
-
-
-@pytest.mark.parametrize(
-    "text, owed",
-    [
-        ("He said “we will build the library (and the café) before", "”"),
-        ("The plan (which the mayor called “overdue", "”)"),
-        ('She said "the roof stays', '"'),
-        ("Sie sagte: „Das Dach bleibt", "“"),
-        ("Il a dit « le toit reste", "»"),
-        ("I don’t think it’s ‘overdue’ at all", ""),
-    ],
-)
-def test_unclosed_quotes_and_parentheses_are_found(text: str, owed: str) -> None:
-    assert unclosed(text) == owed
-
-
-def test_a_cut_never_leaves_a_quote_or_parenthesis_open() -> None:
-    text = "The mayor said “this library will be the finest in the region, and we will open it (with the help of volunteers) in the spring of 2027” on Tuesday."
-    for budget in range(30, len(text)):
-        t = cut_at_word(text, budget)
-        assert len(t) <= budget
-        assert unclosed(t) == "", t
-        assert t.count("“") == t.count("”") and t.count("(") == t.count(")")
-
-
-def test_nothing_is_cut_mid_word_even_without_spaces() -> None:
-    assert cut_at_word("Supercalifragilisticexpialidocious is a word.", 20) == ""
 
 
 # --- languages -----------------------------------------------------------------------------------
