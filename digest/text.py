@@ -1,12 +1,15 @@
-"""Text rules that more than one stage follows: what a word is, and where a text may be cut.
+"""Text rules that more than one stage follows: what a word is, where a text may be cut, and
+whether a summary is only the body's opening words.
 
 The teaser and the renderer both shorten text to a budget; they share :func:`cut_at_word` so that a
-title, a subject and a teaser are cut by the same rule.
+title, a subject and a teaser are cut by the same rule. The sources (which drop a feed's automatic
+excerpt) and the teaser (which passes over such a description) share :func:`is_body_opening`.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 ELLIPSIS = "…"
 
@@ -122,3 +125,49 @@ def cut_at_word(text: str, max_chars: int, *, break_long_words: bool = False) ->
             return out
         room = len(head) - (len(out) - max_chars)
     return ""
+
+
+# The tail of an automatic excerpt: "[…]", "…", "Read more", "Continue reading →".
+READ_MORE = re.compile(
+    r"(?:\s*(?:\[\s*(?:…|\.\.\.)\s*\]|\(\s*(?:…|\.\.\.)\s*\)|…|\.\.\.)|\s*(?:read more|continue reading|weiterlesen|mehr lesen|lire la suite|leer más|leggi tutto)\W*)+\s*$",
+    re.I,
+)
+# Where in the body an excerpt may start: a dateline, a byline or a caption may come before it.
+_OPENING_PARAGRAPHS = 4
+_OPENING_WORDS = 60
+
+
+def is_body_opening(summary: str, paragraphs: Iterable[str]) -> bool:
+    """True when a summary only repeats the body's first words (an automatic excerpt, as most feeds'
+    descriptions are), allowing for a dateline or byline before them, a trailing "…", "Read more" or
+    "more" link, a last word cut short, and one word in ten that differs."""
+    said = _excerpt_words(READ_MORE.sub("", summary))
+    if said[-1:] == ["more"]:
+        said.pop()  # a bare "more" link after the excerpt ("(more)", "more »")
+    if not said:
+        return True
+    body: list[str] = []
+    starts = 0  # how many of the body's first words an excerpt may start at
+    for n, paragraph in enumerate(paragraphs):
+        body += _excerpt_words(paragraph)
+        if n < _OPENING_PARAGRAPHS:
+            starts = min(_OPENING_WORDS, len(body))
+        if len(body) >= starts + len(said) and n + 1 >= _OPENING_PARAGRAPHS:
+            break
+    # The first words must match exactly, except a last word the excerpt may have cut short.
+    probe = said[: min(4, max(1, len(said) - 1))]
+    for start in range(starts):
+        if body[start : start + len(probe)] != probe:
+            continue
+        window = body[start : start + len(said)]
+        same = sum(a == b for a, b in zip(said[:-1], window))
+        last = window[len(said) - 1] if len(window) == len(said) else ""
+        same += last.startswith(said[-1])
+        if same >= 0.9 * len(said):
+            return True
+    return False
+
+
+def _excerpt_words(text: str) -> list[str]:
+    # A feed's excerpt and the page it came from often spell the apostrophe differently.
+    return folded(text.replace("’", "'")).split()

@@ -12,8 +12,8 @@ import pytest
 from conftest import ROOT, shared_path, write_article
 
 from digest.models import Article, Block
-from digest.teaser import choose_teaser, detect_language, is_body_opening, make_teaser, split_sentences
-from digest.text import ELLIPSIS
+from digest.teaser import choose_teaser, detect_language, make_teaser, split_sentences
+from digest.text import ELLIPSIS, is_body_opening
 
 WHEN = datetime(2025, 8, 1, tzinfo=timezone.utc)
 LEAD = (
@@ -248,9 +248,9 @@ def test_feed_description_only_when_it_is_not_the_bodys_opening() -> None:
         "LONDON (Reuters) — " + LEAD[:70],
     ):
         a = article("LONDON (Reuters) — " + LEAD, *REST, summary=echo)
-        assert is_body_opening(echo, a), echo
+        assert is_body_opening(echo, a.paragraphs), echo
         assert choose_teaser(a, 220).origin == "lead", echo
-    assert not is_body_opening(own, article(LEAD, *REST))
+    assert not is_body_opening(own, article(LEAD, *REST).paragraphs)
     blurb = "The latest news and headlines from the Daily Example, with videos and photos."
     assert choose_teaser(article(LEAD, *REST, summary=blurb), 220).origin == "lead"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from digest.render.environment import one_line
-from digest.text import ELLIPSIS, cut_at_word, unclosed
+from digest.text import ELLIPSIS, cut_at_word, is_body_opening, unclosed
 
 
 @pytest.mark.parametrize(
@@ -64,3 +64,44 @@ def test_one_line_cuts_by_the_same_rule_as_the_teaser(limit: int) -> None:
     assert one_line(title, limit) == cut_at_word(title, limit, break_long_words=True)
     assert len(one_line(title, limit)) <= limit
     assert unclosed(one_line(title, limit)) == ""
+
+
+BODY = ["LONDON (Reuters) — The quick brown fox jumps over the lazy dog.", "The dog did not mind at all."]
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "The quick brown fox …",
+        "The quick brown fo...",
+        "The quick brown fox jumps. Read more",
+        "The quick brown fox jumps over (more)",
+        "London (Reuters) - The quick brown fox jumps […]",
+        "The quick brown fox jumps over the lazy dog. The dog did not mind",
+    ],
+)
+def test_an_excerpt_of_the_bodys_opening_is_recognised(summary: str) -> None:
+    assert is_body_opening(summary, BODY)
+
+
+@pytest.mark.parametrize(
+    "summary",
+    [
+        "A fox, reviewed.",
+        "The quick brown fox jumps over the lazy dog and the cat too, and then the dog did not mind at all.",
+        "The quick red fox jumps over the lazy cat, in a story about the farm's animals.",
+    ],
+)
+def test_a_summary_of_its_own_is_not_the_bodys_opening(summary: str) -> None:
+    assert not is_body_opening(summary, BODY)
+
+
+def test_an_excerpt_may_spell_the_apostrophe_differently() -> None:
+    assert is_body_opening("Here's our year in review …", ["Here’s our year in review, with thanks to everyone."])
+
+
+def test_a_summary_that_repeats_a_later_paragraph_is_not_the_opening() -> None:
+    # A list of materials before the text: the description quotes the text, not the body's opening.
+    body = ["Cloche", "Ruler", "Spoon", "Moss", "Glass terrariums are easy to care for and keep their moisture."]
+    assert not is_body_opening("Glass terrariums are easy to care for and keep their moisture.", body)
+    assert is_body_opening("Glass terrariums are easy to care for and keep their moisture.", body[1:])

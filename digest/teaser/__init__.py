@@ -14,7 +14,7 @@ and best stands for the whole article is chosen (:mod:`.lead`), and fitted to th
 from digest.teaser.boilerplate import Passed, furniture, lead_paragraphs, repeats_headline, strip_dateline
 from digest.teaser.choice import DEFAULT_MAX_CHARS, TeaserChoice, as_teaser, choose_teaser, make_teaser
 from digest.teaser.cutting import fit_sentences
-from digest.teaser.editor import editors_choice, is_body_opening
+from digest.teaser.editor import editors_choice
 from digest.teaser.language import article_language, detect_language, split_sentences
 from digest.teaser.lead import Candidate, Weights, choose_lead, lead_candidates
 
@@ -32,7 +32,6 @@ __all__ = [
     "editors_choice",
     "fit_sentences",
     "furniture",
-    "is_body_opening",
     "lead_candidates",
     "lead_paragraphs",
     "make_teaser",

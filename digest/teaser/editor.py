@@ -3,41 +3,15 @@ its own rather than repeating the body's opening words (most feeds' descriptions
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from digest.models import Article
 from digest.sources.text import clean_text
 from digest.teaser.boilerplate import repeats_headline
 from digest.teaser.lead import content_terms
-from digest.text import UNSPACED, folded
+from digest.text import READ_MORE, UNSPACED, is_body_opening
 
-_I = re.I
-_READ_MORE = re.compile(
-    r"(?:\s*(?:\[\s*(?:…|\.\.\.)\s*\]|\(\s*(?:…|\.\.\.)\s*\)|…|\.\.\.)|\s*(?:read more|continue reading|weiterlesen|mehr lesen|lire la suite|leer más|leggi tutto)\W*)+\s*$",
-    _I,
-)
 _EDITOR_FILES = {".md", ".markdown", ".txt"}
-
-
-def is_body_opening(summary: str, article: Article) -> bool:
-    """True when a description only repeats the body's first words (as most feeds' do), allowing
-    for a dateline or byline before them, a trailing "…" or "Read more", and a last word cut short."""
-    said = folded(_READ_MORE.sub("", summary)).split()
-    if not said:
-        return True
-    body = folded(" ".join(article.paragraphs[:4])).split()
-    probe = said[:4]
-    for start in range(min(60, len(body))):
-        if body[start : start + len(probe)] != probe:
-            continue
-        window = body[start : start + len(said)]
-        same = sum(a == b for a, b in zip(said[:-1], window))
-        last = window[len(said) - 1] if len(window) == len(said) else ""
-        same += last.startswith(said[-1])
-        if same >= 0.9 * len(said):
-            return True
-    return False
 
 
 def editors_choice(article: Article) -> tuple[str, str] | None:
@@ -52,10 +26,10 @@ def editors_choice(article: Article) -> tuple[str, str] | None:
     if (
         summary
         and not repeats_headline(summary, article.title)
-        and not is_body_opening(summary, article)
+        and not is_body_opening(summary, article.paragraphs)
         and _about(summary, article)
     ):
-        return "description", _READ_MORE.sub("", summary).strip()
+        return "description", READ_MORE.sub("", summary).strip()
     return None
 
 
