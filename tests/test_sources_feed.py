@@ -81,6 +81,7 @@ def test_rss_item_fields(rss_articles) -> None:
     assert a.tags == ("Film", "Reviews")
     assert a.language == "en-gb"
     assert a.summary == "An editor's one-line pitch, not the opening words."
+    assert not a.summary_by_editor, "a feed's description is the site's, whoever wrote it"
     assert a.image == "https://cdn.example.org/salt-large.jpg"
     assert [(b.kind, b.text) for b in a.body] == [
         ("p", "The first paragraph says what it is about."),

@@ -232,6 +232,15 @@ def test_front_matter_summary_wins(tmp_path: Path) -> None:
     assert choose_teaser(a, 40).text == "A library where the trams slept."
 
 
+def test_the_editors_flag_decides_not_the_file_name() -> None:
+    echo = LEAD[:80] + " […]"
+    flagged = choose_teaser(article(LEAD, *REST, summary=echo, summary_by_editor=True), 220)
+    assert (flagged.origin, flagged.text) == ("front matter summary", echo)
+    # A Markdown file name alone does not make a description the editor's.
+    named = choose_teaser(article(LEAD, *REST, summary=echo, origin="content/a.md"), 220)
+    assert named.origin == "lead"
+
+
 def test_a_dek_is_the_editors_teaser() -> None:
     choice = choose_teaser(article(LEAD, *REST, dek="Ten years of argument end in a vote for books."), 220)
     assert (choice.origin, choice.text) == ("dek", "Ten years of argument end in a vote for books.")

@@ -3,22 +3,17 @@ its own rather than repeating the body's opening words (most feeds' descriptions
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from digest.models import Article
 from digest.sources.text import clean_text
 from digest.teaser.boilerplate import repeats_headline
 from digest.teaser.lead import content_terms
 from digest.text import READ_MORE, UNSPACED, is_body_opening
 
-_EDITOR_FILES = {".md", ".markdown", ".txt"}
-
 
 def editors_choice(article: Article) -> tuple[str, str] | None:
     """(where it came from, text) of a teaser an editor wrote, or None."""
-    origin = Path(article.origin).suffix.lower() if article.origin else ""
     summary = clean_text(article.summary)
-    if summary and origin in _EDITOR_FILES:
+    if summary and article.summary_by_editor:
         return "front matter summary", summary
     dek = clean_text(article.dek)
     if dek and not repeats_headline(dek, article.title):
