@@ -1,5 +1,5 @@
-"""Text rules that more than one stage follows: what a word is, where a text may be cut, and
-whether a summary is only the body's opening words.
+"""Text rules that more than one stage follows: plain text from markup, what a word is, where a text
+may be cut, and whether a summary is only the body's opening words.
 
 The teaser and the renderer both shorten text to a budget; they share :func:`cut_at_word` so that a
 title, a subject and a teaser are cut by the same rule. The sources (which drop a feed's automatic
@@ -8,10 +8,36 @@ excerpt) and the teaser (which passes over such a description) share :func:`is_b
 
 from __future__ import annotations
 
+import html
 import re
+import unicodedata
 from collections.abc import Iterable
 
 ELLIPSIS = "…"
+
+_WHITESPACE = re.compile(r"\s+")
+# A tag starts with a letter, "/" or "!": text such as "I <3 feeds" or "a < b > c" is not markup.
+_TAG = re.compile(r"</?[A-Za-z!][^<>]*>")
+# C0/C1 control characters other than whitespace: illegal in XML 1.0, yet real feeds carry them.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def clean_text(value: str | None) -> str:
+    """Text from markup: decode entities, drop tags, then :func:`normalise_space`."""
+    if not value:
+        return ""
+    text = html.unescape(_TAG.sub(" ", value)) if ("<" in value or "&" in value) else value
+    return normalise_space(text)
+
+
+def normalise_space(value: str | None) -> str:
+    """Plain text tidied: NFC, soft hyphens and control characters gone, whitespace (non-breaking
+    too) folded to one space."""
+    if not value:
+        return ""
+    text = unicodedata.normalize("NFC", value).replace("\u00ad", "")
+    return _WHITESPACE.sub(" ", _CONTROL.sub("", text)).strip()
+
 
 # Scripts written without spaces between words, with their punctuation and full-width forms.
 UNSPACED = re.compile(r"[\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")

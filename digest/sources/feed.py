@@ -33,8 +33,8 @@ from digest.sources.encoding import decode_document, xml_as_utf8
 from digest.sources.identity import article_id, trusted_guids
 from digest.sources.jsonfeed import JsonFeedError, looks_like_json, parse_json_feed, parse_rfc3339
 from digest.sources.markup import html_blocks, text_blocks, without_title
-from digest.sources.text import as_aware, clean_text, normalise_space
-from digest.text import is_body_opening
+from digest.sources.text import as_aware
+from digest.text import clean_text, is_body_opening, normalise_space
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,9 @@ from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document
 from digest.sources.identity import canonical_url
 from digest.sources.markup import markdown_blocks, split_front_matter
-from digest.sources.text import as_aware, normalise_space, parse_loose_date
+from digest.sources.text import as_aware, parse_loose_date
 from digest.sources.textpage import parse_text_page
+from digest.text import normalise_space
 
 log = logging.getLogger(__name__)
 

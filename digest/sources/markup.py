@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from digest.models import Block, BlockKind
-from digest.sources.text import clean_text, normalise_space
+from digest.text import clean_text, normalise_space
 
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")

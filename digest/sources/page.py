@@ -25,8 +25,8 @@ from digest.sources.encoding import decode_document
 from digest.sources.http import Fetcher
 from digest.sources.identity import article_id, canonical_url
 from digest.sources.markup import html_blocks, without_title
-from digest.sources.text import as_aware, clean_text, parse_loose_date
-from digest.text import is_body_opening
+from digest.sources.text import as_aware, parse_loose_date
+from digest.text import clean_text, is_body_opening
 
 log = logging.getLogger(__name__)
 

@@ -12,8 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from digest.models import Article
-from digest.sources.text import clean_text
-from digest.text import UNSPACED, folded, words
+from digest.text import UNSPACED, clean_text, folded, words
 
 _I = re.I
 _MONTHS = (

@@ -4,10 +4,9 @@ its own rather than repeating the body's opening words (most feeds' descriptions
 from __future__ import annotations
 
 from digest.models import Article
-from digest.sources.text import clean_text
 from digest.teaser.boilerplate import repeats_headline
 from digest.teaser.lead import content_terms
-from digest.text import READ_MORE, UNSPACED, is_body_opening
+from digest.text import READ_MORE, UNSPACED, clean_text, is_body_opening
 
 
 def editors_choice(article: Article) -> tuple[str, str] | None:
