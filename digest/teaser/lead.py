@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from digest.teaser.boilerplate import furniture, repeats_headline
@@ -40,19 +41,19 @@ def content_terms(text: str) -> list[str]:
 class _Sentence:
     text: str
     position: int
-    terms: Counter = field(default_factory=Counter)
+    terms: Counter[str] = field(default_factory=Counter)
     usable: bool = True
 
 
-def _dot(a: Counter, b: Counter, weight: dict[str, float]) -> float:
+def _dot(a: Mapping[str, float], b: Mapping[str, float], weight: dict[str, float]) -> float:
     return sum(n * b[t] * weight.get(t, 1.0) ** 2 for t, n in a.items() if t in b)
 
 
-def _norm_of(a: Counter, weight: dict[str, float]) -> float:
+def _norm_of(a: Mapping[str, float], weight: dict[str, float]) -> float:
     return math.sqrt(sum((n * weight.get(t, 1.0)) ** 2 for t, n in a.items()))
 
 
-def _cosine(a: Counter, b: Counter, weight: dict[str, float]) -> float:
+def _cosine(a: Mapping[str, float], b: Mapping[str, float], weight: dict[str, float]) -> float:
     """Cosine likeness of two bags of terms, each term weighted."""
     na, nb = _norm_of(a, weight), _norm_of(b, weight)
     return _dot(a, b, weight) / (na * nb) if na and nb else 0.0
@@ -169,11 +170,11 @@ def lead_candidates(paragraphs: list[str], title: str, language: str, max_chars:
     head_mass = sum(weight[t] for t in head) or 1.0
     # The mean cosine with each paragraph is a dot product with the sum of the paragraphs' unit
     # vectors, so that sum is made once.
-    centroid: Counter = Counter()
+    centroid: dict[str, float] = {}
     for p in each:
         norm = _norm_of(p, weight)
         for t, n in p.items():
-            centroid[t] += n / norm if norm else 0.0
+            centroid[t] = centroid.get(t, 0.0) + (n / norm if norm else 0.0)
     out = []
     for text, idx, cut in _candidates(sentences, max_chars):
         terms = Counter(content_terms(text))
