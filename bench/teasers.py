@@ -36,7 +36,8 @@ from rouge_score import rouge_scorer  # noqa: E402
 from digest.models import Article  # noqa: E402
 from digest.sources.folder import read_article_file  # noqa: E402
 from digest.sources.markup import markdown_blocks, split_front_matter  # noqa: E402
-from digest.teaser import ELLIPSIS, cut_at_word, fit_sentences, fits, make_teaser, split_sentences  # noqa: E402
+from digest.teaser import fit_sentences, make_teaser, split_sentences  # noqa: E402
+from digest.text import ELLIPSIS, cut_at_word, fits  # noqa: E402
 
 _SCORER = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
 DEFAULT_SET = ROOT.parent / "shared" / "corpus" / "teasers"

@@ -21,7 +21,7 @@ from digest.errors import SourceError
 from digest.models import Article
 from digest.sources.base import SourceResult
 from digest.sources.feed import FeedSource, ParsedFeed, item_article, parse_feed
-from digest.sources.text import clean_text
+from digest.text import clean_text
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 FEEDS = SHARED / "corpus" / "feeds"

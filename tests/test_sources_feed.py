@@ -12,10 +12,9 @@ import pytest
 
 from digest.config import SourceSettings
 from digest.errors import SourceError
-from digest.models import Block
 from digest.sources.feed import FeedError, FeedSource, feed_articles, parse_feed
 from digest.sources.jsonfeed import JsonFeedError, parse_json_feed
-from digest.sources.markup import html_blocks, is_lead_of
+from digest.sources.markup import html_blocks
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 
@@ -82,6 +81,7 @@ def test_rss_item_fields(rss_articles) -> None:
     assert a.tags == ("Film", "Reviews")
     assert a.language == "en-gb"
     assert a.summary == "An editor's one-line pitch, not the opening words."
+    assert not a.summary_by_editor, "a feed's description is the site's, whoever wrote it"
     assert a.image == "https://cdn.example.org/salt-large.jpg"
     assert [(b.kind, b.text) for b in a.body] == [
         ("p", "The first paragraph says what it is about."),
@@ -113,15 +113,6 @@ def test_a_description_that_is_the_body_is_not_a_summary(rss_articles) -> None:
     # No title: made from the first sentence of the body.
     assert micro.title == "A micro post with no title."
     assert micro.image == "https://example.org/cover.png"
-
-
-def test_is_lead_of() -> None:
-    body = (Block("The quick brown fox jumps over the lazy dog."),)
-    assert is_lead_of("The quick brown fox …", body)
-    assert is_lead_of("The quick brown fo...", body)
-    assert is_lead_of("The quick brown fox jumps. Read more", body)
-    assert not is_lead_of("A fox, reviewed.", body)
-    assert not is_lead_of("The quick brown fox jumps over the lazy dog and the cat too.", body)
 
 
 def test_atom_xml_base_content_types_and_images() -> None:

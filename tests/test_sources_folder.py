@@ -81,7 +81,7 @@ def test_markdown_front_matter_and_inline_markup(tmp_path: Path) -> None:
     assert a.title == "Hello: world"
     assert a.published == datetime(2025, 8, 6, 10, 30, tzinfo=ZoneInfo("Europe/London")).astimezone(a.published.tzinfo)
     assert a.id == "https://x.example.org/a"
-    assert a.summary == "An editor wrote this."
+    assert a.summary == "An editor wrote this." and a.summary_by_editor
     assert a.tags == ("film", "review")
     assert [(b.kind, b.text) for b in a.body] == [
         ("p", "First paragraph with a link and bold continued."),
@@ -89,6 +89,25 @@ def test_markdown_front_matter_and_inline_markup(tmp_path: Path) -> None:
         ("p", "item one"),
         ("p", "item two"),
     ]
+
+
+def test_only_a_summary_an_editor_wrote_is_marked_as_the_editors(tmp_path: Path) -> None:
+    bare = tmp_path / "bare.md"
+    bare.write_text('---\ntitle: "No summary"\ndate: 2025-08-01\n---\n\nBody.\n')
+    a = read_article_file(bare, source="s", tz=LONDON)
+    assert a.summary is None and not a.summary_by_editor
+    page = tmp_path / "page.html"
+    page.write_text(
+        "<html><head><title>A saved page</title>"
+        '<meta name="description" content="The site wrote this description, not our editor.">'
+        "</head><body><article><h1>A saved page</h1>"
+        + "".join(
+            f"<p>Paragraph {n} of the saved page, long enough to read as the article's text.</p>" for n in range(6)
+        )
+        + "</article></body></html>"
+    )
+    b = read_article_file(page, source="s", tz=LONDON, require_date=False)
+    assert b.summary == "The site wrote this description, not our editor." and not b.summary_by_editor
 
 
 def test_markdown_blocks_skip_code_fences() -> None:

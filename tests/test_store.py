@@ -366,6 +366,14 @@ def version_1_database(path: Path) -> str:
                 " '[[\"p\", \"Old text.\"]]', 0, '2025-08-10 09:00:00.000000', 'h')"
             )
         )
+        # Version 1 read a Markdown file's summary as the editor's from the file name.
+        conn.execute(
+            sa.text(
+                "INSERT INTO articles (id, source, title, published, tags, body, date_is_first_seen, first_seen,"
+                " content_hash, summary, origin) VALUES ('edited', 'notes', 'Written here', '2025-08-10 09:00:00.000000',"
+                " '[]', '[]', 0, '2025-08-10 09:00:00.000000', 'h2', 'The editor wrote this.', 'content/edited.md')"
+            )
+        )
     engine.dispose()
     return url
 
@@ -374,7 +382,8 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     url = version_1_database(tmp_path / "v1.sqlite3")
     with Store(url) as store:
         assert store.meta.get("schema_version") == "2"
-        (old,) = store.articles.all()
+        old, edited = sorted(store.articles.all(), key=lambda a: a.id != "old")
+        assert edited.summary_by_editor  # a Markdown file's summary stays the editor's
         assert (old.id, old.title, old.body, old.summary_by_editor) == (
             "old",
             "Stored by version 1",
@@ -383,7 +392,7 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         )
         store.articles.apply(plan_of(article("new", summary="By the editor.", summary_by_editor=True)))
     with Store(url) as again:  # opening an up-to-date database changes nothing
-        assert {a.id: a.summary_by_editor for a in again.articles.all()} == {"old": False, "new": True}
+        assert {a.id: a.summary_by_editor for a in again.articles.all()} == {"old": False, "edited": True, "new": True}
 
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:

@@ -12,16 +12,8 @@ import pytest
 from conftest import ROOT, shared_path, write_article
 
 from digest.models import Article, Block
-from digest.teaser import (
-    ELLIPSIS,
-    choose_teaser,
-    cut_at_word,
-    detect_language,
-    is_body_opening,
-    make_teaser,
-    split_sentences,
-    unclosed,
-)
+from digest.teaser import choose_teaser, detect_language, make_teaser, split_sentences
+from digest.text import ELLIPSIS, is_body_opening
 
 WHEN = datetime(2025, 8, 1, tzinfo=timezone.utc)
 LEAD = (
@@ -171,34 +163,6 @@ def test_a_first_sentence_longer_than_the_budget_is_cut_between_words() -> None:
         assert not head.endswith((",", " "))
 
 
-@pytest.mark.parametrize(
-    "text, owed",
-    [
-        ("He said “we will build the library (and the café) before", "”"),
-        ("The plan (which the mayor called “overdue", "”)"),
-        ('She said "the roof stays', '"'),
-        ("Sie sagte: „Das Dach bleibt", "“"),
-        ("Il a dit « le toit reste", "»"),
-        ("I don’t think it’s ‘overdue’ at all", ""),
-    ],
-)
-def test_unclosed_quotes_and_parentheses_are_found(text: str, owed: str) -> None:
-    assert unclosed(text) == owed
-
-
-def test_a_cut_never_leaves_a_quote_or_parenthesis_open() -> None:
-    text = "The mayor said “this library will be the finest in the region, and we will open it (with the help of volunteers) in the spring of 2027” on Tuesday."
-    for budget in range(30, len(text)):
-        t = cut_at_word(text, budget)
-        assert len(t) <= budget
-        assert unclosed(t) == "", t
-        assert t.count("“") == t.count("”") and t.count("(") == t.count(")")
-
-
-def test_nothing_is_cut_mid_word_even_without_spaces() -> None:
-    assert cut_at_word("Supercalifragilisticexpialidocious is a word.", 20) == ""
-
-
 # --- languages -----------------------------------------------------------------------------------
 
 
@@ -268,6 +232,15 @@ def test_front_matter_summary_wins(tmp_path: Path) -> None:
     assert choose_teaser(a, 40).text == "A library where the trams slept."
 
 
+def test_the_editors_flag_decides_not_the_file_name() -> None:
+    echo = LEAD[:80] + " […]"
+    flagged = choose_teaser(article(LEAD, *REST, summary=echo, summary_by_editor=True), 220)
+    assert (flagged.origin, flagged.text) == ("front matter summary", echo)
+    # A Markdown file name alone does not make a description the editor's.
+    named = choose_teaser(article(LEAD, *REST, summary=echo, origin="content/a.md"), 220)
+    assert named.origin == "lead"
+
+
 def test_a_dek_is_the_editors_teaser() -> None:
     choice = choose_teaser(article(LEAD, *REST, dek="Ten years of argument end in a vote for books."), 220)
     assert (choice.origin, choice.text) == ("dek", "Ten years of argument end in a vote for books.")
@@ -284,9 +257,9 @@ def test_feed_description_only_when_it_is_not_the_bodys_opening() -> None:
         "LONDON (Reuters) — " + LEAD[:70],
     ):
         a = article("LONDON (Reuters) — " + LEAD, *REST, summary=echo)
-        assert is_body_opening(echo, a), echo
+        assert is_body_opening(echo, a.paragraphs), echo
         assert choose_teaser(a, 220).origin == "lead", echo
-    assert not is_body_opening(own, article(LEAD, *REST))
+    assert not is_body_opening(own, article(LEAD, *REST).paragraphs)
     blurb = "The latest news and headlines from the Daily Example, with videos and photos."
     assert choose_teaser(article(LEAD, *REST, summary=blurb), 220).origin == "lead"
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import jinja2
 
 from digest.errors import RenderError
+from digest.text import cut_at_word
 
 
 def _default_theme_folder() -> Path:
@@ -24,7 +25,6 @@ def _default_theme_folder() -> Path:
 
 
 DEFAULT_TEMPLATES = _default_theme_folder()
-ELLIPSIS = "…"
 
 
 def _autoescape(name: str | None) -> bool:
@@ -42,18 +42,12 @@ _INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff]")
 def one_line(value: str | None, limit: int | None = None) -> str:
     """Text fit for one line of an e-mail (a title, a byline, a header): control characters gone,
     every run of whitespace (CR and LF included) one space, and at most ``limit`` characters, cut
-    between words with a trailing ellipsis."""
+    between words the way a teaser is (:func:`digest.text.cut_at_word`)."""
     if not value:
         return ""
     value = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in _INVISIBLE.sub("", str(value)))
     value = " ".join(value.split())
-    if limit is None or len(value) <= limit:
-        return value
-    room = limit - len(ELLIPSIS)
-    head = value[: room + 1]
-    cut = head.rfind(" ")
-    head = head[:cut] if cut > room // 2 else value[:room]
-    return head.rstrip(" ,;:-–—(\"“‘'") + ELLIPSIS
+    return value if limit is None else cut_at_word(value, limit, break_long_words=True)
 
 
 def make_environment(user_templates: Path | None = None) -> jinja2.Environment:

@@ -32,8 +32,9 @@ from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document, xml_as_utf8
 from digest.sources.identity import article_id, article_key, trusted_guids
 from digest.sources.jsonfeed import JsonFeedError, looks_like_json, parse_json_feed, parse_rfc3339
-from digest.sources.markup import html_blocks, is_lead_of, text_blocks, without_title
-from digest.sources.text import as_aware, clean_text, normalise_space
+from digest.sources.markup import html_blocks, text_blocks, without_title
+from digest.sources.text import as_aware
+from digest.text import clean_text, is_body_opening, normalise_space
 
 log = logging.getLogger(__name__)
 
@@ -440,7 +441,7 @@ def item_article(item: FeedItem, *, source: str, now: datetime, trusted_guid: st
     summary: str | None = None
     if content and summary_blocks:
         text = " ".join(b.text for b in summary_blocks)
-        summary = None if is_lead_of(text, content) else text
+        summary = None if is_body_opening(text, [b.text for b in content]) else text
     body = without_title(body, item.title) if item.title else body
     title = item.title or (derived_title(body) if body else "")
     if not title:
@@ -521,7 +522,7 @@ class FeedSource(Source):
                 replace(
                     a,
                     body=page.body,
-                    summary=a.summary or (None if is_lead_of(stub, page.body) else stub or None),
+                    summary=a.summary or (None if is_body_opening(stub, [b.text for b in page.body]) else stub or None),
                     image=a.image or page.image,
                     author=a.author or page.author,
                     date_is_first_seen=a.date_is_first_seen and page.date is None,

@@ -13,8 +13,9 @@ from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document
 from digest.sources.identity import canonical_url
 from digest.sources.markup import markdown_blocks, split_front_matter
-from digest.sources.text import as_aware, normalise_space, parse_loose_date
+from digest.sources.text import as_aware, parse_loose_date
 from digest.sources.textpage import parse_text_page
+from digest.text import normalise_space
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,14 @@ def read_article_file(
     if suffix in MARKDOWN_SUFFIXES:
         meta, body_text = split_front_matter(text)
         return _from_front_matter(
-            meta, markdown_blocks(body_text), path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated
+            meta,
+            markdown_blocks(body_text),
+            path=path,
+            source=source,
+            tz=tz,
+            fallback_id=fallback_id,
+            undated=undated,
+            summary_by_editor=True,
         )
     if suffix in HTML_SUFFIXES:
         from digest.sources.page import extract_page
@@ -81,6 +89,7 @@ def read_article_file(
         page = extract_page(text)
         if page is None:
             raise ValueError("no article text found in the HTML")
+        # The page's own description, not an editor's: the teaser still checks it says something.
         meta = {
             "title": page.title,
             "date": page.date,
@@ -123,7 +132,10 @@ def _from_front_matter(
     tz: Any,
     fallback_id: str,
     undated: datetime | None = None,
+    summary_by_editor: bool = False,
 ) -> Article:
+    """The article that front matter (or a page's metadata in its shape) describes.
+    ``summary_by_editor``: a summary there was written by an editor, and the teaser takes it as it is."""
     known = {
         "title",
         "date",
@@ -154,6 +166,7 @@ def _from_front_matter(
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",")]
     url = str(meta["url"]).strip() if meta.get("url") else None
+    summary = normalise_space(str(meta.get("teaser") or meta.get("summary") or "")) or None
     return Article(
         id=str(meta.get("id") or canonical_url(url) or fallback_id),
         source=source,
@@ -164,7 +177,8 @@ def _from_front_matter(
         updated=_date(meta["updated"], tz, "updated") if meta.get("updated") else None,
         author=normalise_space(str(meta["author"])) if meta.get("author") else None,
         dek=normalise_space(str(meta["dek"])) if meta.get("dek") else None,
-        summary=normalise_space(str(meta.get("teaser") or meta.get("summary") or "")) or None,
+        summary=summary,
+        summary_by_editor=summary_by_editor and summary is not None,
         image=str(meta["image"]) if meta.get("image") else None,
         image_alt=normalise_space(str(meta["image_alt"])) if meta.get("image_alt") else None,
         tags=tuple(normalise_space(str(t)) for t in tags if str(t).strip()),

@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from digest.models import Block, BlockKind
-from digest.sources.text import clean_text, normalise_space
+from digest.text import clean_text, normalise_space
 
 _FRONT = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.S)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
@@ -227,28 +227,8 @@ def _text_without_skipped(el: Any) -> str:
     return "".join(parts)
 
 
-_TRAILER = re.compile(r"(\s*(\[?(…|\.\.\.)\]?|continue reading|read more|more|»|→|\(more\)))+\s*$", re.I)
-
-
 def _words(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
-
-
-def is_lead_of(summary: str, body: Sequence[Block]) -> bool:
-    """True when a summary is only the first words of the body (an automatic excerpt), so it
-    should not stand in for a teaser an editor wrote."""
-    s = _words(_TRAILER.sub("", summary))
-    if not s:
-        return True
-    b: list[str] = []
-    for block in body:
-        b.extend(_words(block.text))
-        if len(b) > len(s):
-            break
-    if len(b) < len(s):
-        return False
-    # The last word of an excerpt may be cut mid-word.
-    return b[: len(s) - 1] == s[:-1] and b[len(s) - 1].startswith(s[-1])
 
 
 def without_title(body: Sequence[Block], title: str) -> tuple[Block, ...]:

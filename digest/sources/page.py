@@ -25,8 +25,9 @@ from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document
 from digest.sources.http import Fetcher
 from digest.sources.identity import article_id, canonical_url
-from digest.sources.markup import html_blocks, is_lead_of, without_title
-from digest.sources.text import as_aware, clean_text, parse_loose_date
+from digest.sources.markup import html_blocks, without_title
+from digest.sources.text import as_aware, parse_loose_date
+from digest.text import clean_text, is_body_opening
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ class PageSource(Source):
         url = url if canonical_url(url) else fetched_url
         summary = page.description
         if summary and page.body:
-            summary = None if is_lead_of(summary, page.body) else summary
+            summary = None if is_body_opening(summary, [b.text for b in page.body]) else summary
         article = Article(
             id=article_id(source=self.name, guid=None, url=url, title=page.title, body=page.body)
             if url

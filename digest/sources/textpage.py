@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from datetime import date
 
 from digest.models import Block
-from digest.sources.text import clean_text, parse_loose_date
+from digest.sources.text import parse_loose_date
+from digest.text import clean_text
 
 _SHARE_WORDS = {
     "facebook",

@@ -188,10 +188,14 @@ reviews = sa.Table(
 
 
 def _add_summary_by_editor(conn: Connection) -> None:
-    # Existing articles were stored before the folder source said whose summary it was: false.
     kind = sa.Boolean().compile(dialect=conn.dialect)
     false = sa.false().compile(dialect=conn.dialect)
     conn.execute(sa.text(f"ALTER TABLE articles ADD COLUMN summary_by_editor {kind} NOT NULL DEFAULT {false}"))
+    # Before version 2 the teaser took a summary as the editor's when the article came from a
+    # Markdown or plain-text file. Re-ingesting would not set the flag (it is not part of the
+    # content hash), so the rows stored then keep that reading here.
+    editor_files = sa.or_(*(articles.c.origin.like(f"%{suffix}") for suffix in (".md", ".markdown", ".txt")))
+    conn.execute(articles.update().where(articles.c.summary.is_not(None), editor_files).values(summary_by_editor=True))
 
 
 #: The step that brings a database to each version from the one before it.
