@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digest.cli.app import Context, cli, echo, pass_ctx, warn
-from digest.cli.progress import progress_reporter
+from digest.cli.progress import ProgressReporter
 from digest.errors import UsageError
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_fai
         echo(_reset_failed(c, slot.key, now))
     if not dry_run:
         sync_subscribers(c.settings, c.store, now=now)
-    with progress_reporter() as progress:
+    with ProgressReporter() as progress:
         report = send_issue_exclusive(
             c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress
         )

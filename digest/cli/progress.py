@@ -34,7 +34,7 @@ class _LogProgress:
         click.echo(f"issue {p.key}: {p.sent}/{p.total} sent, {p.failed} failed, {rate:.0f} messages/s{eta}", err=True)
 
 
-class progress_reporter:  # noqa: N801 - used as a function: `with progress_reporter() as progress`
+class ProgressReporter:
     """A rich progress bar (sent, failed, rate, time left) on a terminal, log lines otherwise."""
 
     def __enter__(self) -> Callable[[SendProgress], None]:
