@@ -1,7 +1,9 @@
 """The order of the stages: ingest → select → teaser → render → deliver.
 
 Every function takes the settings, the store and the moment it runs for (``now``, a controllable
-clock), and returns a plain report. Only this module knows the order; each stage lives in its own.
+clock), and returns a plain report. Only this module knows the order; each stage lives in its own:
+the send engine in :mod:`digest.delivery.sender`, the one-sender-per-issue lease in
+:mod:`digest.leases`, the thin-week rule in :mod:`digest.select`.
 """
 
 from __future__ import annotations
@@ -246,7 +248,7 @@ def send_issue(
     deliveries (after a crash or with retries) or, when all are done, sends nothing and says so.
     ``sender`` None: the configured backend on real time, starting at ``now``.
     """
-    sender = sender or Sender(settings, store, clock=real_time_from(now))
+    sender = sender or _sender(settings, store, now, None)
     finished = sender.finished(slot.key)
     if finished is not None:
         return finished
