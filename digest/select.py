@@ -44,3 +44,11 @@ def select_articles(
         else:
             chosen.append(a)
     return Selection(tuple(chosen), tuple(skipped))
+
+
+def too_few_articles(count: int, min_articles: int) -> str | None:
+    """Why an issue of ``count`` articles is too thin to send (``selection.min_articles``): such
+    an issue is skipped at its slot. None when there are enough."""
+    if count >= min_articles:
+        return None
+    return f"only {count} new article{'s' if count != 1 else ''}, fewer than selection.min_articles = {min_articles}"

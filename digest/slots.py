@@ -7,12 +7,21 @@ slot — a retry, a restart, a second process, a manual ``digest run`` — agree
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from apscheduler.triggers.cron import CronTrigger
 
 _TICK = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class Slot:
+    """One scheduled moment and the key of the issue that belongs to it."""
+
+    key: str
+    at: datetime
 
 
 def trigger_for(cron: str, tz: ZoneInfo) -> CronTrigger:

@@ -27,6 +27,7 @@ import pytest
 from deliverykit import FakeClock, addresses, newsletter
 from servicestub import Answer, Request, ServiceStub
 
+from digest.delivery.sender import Sender
 from digest.errors import DeliveryConfigError
 from digest.pipeline import send_issue, token_signer
 from digest.render.issue import EMAIL_MARK, TOKEN_MARK
@@ -155,7 +156,9 @@ def _send_checked(service: str, write_config, tmp_path: Path, now, subs: list[st
     problems: list[str] = []
     with ServiceStub(answer_for(service, problems)) as stub:
         settings, store, slot, clock, _ = _send(service, stub, write_config, tmp_path, now, subs)
-        report = send_issue(settings, store, slot, now=now, clock=clock.now, sleep=clock.sleep)
+        report = send_issue(
+            settings, store, slot, now=now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        )
     assert problems == []
     return store, report, stub, token_signer(settings, store)
 
@@ -256,7 +259,9 @@ def test_429_waits_for_retry_after_then_sends(service: str, write_config, tmp_pa
             addresses(20, "example.net"),
             "[delivery.retry]\nbase_delay = 1\n",
         )
-        report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
+        report = send_issue(
+            settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        )
     assert report.counts == {"sent": 20}
     assert len(stub.requests) == 2
     assert 7.0 in clock.sleeps, clock.sleeps
@@ -279,7 +284,13 @@ def test_5xx_is_retried_with_exponential_backoff(
             addresses(5, "example.net"),
             "[delivery.retry]\nbase_delay = 4\n",
         )
-        report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep, rng=lambda: 0.0)
+        report = send_issue(
+            settings,
+            store,
+            slot,
+            now=fixed_now,
+            sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep, rng=lambda: 0.0),
+        )
     assert report.counts == {"sent": 5}
     assert len(stub.requests) == 3
     # Half of base × 2^(n-1) when the jitter draws 0: 2 s, then 4 s.
@@ -298,7 +309,9 @@ def test_retries_stop_at_the_configured_limit(service: str, write_config, tmp_pa
             addresses(3, "example.net"),
             "[delivery.retry]\nmax_attempts = 3\n",
         )
-        report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
+        report = send_issue(
+            settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        )
     assert len(stub.requests) == 3 and len(clock.sleeps) == 2
     assert report.counts == {"failed": 3}
     assert report.failures[0][1].startswith("gave up after 3 attempts; last: ")
@@ -315,7 +328,9 @@ def test_401_stops_the_send_with_nothing_marked_sent(
             DeliveryConfigError,
             match=rf"refused the request: HTTP 401: .*Invalid API key.*delivery\.{service}\.api_key_env",
         ):
-            send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
+            send_issue(
+                settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+            )
     assert len(stub.requests) == 1
     assert store.deliveries.counts(slot.key) == {"pending": 8}
     assert clock.sleeps == []

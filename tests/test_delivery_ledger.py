@@ -4,18 +4,27 @@ subscribers who leave mid-send, retries of failures, the pace, and a streaming d
 from __future__ import annotations
 
 import threading
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
 from deliverykit import FakeClock, addresses, newsletter
 
+from digest.config import Settings
 from digest.delivery.memory import MemoryBackend
 from digest.delivery.ratelimit import Pace
+from digest.delivery.sender import Sender, SendReport, real_time_from
 from digest.models import DeliveryResult
-from digest.pipeline import send_issue
+from digest.pipeline import Slot, send_issue
 from digest.store import Store
 from digest.store.subscribers import SubscribersRepository
+
+
+def send_through(settings: Settings, store: Store, slot: Slot, backend: MemoryBackend, *, now: datetime) -> SendReport:
+    """Send the slot's issue through ``backend``, on real time from ``now``."""
+    return send_issue(
+        settings, store, slot, now=now, sender=Sender(settings, store, clock=real_time_from(now), backend=backend)
+    )
 
 
 def test_two_senders_at_once_never_send_the_same_delivery(write_config, tmp_path: Path, fixed_now) -> None:
@@ -28,7 +37,7 @@ def test_two_senders_at_once_never_send_the_same_delivery(write_config, tmp_path
     def run(b: MemoryBackend) -> None:
         other = Store(settings.state_url)  # each sender with its own connections
         start.wait()
-        reports.append(send_issue(settings, other, slot, now=fixed_now, backend=b))
+        reports.append(send_through(settings, other, slot, b, now=fixed_now))
 
     threads = [threading.Thread(target=run, args=(b,)) for b in backends]
     for t in threads:
@@ -61,14 +70,14 @@ def test_a_stopped_senders_batch_is_taken_over_after_its_lease(write_config, tmp
 
     first = MemoryBackend(crash_in_second_batch, max_batch=40)
     with pytest.raises(Crash):
-        send_issue(settings, store, slot, now=fixed_now, backend=first)
+        send_through(settings, store, slot, first, now=fixed_now)
     assert store.deliveries.counts(slot.key) == {"sent": 40, "inflight": 40, "pending": 40}
     # Same process, so the sender looks alive: its batch waits for the lease to end.
     second = MemoryBackend(max_batch=40)
-    report = send_issue(settings, store, slot, now=fixed_now, backend=second)
+    report = send_through(settings, store, slot, second, now=fixed_now)
     assert report.outcome == "incomplete" and "40 in flight in another sender" in report.message
     later = fixed_now + timedelta(seconds=settings.delivery.lease_seconds + 1)
-    report = send_issue(settings, store, slot, now=later, backend=second)
+    report = send_through(settings, store, slot, second, now=later)
     assert report.outcome == "resumed", report.message
     assert store.deliveries.counts(slot.key) == {"sent": 120}
     assert store.deliveries.interrupted_total(slot.key) == 40
@@ -87,7 +96,7 @@ def test_a_subscriber_who_leaves_mid_send_gets_nothing(write_config, tmp_path: P
         return None
 
     backend = MemoryBackend(leave_during_first_batch, max_batch=10)
-    report = send_issue(settings, store, slot, now=fixed_now, backend=backend)
+    report = send_through(settings, store, slot, backend, now=fixed_now)
     assert report.counts == {"sent": 29, "skipped": 1}
     assert leaver not in {r for r, _ in backend.sent}
 
@@ -99,12 +108,12 @@ def test_failed_deliveries_can_be_retried(write_config, tmp_path: Path, fixed_no
     backend = MemoryBackend(
         lambda m: DeliveryResult(m.recipient, "failed", None, "550 mailbox full") if m.recipient in refuse else None
     )
-    report = send_issue(settings, store, slot, now=fixed_now, backend=backend)
+    report = send_through(settings, store, slot, backend, now=fixed_now)
     assert report.counts == {"sent": 8, "failed": 2}
-    assert send_issue(settings, store, slot, now=fixed_now, backend=backend).outcome == "already-sent"
+    assert send_through(settings, store, slot, backend, now=fixed_now).outcome == "already-sent"
     assert store.deliveries.reset_failed(slot.key, now=fixed_now) == 2
     refuse.clear()
-    report = send_issue(settings, store, slot, now=fixed_now, backend=backend)
+    report = send_through(settings, store, slot, backend, now=fixed_now)
     assert report.outcome == "resumed" and report.counts == {"sent": 10}
     assert sorted(r for r, _ in backend.sent) == subs
 
@@ -133,9 +142,13 @@ def test_a_throttle_slows_the_pace(write_config, tmp_path: Path, fixed_now) -> N
         store,
         slot,
         now=fixed_now,
-        backend=MemoryBackend(throttle_first_batch, max_batch=10),
-        clock=clock.now,
-        sleep=clock.sleep,
+        sender=Sender(
+            settings,
+            store,
+            clock=clock.now,
+            backend=MemoryBackend(throttle_first_batch, max_batch=10),
+            sleep=clock.sleep,
+        ),
     )
     assert report.counts == {"sent": 40}
     paced = [round(s, 4) for s in clock.sleeps if s < 0.1]

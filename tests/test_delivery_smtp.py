@@ -11,6 +11,7 @@ import trustme
 from deliverykit import FakeClock, addresses, newsletter, smtp_toml
 from smtpserver import FaultyHandler, RecordingHandler, SMTPServer
 
+from digest.delivery.sender import Sender
 from digest.errors import DeliveryConfigError
 from digest.pipeline import send_issue
 
@@ -120,7 +121,9 @@ def test_flaky_server_gets_everything_once(
         settings, store, slot, _ = newsletter(
             write_config, tmp_path, extra=smtp_toml(server.port, connections=3) + retry, subscribers=subs, now=fixed_now
         )
-        report = send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
+        report = send_issue(
+            settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        )
     assert report.outcome == "sent", report.message
     assert report.counts == {"sent": 400}
     per = handler.per_recipient()

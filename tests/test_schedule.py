@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from conftest import ROOT, write_article
 from simclock import RecordingBackend, Sent, SimulatedClock, apscheduler_reads
 
-from digest import pipeline
+from digest import leases, pipeline
 from digest.config import Settings, load_config
 from digest.errors import ConfigError
 from digest.pipeline import run_once
@@ -213,13 +213,13 @@ def test_a_manual_run_while_the_scheduler_sends_sends_nothing(write_config, tmp_
     now = at(2025, 8, 11, 8, 0)
     with Store(settings.state_url) as store:
         # The scheduler's lease on this slot's issue, as taken in another process.
-        assert store.leases.acquire("issue:2025-W33", "scheduler-host:1", now=datetime.now(UTC), ttl=pipeline.LEASE_TTL)
+        assert store.leases.acquire("issue:2025-W33", "scheduler-host:1", now=datetime.now(UTC), ttl=leases.LEASE_TTL)
         _, report = run_once(settings, store, as_of=now, now=now)
         assert report.outcome == "claimed-elsewhere"
         assert "being sent by another process (scheduler-host:1" in report.message
         assert store.issues.get("2025-W33") is None and not (tmp_path / "outbox").exists()
         # A lease left by a process that died expires, and the next run takes over.
-        stale = datetime.now(UTC) + pipeline.LEASE_TTL + timedelta(seconds=1)
+        stale = datetime.now(UTC) + leases.LEASE_TTL + timedelta(seconds=1)
         _, report = run_once(settings, store, as_of=now, now=now, clock=lambda: stale)
         assert report.outcome == "sent"
 

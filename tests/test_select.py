@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta, timezone
 
 from digest.models import Article, Block
-from digest.select import select_articles
+from digest.select import select_articles, too_few_articles
 
 T0 = datetime(2025, 8, 11, 8, 0, tzinfo=timezone.utc)
 
@@ -38,3 +38,9 @@ def test_window_edges_are_half_open() -> None:
     items = [art("edge-start", 7), art("edge-end", 0)]
     sel = select_articles(items, as_of=T0, window_start=T0 - timedelta(days=7), already_sent=set(), max_articles=10)
     assert [a.id for a in sel.chosen] == ["edge-end"]
+
+
+def test_too_few_articles_says_why_an_issue_is_skipped() -> None:
+    assert too_few_articles(2, 2) is None and too_few_articles(0, 0) is None
+    assert too_few_articles(1, 2) == "only 1 new article, fewer than selection.min_articles = 2"
+    assert too_few_articles(0, 1) == "only 0 new articles, fewer than selection.min_articles = 1"

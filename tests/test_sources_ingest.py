@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from digest.config import load_config
-from digest.pipeline import check_sources_failing, ingest
+from digest.pipeline import ingest
 from digest.sources.feed import FeedSource
+from digest.sources.health import build_warnings, source_health
 from digest.store import Store
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
@@ -45,17 +46,18 @@ def test_health_counts_failures_in_a_row_and_a_success_resets_them(write_config,
         ingest(settings, store, now=NOW + timedelta(days=n))
         row = {r.name: r for r in store.sources.all()}["news"]
         assert row.failures == n and row.last_error_at == NOW + timedelta(days=n) and row.last_success is None
-    assert check_sources_failing(store, configured=["news", "articles"]) == [
+    assert build_warnings(source_health(settings.sources, store.sources.all())) == [
         f"source 'news' has failed 3 runs in a row (last error: source 'news': cannot read {tmp_path / 'news.xml'}: No such file or directory)"
     ]
     # Only configured sources count: one removed from the config is not warned about.
-    assert check_sources_failing(store, configured=["articles"]) == []
+    folder_only = [s for s in settings.sources if s.name == "articles"]
+    assert build_warnings(source_health(folder_only, store.sources.all())) == []
     (tmp_path / "news.xml").write_text(RSS.format(title="Back"))
     ingest(settings, store, now=NOW + timedelta(days=5))
     row = {r.name: r for r in store.sources.all()}["news"]
     assert row.failures == 0 and row.last_success == NOW + timedelta(days=5)
     assert row.last_note == "1 articles (1 new, 0 updated)"
-    assert check_sources_failing(store) == []
+    assert build_warnings(source_health(settings.sources, store.sources.all())) == []
 
 
 def test_a_new_location_forgets_what_was_remembered_about_the_old_one(tmp_path: Path) -> None:

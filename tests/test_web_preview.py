@@ -74,7 +74,7 @@ def test_preview_builds_the_issue_with_reasons_and_warnings(write_config, tmp_pa
             ("Last month's news", "published before the window (2")
         ]
         warnings = "\n".join(snap.warnings)
-        assert "thin week: only 2 articles, fewer than selection.min_articles = 3" in warnings
+        assert "thin week: only 2 new articles, fewer than selection.min_articles = 3" in warnings
         assert "“A very old bridge” has an image without alt text" in warnings
         assert "source 'wire' is failing (1 run in a row)" in warnings
         assert snap.built is not None and snap.built.rendered.subject in snap.html

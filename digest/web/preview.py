@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from digest.build_files import SAMPLE_RECIPIENT
 from digest.config import Settings, load_config
 from digest.errors import ConfigError, DigestError
 from digest.pipeline import (
-    SAMPLE_RECIPIENT,
     BuiltIssue,
     Slot,
     build_issue,
@@ -44,6 +44,8 @@ from digest.pipeline import (
 )
 from digest.render.environment import DEFAULT_TEMPLATES
 from digest.render.message import personalise
+from digest.select import too_few_articles
+from digest.sources.health import source_health
 from digest.store import Store
 from digest.web.wsgi import (
     BadRequest,
@@ -132,11 +134,9 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     """What an editor should know before the issue goes: size, alt text, a thin week, failing
     sources, and whether the issue is held or already gone."""
     out: list[str] = []
-    n, least = len(built.issue.entries), settings.selection.min_articles
-    if n < least:
-        out.append(
-            f"thin week: only {n} article{'s' if n != 1 else ''}, fewer than selection.min_articles = {least}; this issue would be skipped"
-        )
+    too_few = too_few_articles(len(built.issue.entries), settings.selection.min_articles)
+    if too_few is not None:
+        out.append(f"thin week: {too_few}; this issue would be skipped")
     size = len(html.encode("utf-8"))
     if size > CLIP_BYTES:
         out.append(f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides the rest")
@@ -149,11 +149,9 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     scan.feed(html)
     for src in scan.missing:
         out.append(f"an image in the HTML has no alt attribute: {src}")
-    for row in store.sources.all():
-        if row.last_error_at is not None and (row.last_success is None or row.last_error_at > row.last_success):
-            out.append(
-                f"source {row.name!r} is failing ({row.failures} run{'s' if row.failures != 1 else ''} in a row): {row.last_error}"
-            )
+    for source in source_health(settings.sources, store.sources.all()):
+        if source.failing and source.record is not None:
+            out.append(f"source {source.name!r} is failing ({source.runs_in_a_row}): {source.record.last_error}")
     existing = store.issues.get(slot.key)
     if existing is not None:
         out.append(f"issue {slot.key} is already {existing.status}; this shows how it would render now")

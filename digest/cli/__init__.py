@@ -1,0 +1,12 @@
+"""The ``digest`` command (console script ``digest = "digest.cli:main"``).
+
+The group, its context and :func:`main` are in :mod:`digest.cli.app`; each module beside it adds
+one family of commands to the group when imported here.
+"""
+
+from __future__ import annotations
+
+from digest.cli import content, issues, servers, subscribers
+from digest.cli.app import cli, main
+
+__all__ = ["cli", "content", "issues", "main", "servers", "subscribers"]

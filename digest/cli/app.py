@@ -1,0 +1,123 @@
+"""The ``digest`` command's group, its shared context and the entry point. Only ``digest.cli``
+knows click; library code raises typed errors and :func:`main` turns them into one clear line on
+stderr and an exit status."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import datetime, timezone
+
+import click
+
+from digest import __version__
+from digest.config import Settings, config_path_from, load_config
+from digest.errors import ConfigError, DigestError, UsageError
+from digest.store import Store
+
+
+class Context:
+    def __init__(self, config: str | None, debug: bool) -> None:
+        self.config_option = config
+        self.debug = debug
+        self._settings: Settings | None = None
+        self._store: Store | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = load_config(config_path_from(self.config_option))
+        return self._settings
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.settings.state_url)
+        return self._store
+
+    def now(self) -> datetime:
+        return datetime.now(timezone.utc)
+
+    def moment(self, value: str | None) -> datetime | None:
+        """Parse an --as-of value; a time without a zone is in the newsletter's time zone."""
+        if value is None:
+            return None
+        try:
+            when = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            raise UsageError(
+                f"--as-of: expected a date or date and time like 2025-08-11T09:00, got {value!r}"
+            ) from None
+        return when if when.tzinfo else when.replace(tzinfo=self.settings.newsletter.tz)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+def echo(message: str) -> None:
+    click.echo(message)
+
+
+def warn(message: str) -> None:
+    click.echo(f"warning: {message}", err=True)
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog="Example:\n\n  digest --config config/digest.toml run",
+)
+@click.option(
+    "--config",
+    "-c",
+    metavar="FILE",
+    help="Config file (default: $DIGEST_CONFIG, else config/digest.toml).",
+)
+@click.option("--debug", is_flag=True, help="Verbose logging, and a traceback for unexpected errors.")
+@click.version_option(__version__, prog_name="digest")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
+    """digest: a newsletter digest generator.
+
+    Ingests articles from feeds, pages and folders, selects this issue's articles, writes their
+    teasers, renders a responsive e-mail with a plain-text twin, and delivers it to each
+    subscriber exactly once.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = Context(config, debug)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning digest's errors into one line and an exit status."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        cli.main(args=argv, prog_name="digest", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("digest: interrupted", err=True)
+        sys.exit(130)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(f"digest: config error: {problem}", err=True)
+        sys.exit(exc.exit_code)
+    except DigestError as exc:
+        click.echo(f"digest: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("digest: interrupted", err=True)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        if debug:
+            raise
+        click.echo(
+            f"digest: unexpected error: {exc.__class__.__name__}: {exc} (rerun with --debug for details)", err=True
+        )
+        sys.exit(1)
+    sys.exit(0)

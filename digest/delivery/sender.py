@@ -1,0 +1,300 @@
+"""The send engine: an issue's messages go through one backend, at one pace, exactly once each.
+
+A :class:`Sender` owns what a send needs — the store (whose ledger records each delivery), the
+backend, the clock and the pace — so each step is a short method: say whether an issue is already
+done, record a thin week as skipped, open an issue (freeze its recipients), deliver what is left,
+render a dry run, and send single copies outside the ledger (a test copy, the editors' preview).
+
+Which issue to send and when is the pipeline's business; the bookkeeping that makes a resumed or
+concurrent send safe is :mod:`digest.delivery.ledger`'s.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from functools import cached_property
+
+from digest.config import Settings
+from digest.delivery.base import Backend, OutgoingMessage, SendStopped, backend_from_settings
+from digest.delivery.ledger import Ledger
+from digest.delivery.mime import MessageTemplate
+from digest.delivery.ratelimit import Pace
+from digest.errors import DeliveryConfigError, DeliveryError
+from digest.models import DeliveryResult, Issue, RenderedIssue
+from digest.slots import Slot
+from digest.store import Store
+from digest.tokens import TokenSigner, signer_for
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SendReport:
+    key: str
+    outcome: str  # sent | resumed | already-sent | skipped | dry-run | incomplete | claimed-elsewhere | held
+    message: str
+    counts: dict[str, int] = field(default_factory=dict)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SendProgress:
+    """Where a send stands, after each batch (for a progress bar or log line)."""
+
+    key: str
+    total: int
+    sent: int
+    failed: int
+    retry: int
+    done_this_run: int
+
+
+def token_signer(settings: Settings, store: Store) -> TokenSigner:
+    """The signer of unsubscribe tokens: the secret from the environment, else the store's."""
+    return signer_for(settings.security.secret_env, store.meta.secret)
+
+
+def real_time_from(start: datetime) -> Callable[[], datetime]:
+    """A clock that reads ``start`` now and moves on with real (monotonic) time."""
+    started = time.monotonic()
+    return lambda: start + timedelta(seconds=time.monotonic() - started)
+
+
+class Sender:
+    """Sends one newsletter's issues. ``backend`` None: the configured one, made per issue (an
+    outbox writes each issue to its own folder). ``clock`` and ``sleep`` are the time source and
+    the way to wait, for the pace and for retries; tests pass simulated ones."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        *,
+        clock: Callable[[], datetime],
+        backend: Backend | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng
+        self._backend = backend
+        self.pace = Pace(settings.delivery.pace.messages_per_second, clock=lambda: clock().timestamp(), sleep=sleep)
+
+    @cached_property
+    def signer(self) -> TokenSigner:
+        # Made on first use: the store's secret is created then, not by a send that turns out done.
+        return token_signer(self.settings, self.store)
+
+    def backend_for(self, folder: str) -> Backend:
+        if self._backend is not None:
+            return self._backend
+        return backend_from_settings(self.settings.delivery, issue_key=folder, newsletter=self.settings.newsletter)
+
+    # --- an issue through the ledger ------------------------------------------------------------
+
+    def finished(self, key: str) -> SendReport | None:
+        """The report for an issue already sent or skipped, or None when there is work left."""
+        row = self.store.issues.get(key)
+        if row is not None and row.status == "sent":
+            counts = self.store.deliveries.counts(key)
+            return SendReport(
+                key,
+                "already-sent",
+                f"issue {key} was already sent ({counts.get('sent', 0)} delivered"
+                f"{', ' + str(counts['failed']) + ' failed' if counts.get('failed') else ''}); nothing to send",
+                counts,
+            )
+        if row is not None and row.status == "skipped":
+            return SendReport(key, "skipped", f"issue {key} was skipped: {row.note}; nothing to send")
+        return None
+
+    def opened(self, key: str) -> bool:
+        """Whether the issue was recorded and its recipients frozen by an earlier run."""
+        return self.store.issues.get(key) is not None
+
+    def skip(self, slot: Slot, reason: str, *, now: datetime, dry_run: bool = False) -> SendReport:
+        """Record the slot's issue as skipped (a dry run records nothing)."""
+        if not dry_run:
+            self.store.issues.record_skipped(slot.key, slot=slot.at, note=reason, now=now)
+        return SendReport(slot.key, "skipped", f"issue {slot.key} not sent: {reason}")
+
+    def open(self, issue: Issue, rendered: RenderedIssue, *, now: datetime) -> bool:
+        """Record the issue and freeze its recipients into pending deliveries, in one transaction.
+        False when another run did so first (this one then resumes)."""
+        # recipients=None: the active subscribers are frozen inside the database, not loaded.
+        return self.store.issues.claim(
+            issue.key,
+            slot=issue.slot,
+            rendered=rendered,
+            article_ids=[a.id for a in issue.articles],
+            recipients=None,
+            now=now,
+        )
+
+    def dry_run_new(self, issue: Issue, rendered: RenderedIssue, *, now: datetime) -> SendReport:
+        """Render the messages of an issue not opened yet, for every active subscriber."""
+        count = self._render_all(rendered, self.store.subscribers.iter_active_recipients(), now)
+        return SendReport(
+            issue.key,
+            "dry-run",
+            f"dry run: issue {issue.key} with {len(issue.entries)} articles would go to {count} subscribers; "
+            f"{count} messages rendered, nothing sent",
+            {"pending": count},
+        )
+
+    def dry_run_pending(self, key: str, *, now: datetime) -> SendReport:
+        """Render the messages an opened issue still owes."""
+        pending = self._render_all(self._rendered(key), self.store.deliveries.pending(key), now)
+        return SendReport(
+            key,
+            "dry-run",
+            f"dry run: issue {key} has {pending} deliveries left; {pending} messages rendered, nothing sent",
+            {"pending": pending},
+        )
+
+    def _render_all(self, rendered: RenderedIssue, recipients: Iterator[tuple[str, str | None]], now: datetime) -> int:
+        """Render every recipient's message through the fast path and count them; nothing is kept,
+        so a dry run over a million subscribers streams in constant memory."""
+        template = MessageTemplate(rendered, self.settings.newsletter)
+        count = 0
+        for email, _name in recipients:
+            template.render(to=email, token=self.signer.token(email), date=now, message_id=template.new_message_id())
+            count += 1
+        return count
+
+    def _rendered(self, key: str) -> RenderedIssue:
+        rendered = self.store.issues.rendered(key)
+        assert rendered is not None, f"issue {key} is opened, so its rendering is stored"
+        return rendered
+
+    def deliver(
+        self,
+        key: str,
+        *,
+        resumed: bool,
+        stop: Callable[[], bool] | None = None,
+        progress: Callable[[SendProgress], None] | None = None,
+    ) -> SendReport:
+        """Send an opened issue's pending deliveries in batches, waiting for retries that fall due,
+        until none is left or ``stop()`` turns true (SIGTERM, or the issue's lease was lost): the
+        batches sent so far are recorded, the rest stay pending, and the next run resumes them."""
+        delivery = self.settings.delivery
+        template = MessageTemplate(self._rendered(key), self.settings.newsletter)
+        backend = self.backend_for(key)
+        backend.pace = self.pace
+        ledger = Ledger(
+            self.store,
+            key,
+            retry=delivery.retry,
+            lease_seconds=delivery.lease_seconds,
+            **({"rng": self.rng} if self.rng else {}),
+        )
+        batch_size = min(delivery.batch_size or backend.max_batch, backend.max_batch)
+        taken = ledger.take_over_stopped(self.clock())
+        if taken:
+            log.warning(
+                "issue %s: %d deliveries were in flight when an earlier send stopped; sending them again", key, taken
+            )
+        self.store.deliveries.skip_departed(key, now=self.clock())
+        counts = self.store.deliveries.counts(key)
+        total = sum(counts.values())
+        sent, failed = counts.get("sent", 0), counts.get("failed", 0)
+        done = 0
+        with backend:
+            while stop is None or not stop():
+                moment = self.clock()
+                claim = ledger.claim(batch_size, moment)
+                if not claim.rows:
+                    due = self.store.deliveries.next_retry_at(key)
+                    if due is None:
+                        break
+                    wait = (due - self.clock()).total_seconds()
+                    if wait > 0:
+                        log.info("issue %s: waiting %.1f s for the next retry", key, wait)
+                        self.sleep(wait)
+                    continue
+                messages = [
+                    OutgoingMessage(email, template, self.signer.token(email), template.new_message_id(), moment)
+                    for email, _name, _attempts in claim.rows
+                ]
+                try:
+                    results = backend.send_batch(messages)
+                except SendStopped as exc:
+                    ledger.record(claim, exc.done, self.clock())
+                    ledger.release(claim, self.clock())
+                    raise
+                except DeliveryConfigError:
+                    ledger.release(claim, self.clock())
+                    raise
+                tally = ledger.record(claim, results, self.clock())
+                if tally.throttled:
+                    self.pace.slow_down()
+                else:
+                    self.pace.recover()
+                sent += tally.sent
+                failed += tally.failed
+                done += tally.sent + tally.failed
+                if progress is not None:
+                    progress(SendProgress(key, total, sent, failed, tally.retry, done))
+        return self._closing_report(key, ledger, resumed=resumed)
+
+    def _closing_report(self, key: str, ledger: Ledger, *, resumed: bool) -> SendReport:
+        """Finish the issue when nothing is left to try; otherwise say what is left."""
+        counts = self.store.deliveries.counts(key)
+        failures = self.store.deliveries.failed(key)
+        left = counts.get("pending", 0) + counts.get("retry", 0) + counts.get("inflight", 0)
+        if left == 0:
+            self.store.issues.finish(key, now=self.clock())
+            verb = "resumed and finished" if resumed else "sent"
+            return SendReport(
+                key,
+                "resumed" if resumed else "sent",
+                f"issue {key} {verb}: {counts.get('sent', 0)} delivered, {counts.get('failed', 0)} failed",
+                counts,
+                failures,
+            )
+        elsewhere = ledger.inflight_elsewhere()
+        return SendReport(
+            key,
+            "incomplete",
+            f"issue {key}: {counts.get('sent', 0)} delivered, {left} to retry, {counts.get('failed', 0)} failed"
+            + (f" ({elsewhere} in flight in another sender)" if elsewhere else "")
+            + "; run `digest send` again to retry",
+            counts,
+            failures,
+        )
+
+    # --- copies outside the ledger ----------------------------------------------------------------
+
+    def send_copies(
+        self,
+        key: str,
+        rendered: RenderedIssue,
+        addresses: Sequence[str],
+        *,
+        now: datetime,
+        subject_prefix: str,
+        folder: str,
+    ) -> list[DeliveryResult]:
+        """Send single copies of an issue to a few addresses (a test copy, the editors' preview),
+        outside the delivery ledger; ``folder`` keeps them apart from the issue's own outbox."""
+        template = MessageTemplate(rendered, self.settings.newsletter, subject_prefix=subject_prefix)
+        messages = [
+            OutgoingMessage(a, template, self.signer.token(a), template.new_message_id(), now) for a in addresses
+        ]
+        with self.backend_for(f"{folder}-{key}") as backend:
+            return backend.send_batch(messages)
+
+    def send_test_copy(self, key: str, rendered: RenderedIssue, address: str, *, now: datetime) -> None:
+        """Send one copy marked [TEST] to ``address`` (already normalised); raises DeliveryError
+        when the copy was not delivered."""
+        (result,) = self.send_copies(key, rendered, [address], now=now, subject_prefix="[TEST] ", folder="test")
+        if result.status != "sent":
+            raise DeliveryError(f"test copy to {address} not delivered: {result.detail}")

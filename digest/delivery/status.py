@@ -1,0 +1,70 @@
+"""Where each issue's sending stands, as typed records for ``digest status`` to print."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from digest.store import Store
+
+# The order ``digest status ISSUE`` lists the delivery states in: done first, then what is left.
+STATUS_ORDER = ("sent", "failed", "retry", "pending", "inflight", "skipped")
+
+
+@dataclass(frozen=True)
+class IssueSummary:
+    key: str
+    status: str
+    note: str | None
+    counts: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DeliveryLine:
+    email: str
+    detail: str | None
+    attempts: int
+    next_attempt: datetime | None
+
+
+@dataclass(frozen=True)
+class IssueStatus:
+    key: str
+    status: str
+    counts: dict[str, int]
+    # Deliveries that were in flight when a sender stopped: at most that many went out twice.
+    interrupted: int
+    failed: tuple[DeliveryLine, ...]
+    retrying: tuple[DeliveryLine, ...]
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+
+def recent_issues(store: Store) -> list[IssueSummary]:
+    """The latest issues, newest first, with their delivery counts."""
+    return [IssueSummary(r.key, r.status, r.note, store.deliveries.counts(r.key)) for r in store.issues.recent()]
+
+
+def issue_status(store: Store, key: str) -> IssueStatus | None:
+    """One issue's deliveries: counts, the failed ones with the server's words, the retries. None
+    when there is no such issue."""
+    row = store.issues.get(key)
+    if row is None:
+        return None
+
+    def lines(status: str) -> tuple[DeliveryLine, ...]:
+        return tuple(
+            DeliveryLine(r.email, r.detail, r.attempts, r.next_attempt)
+            for r in store.deliveries.with_status(key, (status,))
+        )
+
+    return IssueStatus(
+        key,
+        row.status,
+        store.deliveries.counts(key),
+        store.deliveries.interrupted_total(key),
+        lines("failed"),
+        lines("retry"),
+    )
