@@ -1,4 +1,4 @@
-"""The scheduler, driven through simulated time: real APScheduler BlockingSchedulers with a
+"""The scheduler, driven through simulated time: DigestSchedulers with their real APScheduler
 SQLAlchemyJobStore in the state database, started, stopped and restarted around slots."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT, write_article
-from simclock import RecordingBackend, Sent, SimulatedClock, apscheduler_reads
+from simclock import RecordingBackend, Sent, SimulatedClock
 
 from digest import pipeline
 from digest.config import Settings, load_config
@@ -90,8 +90,7 @@ def harness(write_config, tmp_path: Path) -> Iterator[object]:
         made.append(make(*args, **kw))
         return made[-1]
 
-    with apscheduler_reads(lambda: made[-1].current if made else None):
-        yield harness  # type: ignore[misc]
+    yield harness  # type: ignore[misc]
 
 
 def article(tmp_path: Path, name: str, date: str) -> None:
@@ -266,8 +265,7 @@ PROCESS = textwrap.dedent(
     from datetime import datetime
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from simclock import RecordingBackend, SimulatedClock, apscheduler_reads
-    from apscheduler.events import EVENT_JOB_EXECUTED
+    from simclock import RecordingBackend, SimulatedClock
     from digest.config import load_config
     from digest.schedule import SEND_JOB, DigestScheduler
     from digest.store import Store
@@ -287,10 +285,9 @@ PROCESS = textwrap.dedent(
     store = Store(settings.state_url)
     scheduler = DigestScheduler(settings, store, clock=clock,
         backend_factory=lambda folder: RecordingBackend(folder, clock, sent, on_batch=wait_for_the_other))
-    scheduler.add_listener(lambda e: (Path(meeting) / me).touch() if e.job_id == SEND_JOB else None, EVENT_JOB_EXECUTED)
+    scheduler.add_listener(lambda run: (Path(meeting) / me).touch() if run.job_id == SEND_JOB else None)
     clock.on_horizon = lambda: scheduler.request_stop("end")
-    with apscheduler_reads(lambda: clock):
-        scheduler.start()
+    scheduler.start()
     for s in sent:
         print(me, s.folder, s.recipient, flush=True)
     """
