@@ -18,12 +18,11 @@ from pathlib import Path
 from digest.config import Settings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped, backend_from_settings
 from digest.delivery.ledger import Ledger, sender_identity, sender_is_gone
-from digest.delivery.mime import MessageTemplate
+from digest.delivery.mime import MessageTemplate, build_message
 from digest.delivery.ratelimit import Pace
 from digest.errors import DeliveryConfigError, DeliveryError, DigestError, SourceError
 from digest.models import DeliveryResult, Issue, IssueEntry, RenderedIssue
 from digest.render.issue import fit_issue
-from digest.render.message import build_message
 from digest.select import select_articles
 from digest.slots import issue_key, next_slot, slot_at_or_before, trigger_for
 from digest.sources import source_from_settings
@@ -239,7 +238,7 @@ class BuildOutput:
 
 def write_build(built: BuiltIssue, settings: Settings, signer: TokenSigner, out: Path, *, now: datetime) -> BuildOutput:
     """Write issue.html, issue.txt and a sample issue.eml (addressed to a sample reader)."""
-    from digest.render.message import personalise
+    from digest.render.issue import personalise
 
     out.mkdir(parents=True, exist_ok=True)
     token = signer.token(SAMPLE_RECIPIENT)

@@ -104,8 +104,8 @@ def backend_from_settings(
     are DKIM-signed (the services sign on their side)."""
     backend = settings.backend
     if backend == "smtp":
+        from digest.delivery.dkim import signer_from_settings
         from digest.delivery.smtp import SMTPBackend
-        from digest.render.dkim import signer_from_settings
 
         signer = signer_from_settings(settings.dkim, newsletter) if newsletter is not None else None
         return SMTPBackend(
