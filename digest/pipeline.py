@@ -16,10 +16,11 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from digest.config import Settings
-from digest.delivery.base import Backend, OutgoingMessage, SendStopped, backend_from_settings
+from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.delivery.ledger import Ledger, sender_identity, sender_is_gone
 from digest.delivery.mime import MessageTemplate, build_message
 from digest.delivery.ratelimit import Pace
+from digest.delivery.registry import backend_from_settings
 from digest.errors import DeliveryConfigError, DeliveryError, DigestError, SourceError
 from digest.models import DeliveryResult, Issue, IssueEntry, RenderedIssue
 from digest.render.issue import fit_issue

@@ -9,7 +9,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from digest.config.sections import ConfigSection
+from digest.config.sections import ConfigSection, one_of
 
 
 class SMTPSettings(ConfigSection):
@@ -104,11 +104,9 @@ class PostmarkSettings(APISettings):
     message_stream: str = "broadcast"
 
 
-API_BACKENDS = ("sendgrid", "mailgun", "postmark")
-
-
 class DeliverySettings(ConfigSection):
-    backend: Literal["outbox", "smtp", "sendgrid", "mailgun", "postmark", "console"] = "outbox"
+    # One of digest.delivery.registry.BACKENDS.
+    backend: str = "outbox"
     smtp: SMTPSettings = SMTPSettings()
     outbox: OutboxSettings = OutboxSettings()
     dkim: DKIMSettings | None = None
@@ -122,6 +120,14 @@ class DeliverySettings(ConfigSection):
     batch_size: int | None = Field(None, ge=1, le=1000)
     # How long a claimed batch stays reserved for its sender before another may take it over.
     lease_seconds: float = Field(600.0, gt=0)
+
+    @field_validator("backend")
+    @classmethod
+    def _known_backend(cls, v: str) -> str:
+        # Imported here: the registry imports the backends, and they import these models.
+        from digest.delivery.registry import BACKENDS
+
+        return one_of(v, BACKENDS)
 
     @model_validator(mode="after")
     def _mailgun_domain(self) -> DeliverySettings:

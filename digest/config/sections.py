@@ -3,9 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from email.utils import parseaddr
 from pathlib import Path
-from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -18,6 +18,15 @@ class ConfigSection(BaseModel):
     """A table of the config file: unknown keys are errors; the values, once read, are fixed."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def one_of(value: str, names: Iterable[str]) -> str:
+    """``value`` if it is one of ``names`` (a registry's keys); the error lists them."""
+    known = list(names)
+    if value not in known:
+        listed = ", ".join(repr(n) for n in known[:-1]) + f" or {known[-1]!r}" if len(known) > 1 else repr(known[0])
+        raise ValueError(f"expected {listed}, got {value!r}")
+    return value
 
 
 def _check_address(value: str, *, display_name: bool) -> str:
@@ -105,13 +114,22 @@ class NewsletterSettings(ConfigSection):
 
 class SourceSettings(ConfigSection):
     name: str
-    kind: Literal["feed", "page", "folder"]
+    # One of digest.sources.registry.SOURCE_KINDS.
+    kind: str
     url: str | None = None
     path: Path | None = None
     # A feed whose items carry only a stub: fetch each new item's page and extract the article.
     fetch_full: bool = False
     # For a site that refuses the default User-Agent ([fetch] user_agent applies otherwise).
     user_agent: str | None = None
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, v: str) -> str:
+        # Imported here: the registry imports the sources, and they import these models.
+        from digest.sources.registry import SOURCE_KINDS
+
+        return one_of(v, SOURCE_KINDS)
 
     @model_validator(mode="after")
     def _one_location(self) -> SourceSettings:

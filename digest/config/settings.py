@@ -15,11 +15,7 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from digest.config.delivery import (
-    API_BACKENDS,
     DeliverySettings,
-    MailgunSettings,
-    PostmarkSettings,
-    SendGridSettings,
 )
 from digest.config.sections import (
     CONFIG_ENV,
@@ -157,19 +153,32 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
     fix(data.get("newsletter"), "editor_note_file")
 
 
-def _read_secrets(data: dict[str, Any], problems: list[str]) -> None:
-    delivery = data.get("delivery") if isinstance(data.get("delivery"), dict) else {}
-    smtp = delivery.get("smtp") if isinstance(delivery.get("smtp"), dict) else None
-    if smtp is None or delivery.get("backend", "outbox") != "smtp":
+def _read_backend_secret(data: dict[str, Any], problems: list[str]) -> None:
+    """The selected backend's secret (see digest.delivery.base.SecretFromEnv), from the
+    environment variable its table names, or else the one its settings name by default."""
+    # Imported here: the registry imports the backends, and they import the config's models.
+    from digest.delivery.registry import BACKENDS
+
+    delivery: dict[str, Any] = data["delivery"] if isinstance(data.get("delivery"), dict) else {}
+    name = delivery.get("backend", DeliverySettings.model_fields["backend"].default)
+    backend = BACKENDS.get(name) if isinstance(name, str) else None
+    if backend is None or backend.secret is None:
         return
-    if "password" in smtp:
-        problems.append(
-            "delivery.smtp.password: secrets do not belong in the config file; "
-            'name an environment variable instead, e.g. password_env = "DIGEST_SMTP_PASSWORD"'
-        )
-        smtp.pop("password")
+    secret = backend.secret
+    table = delivery.setdefault(name, {})
+    if not isinstance(table, dict):
+        return
+    default_var = getattr(DeliverySettings.model_fields[name].default, secret.env_key)
+    for key in secret.file_keys:
+        if key in table:
+            problems.append(
+                f"delivery.{name}.{key}: secrets do not belong in the config file; name an environment variable "
+                f'instead, e.g. {secret.env_key} = "{default_var or f"DIGEST_{name}_{secret.into}".upper()}"'
+            )
+            table.pop(key)
+    var = table.get(secret.env_key, default_var)
     _secret_from_env(
-        smtp, smtp.get("password_env"), "password", "delivery.smtp.password_env", "the SMTP password", problems
+        table, var, secret.into, f"delivery.{name}.{secret.env_key}", secret.what.format(backend=name), problems
     )
 
 
@@ -182,33 +191,6 @@ def _secret_from_env(table: dict[str, Any], var: Any, into: str, key_path: str, 
         problems.append(f"{key_path}: environment variable {var} is not set; export {var} with {what} before running")
     else:
         table[into] = secret
-
-
-def _read_api_keys(data: dict[str, Any], problems: list[str]) -> None:
-    """The selected e-mail service's API key, from the environment variable the config names."""
-    delivery = data.get("delivery") if isinstance(data.get("delivery"), dict) else {}
-    backend = delivery.get("backend")
-    if backend not in API_BACKENDS:
-        return
-    table = delivery.get(backend)
-    if table is None:
-        table = delivery[backend] = {}
-    if not isinstance(table, dict):
-        return
-    for key in ("api_key", "token", "password"):
-        if key in table:
-            problems.append(
-                f"delivery.{backend}.{key}: secrets do not belong in the config file; "
-                f'name an environment variable instead with api_key_env = "..."'
-            )
-            table.pop(key)
-    default = (
-        {"sendgrid": SendGridSettings, "mailgun": MailgunSettings, "postmark": PostmarkSettings}[backend]
-        .model_fields["api_key_env"]
-        .default
-    )
-    var = table.get("api_key_env", default)
-    _secret_from_env(table, var, "api_key", f"delivery.{backend}.api_key_env", f"the {backend} API key", problems)
 
 
 def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
@@ -284,9 +266,8 @@ def settings_from_dict(data: dict[str, Any], path: Path) -> Settings:
     base = path.resolve().parent
     _resolve_paths(data, base)
     problems: list[str] = []
-    _read_secrets(data, problems)
+    _read_backend_secret(data, problems)
     _read_dkim_key(data, problems)
-    _read_api_keys(data, problems)
     data["config_path"] = str(path.resolve())
     try:
         settings = Settings.model_validate(data)

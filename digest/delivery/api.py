@@ -14,15 +14,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from email.utils import parseaddr
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 
-from digest.config import APISettings
-from digest.delivery.base import Backend, OutgoingMessage, SendStopped
+from digest.delivery.base import Backend, OutgoingMessage, SecretFromEnv, SendStopped
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 from digest.retry_after import retry_after_seconds
+
+if TYPE_CHECKING:
+    from digest.config import APISettings, DeliverySettings, NewsletterSettings
 
 
 def answer_text(resp: requests.Response, limit: int = 300) -> str:
@@ -33,6 +35,9 @@ def answer_text(resp: requests.Response, limit: int = 300) -> str:
 class APIBackend(Backend):
     service = "service"
     settings_key = "service"
+    secret = SecretFromEnv(
+        env_key="api_key_env", into="api_key", what="the {backend} API key", file_keys=("api_key", "token", "password")
+    )
 
     def __init__(self, settings: APISettings, *, session: requests.Session | None = None) -> None:
         self.settings = settings
@@ -43,6 +48,12 @@ class APIBackend(Backend):
         self.api_key = settings.api_key.get_secret_value()
         self.session = session or requests.Session()
         self.timeout = (min(10.0, settings.timeout), settings.timeout)
+
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> APIBackend:
+        return cls(getattr(settings, cls.settings_key))
 
     def close(self) -> None:
         self.session.close()

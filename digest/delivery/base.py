@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
-from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.mime import MessageTemplate
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 
 if TYPE_CHECKING:
+    from digest.config import DeliverySettings, NewsletterSettings
     from digest.delivery.ratelimit import Pace
 
 
@@ -66,8 +66,23 @@ class SendStopped(DeliveryConfigError):
         self.done = list(done)
 
 
+@dataclass(frozen=True)
+class SecretFromEnv:
+    """A backend's secret, which the config file never holds: its ``[delivery.<name>]`` table
+    names an environment variable (``env_key``) and loading the config puts that variable's value
+    into the setting ``into``. ``file_keys``: keys that would put the secret in the file (refused)."""
+
+    env_key: str
+    into: str
+    what: str
+    file_keys: tuple[str, ...]
+
+
 class Backend(ABC):
+    #: The ``[delivery] backend`` value that selects this backend (see digest.delivery.registry).
     name = "backend"
+    #: The secret this backend needs, if any.
+    secret: ClassVar[SecretFromEnv | None] = None
     #: The most messages one ``send_batch`` call takes (an API's per-request limit).
     max_batch = 100
     #: Set by the pipeline before ``open``: the shared pace (messages per second).
@@ -83,6 +98,16 @@ class Backend(ABC):
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         """Send the messages; one result per message, in order."""
 
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> Backend:
+        """The backend as ``[delivery]`` configures it, for the issue ``issue_key``. With
+        ``newsletter`` given and ``[delivery.dkim]`` set, backends that send MIME themselves sign
+        it. The backends in digest.delivery.registry define this; the others (a test's in-memory
+        backend) are built in code only."""
+        raise DeliveryConfigError(f"the {cls.name} backend is not one [delivery] backend can name")
+
     def _pace(self, n: int = 1) -> None:
         if self.pace is not None:
             self.pace.acquire(n)
@@ -95,40 +120,3 @@ class Backend(ABC):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
-
-
-def backend_from_settings(
-    settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
-) -> Backend:
-    """The configured backend. With ``newsletter`` given and ``[delivery.dkim]`` set, SMTP sends
-    are DKIM-signed (the services sign on their side)."""
-    backend = settings.backend
-    if backend == "smtp":
-        from digest.delivery.dkim import signer_from_settings
-        from digest.delivery.smtp import SMTPBackend
-
-        signer = signer_from_settings(settings.dkim, newsletter) if newsletter is not None else None
-        return SMTPBackend(
-            settings.smtp,
-            messages_per_connection=settings.pace.messages_per_connection,
-            sign=signer.sign if signer is not None else None,
-        )
-    if backend == "sendgrid":
-        from digest.delivery.sendgrid import SendGridBackend
-
-        return SendGridBackend(settings.sendgrid)
-    if backend == "mailgun":
-        from digest.delivery.mailgun import MailgunBackend
-
-        return MailgunBackend(settings.mailgun)
-    if backend == "postmark":
-        from digest.delivery.postmark import PostmarkBackend
-
-        return PostmarkBackend(settings.postmark)
-    if backend == "console":
-        from digest.delivery.console import ConsoleBackend
-
-        return ConsoleBackend()
-    from digest.delivery.outbox import OutboxBackend
-
-    return OutboxBackend(settings.outbox.path / issue_key)

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from digest.delivery.base import Backend, OutgoingMessage
 from digest.models import DeliveryResult
+
+if TYPE_CHECKING:
+    from digest.config import DeliverySettings, NewsletterSettings
 
 
 class ConsoleBackend(Backend):
@@ -15,6 +18,12 @@ class ConsoleBackend(Backend):
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self.stream = stream
+
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> ConsoleBackend:
+        return cls()
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         out = self.stream or sys.stdout.buffer

@@ -6,9 +6,13 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from digest.delivery.base import Backend, OutgoingMessage
 from digest.models import DeliveryResult
+
+if TYPE_CHECKING:
+    from digest.config import DeliverySettings, NewsletterSettings
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 
@@ -22,6 +26,12 @@ class OutboxBackend(Backend):
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> OutboxBackend:
+        return cls(settings.outbox.path / issue_key)
 
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -24,11 +24,15 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING
 
-from digest.config import SMTPSettings
-from digest.delivery.base import Backend, OutgoingMessage, SendStopped
+from digest.delivery.base import Backend, OutgoingMessage, SecretFromEnv, SendStopped
+from digest.delivery.dkim import signer_from_settings
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
+
+if TYPE_CHECKING:
+    from digest.config import DeliverySettings, NewsletterSettings, SMTPSettings
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -53,6 +57,7 @@ class _CannotConnect(Exception):
 class SMTPBackend(Backend):
     name = "smtp"
     max_batch = 100
+    secret = SecretFromEnv(env_key="password_env", into="password", what="the SMTP password", file_keys=("password",))
 
     def __init__(
         self,
@@ -74,6 +79,19 @@ class SMTPBackend(Backend):
         self._pool: ThreadPoolExecutor | None = None
         self._stop = threading.Event()
         self._local_hostname: str | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> SMTPBackend:
+        """DKIM-signed when ``newsletter`` is given and ``[delivery.dkim]`` is set (the services
+        sign on their side)."""
+        signer = signer_from_settings(settings.dkim, newsletter) if newsletter is not None else None
+        return cls(
+            settings.smtp,
+            messages_per_connection=settings.pace.messages_per_connection,
+            sign=signer.sign if signer is not None else None,
+        )
 
     @property
     def _where(self) -> str:

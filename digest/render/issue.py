@@ -16,17 +16,19 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from markupsafe import Markup, escape
 
-from digest.config import NewsletterSettings, Settings
 from digest.errors import RenderError
 from digest.models import Issue, RenderedIssue, Skipped
 from digest.render.environment import make_environment, one_line
 from digest.render.links import safe_url, tag_url
 from digest.render.mjml import compile_mjml
+
+if TYPE_CHECKING:
+    from digest.config import NewsletterSettings, Settings
 
 log = logging.getLogger(__name__)
 

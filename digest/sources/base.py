@@ -23,12 +23,15 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from digest.config import SourceSettings
 from digest.errors import SourceError
 from digest.models import Article
 from digest.sources.http import Fetcher, FetchResult, default_fetcher
+
+if TYPE_CHECKING:
+    from digest.config import SourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,9 @@ class SourceResult:
 
 
 class Source(ABC):
+    #: The ``[[sources]] kind`` value that selects this source (see digest.sources.registry).
+    kind = "source"
+
     def __init__(self, settings: SourceSettings, *, tz: ZoneInfo, fetcher: Fetcher | None = None) -> None:
         self.settings = settings
         self.name = settings.name
@@ -111,12 +117,3 @@ class Source(ABC):
         for problem in result.problems:
             log.warning("source %r: %s", self.name, problem)
         return list(result.articles)
-
-
-def source_from_settings(settings: SourceSettings, *, tz: ZoneInfo, fetcher: Fetcher | None = None) -> Source:
-    from digest.sources.feed import FeedSource
-    from digest.sources.folder import FolderSource
-    from digest.sources.page import PageSource
-
-    kinds: dict[str, type[Source]] = {"feed": FeedSource, "page": PageSource, "folder": FolderSource}
-    return kinds[settings.kind](settings, tz=tz, fetcher=fetcher)
