@@ -1,15 +1,7 @@
-"""Contract tests for the e-mail-service backends against a local HTTP server that checks each
-request as the service documents it (the doc links are in each backend module):
-
-- SendGrid v3 Mail Send: POST /v3/mail/send, ``Authorization: Bearer KEY``, JSON with at most
-  1,000 personalizations; answers 202.
-  https://www.twilio.com/docs/sendgrid/api-reference/mail-send/mail-send
-- Mailgun messages API: POST /v3/DOMAIN/messages, Basic auth ``api:KEY``, form fields, at most
-  1,000 recipients with recipient-variables.
-  https://documentation.mailgun.com/docs/mailgun/user-manual/sending-messages/batch-sending
-- Postmark batch: POST /email/batch, ``X-Postmark-Server-Token``, a JSON array of at most 500
-  messages; answers one result per message.
-  https://postmarkapp.com/developer/user-guide/send-email-with-api/batch-emails
+"""The e-mail-service backends against a local HTTP server that checks each request as the
+service documents it (servicestub.DOCUMENTED; the doc links are in each backend module): the
+requests' content per service, and what each backend does with 429, 5xx and 401 answers.
+SendGrid answers 202, Mailgun 200 with an id, Postmark one result per message.
 """
 
 from __future__ import annotations
