@@ -146,6 +146,30 @@ def test_back_after_the_grace_period_sends_nothing_and_says_so(harness, tmp_path
     )
 
 
+def test_a_failing_run_is_logged_and_the_next_slot_still_fires(harness, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="digest")
+    article(tmp_path, "one", "2025-08-08T10:00:00+01:00")
+    article(tmp_path, "two", "2025-08-15T10:00:00+01:00")
+    h = harness(subscribers=["a@example.org"])
+    broken = {"2025-W33"}
+
+    def backend_factory(folder: str) -> RecordingBackend:
+        if folder in broken:
+            raise OSError("the outbox disk is full")
+        assert h.current is not None
+        return RecordingBackend(folder, h.current, h.sent)
+
+    clock = SimulatedClock(at(2025, 8, 10, 12, 0), at(2025, 8, 19, 12, 0))
+    with Store(h.settings.state_url) as store:
+        scheduler = DigestScheduler(h.settings, store, clock=clock, backend_factory=backend_factory)
+        clock.on_horizon = lambda: scheduler.request_stop("end of simulated run")
+        h.current = clock
+        scheduler.start()
+    assert "the job 'send the issue' (due Mon 11 Aug 2025 08:00 BST) failed" in caplog.text
+    assert "OSError: the outbox disk is full" in caplog.text
+    assert [(s.folder, s.at) for s in h.sent] == [("2025-W34", at(2025, 8, 18, 8, 0))]
+
+
 @pytest.mark.parametrize(
     ("weeks", "utc_hours"),
     [
