@@ -28,7 +28,14 @@ demo: $(STAMP)
 system-deps:
 	bash scripts/system-deps.sh
 
-test: $(STAMP) system-deps
+# Style, types, and the layers of ARCHITECTURE.md (configured in pyproject.toml).
+lint: $(STAMP)
+	$(BIN)/ruff check digest tests bench
+	$(BIN)/ruff format --check digest tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: lint system-deps
 	$(BIN)/python -m pytest -q
 
 # JavaScript packages the benchmarks compare against (npm, into bench/js/node_modules).

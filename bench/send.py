@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from digest.config import load_config  # noqa: E402
 from digest.delivery.mime import MessageTemplate  # noqa: E402
 from digest.pipeline import build_issue, due_slot, ingest  # noqa: E402
-from digest.store import Store, subscribers  # noqa: E402
+from digest.store import Store  # noqa: E402
 
 RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "20000"))
 DRY_RUN = int(os.environ.get("BENCH_DRY_RUN", "1000000"))
@@ -117,22 +117,7 @@ def write_newsletter(folder: Path, port: int, articles: int) -> Path:
 
 
 def add_subscribers(store: Store, n: int) -> None:
-    chunk = 50_000
-    with store.begin() as conn:
-        for start in range(0, n, chunk):
-            conn.execute(
-                subscribers.insert(),
-                [
-                    {
-                        "email": f"reader{i:07d}@example.org",
-                        "name": None,
-                        "status": "active",
-                        "created_at": NOW,
-                        "updated_at": NOW,
-                    }
-                    for i in range(start, min(n, start + chunk))
-                ],
-            )
+    store.subscribers.add_new(((f"reader{i:07d}@example.org", None) for i in range(n)), now=NOW)
 
 
 def main() -> None:
@@ -218,7 +203,7 @@ def main() -> None:
         if f"would go to {DRY_RUN} subscribers" not in out:
             raise SystemExit(f"dry run did not count everyone: {out.strip()}")
         load = (
-            "import sys; from digest.store import Store; rows = Store(sys.argv[1]).active_recipients(); "
+            "import sys; from digest.store import Store; rows = Store(sys.argv[1]).subscribers.active_recipients(); "
             "print(len(rows))"
         )
         load_s, load_mb, out, _, _ = run_measured([sys.executable, "-c", load, msettings.state_url], env)

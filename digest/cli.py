@@ -240,7 +240,7 @@ def subscribers_import(c: Context, csv_file: Path) -> None:
     result = read_subscriber_csv(csv_file)
     for p in result.problems:
         warn(p)
-    added, present = c.store.add_subscribers(result.rows, now=c.now())
+    added, present = c.store.subscribers.add(result.rows, now=c.now())
     echo(f"{added} added, {present} already present, {len(result.problems)} rows with problems")
 
 
@@ -249,7 +249,7 @@ def subscribers_import(c: Context, csv_file: Path) -> None:
 @pass_ctx
 def subscribers_list(c: Context, status: str | None) -> None:
     """List subscribers: address, status, name."""
-    rows = c.store.subscriber_rows(status)
+    rows = c.store.subscribers.all(status)
     for r in rows:
         echo(f"{r.email}\t{r.status}\t{r.name or ''}")
     if not rows:
@@ -274,7 +274,7 @@ def sources_list(c: Context, failing: bool) -> None:
     """
     from digest.pipeline import FAILING_RUNS
 
-    rows = {r.name: r for r in c.store.source_rows()}
+    rows = {r.name: r for r in c.store.sources.all()}
     shown = 0
     for cfg in c.settings.sources:
         r = rows.pop(cfg.name, None)
@@ -425,7 +425,7 @@ def hold(c: Context, issue: str | None, release: bool, list_holds: bool) -> None
     from digest.schedule import planned_runs
 
     if list_holds:
-        rows = c.store.held_issues()
+        rows = c.store.issues.held()
         for r in rows:
             echo(f"{r.issue_key}\theld since {r.created_at.astimezone(c.settings.newsletter.tz):%Y-%m-%d %H:%M %Z}")
         if not rows:
@@ -434,12 +434,12 @@ def hold(c: Context, issue: str | None, release: bool, list_holds: bool) -> None
     if not issue:
         raise UsageError("give the ISSUE to hold, e.g. digest hold 2025-W33 (see digest schedule --list)")
     if release:
-        if c.store.release_hold(issue):
+        if c.store.issues.release_hold(issue):
             echo(f"issue {issue} released; it goes out at its slot (or now with: digest run)")
         else:
             echo(f"issue {issue} was not on hold; nothing changed")
         return
-    row = c.store.issue(issue)
+    row = c.store.issues.get(issue)
     if row is not None:
         state = {"sent": "was already sent", "sending": "is being sent", "skipped": "was skipped"}.get(
             row.status, row.status
@@ -451,7 +451,7 @@ def hold(c: Context, issue: str | None, release: bool, list_holds: bool) -> None
         raise UsageError(
             f"{issue!r} is not an upcoming issue of this schedule; the next ones are {', '.join(known[1:4])}"
         )
-    if c.store.hold_issue(issue, now=now):
+    if c.store.issues.hold(issue, now=now):
         echo(f"issue {issue} is on hold: it will not be sent until `digest hold --release {issue}`")
     else:
         echo(f"issue {issue} was already on hold")
@@ -512,9 +512,9 @@ def serve(c: Context, host: str, port: int) -> None:
 
 
 def _reset_failed(c: Context, key: str, now: datetime) -> str:
-    if c.store.issue(key) is None:
+    if c.store.issues.get(key) is None:
         raise UsageError(f"--retry-failed: issue {key} has not been sent yet; nothing to retry")
-    n = c.store.reset_failed(key, now=now)
+    n = c.store.deliveries.reset_failed(key, now=now)
     return f"issue {key}: {n} failed deliveries will be tried again"
 
 
@@ -590,33 +590,33 @@ def status(c: Context, issue: str | None) -> None:
     """Show issues and their deliveries: counts, failures with the server's words, retries."""
     store = c.store
     if issue is None:
-        rows = store.issue_rows()
+        rows = store.issues.recent()
         if not rows:
             echo("no issues yet")
         for r in rows:
-            counts = store.delivery_counts(r.key)
+            counts = store.deliveries.counts(r.key)
             parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items())) or (r.note or "")
             echo(f"{r.key}\t{r.status}\t{parts}")
         return
-    row = store.issue(issue)
+    row = store.issues.get(issue)
     if row is None:
         raise UsageError(f"no issue {issue!r}; `digest status` lists the issues")
-    counts = store.delivery_counts(issue)
+    counts = store.deliveries.counts(issue)
     total = sum(counts.values())
     echo(f"issue {issue}: {row.status}; {total} deliveries")
     for name in ("sent", "failed", "retry", "pending", "inflight", "skipped"):
         if counts.get(name):
             echo(f"  {name}: {counts[name]}")
-    interrupted = store.interrupted_total(issue)
+    interrupted = store.deliveries.interrupted_total(issue)
     if interrupted:
         echo(
             f"  interrupted: {interrupted} deliveries were in flight when a sender stopped (at most that many duplicates)"
         )
-    for r in store.delivery_rows(issue, ("failed",)):
-        echo(f"  failed: {r.email}: {r.detail or ''}")
-    for r in store.delivery_rows(issue, ("retry",)):
-        when = r.next_attempt.isoformat(timespec="seconds") if r.next_attempt else "now"
-        echo(f"  retry: {r.email}: after {r.attempts} attempts, next at {when}: {r.detail or ''}")
+    for failed in store.deliveries.with_status(issue, ("failed",)):
+        echo(f"  failed: {failed.email}: {failed.detail or ''}")
+    for retry in store.deliveries.with_status(issue, ("retry",)):
+        when = retry.next_attempt.isoformat(timespec="seconds") if retry.next_attempt else "now"
+        echo(f"  retry: {retry.email}: after {retry.attempts} attempts, next at {when}: {retry.detail or ''}")
 
 
 @subscribers.command("export", epilog="Example:\n\n  digest subscribers export subscribers.csv --status active")
@@ -632,7 +632,7 @@ def subscribers_export(c: Context, out: Path | None, status: str | None) -> None
         writer = csv.writer(handle or sys.stdout, lineterminator="\n")
         writer.writerow(["email", "name", "status"])
         n = 0
-        for r in c.store.iter_subscribers(status):
+        for r in c.store.subscribers.stream(status):
             writer.writerow([r.email, r.name or "", r.status])
             n += 1
     finally:

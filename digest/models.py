@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
@@ -45,6 +46,68 @@ class Article:
     @property
     def paragraphs(self) -> tuple[str, ...]:
         return tuple(b.text for b in self.body if b.kind == "p")
+
+
+@dataclass(frozen=True)
+class StoredArticle:
+    """What deciding whether an incoming article is new needs to know of one already stored."""
+
+    id: str
+    source: str
+    content_hash: str
+    first_seen: datetime
+    published: datetime
+    #: Characters of body text: a copy from another source replaces this one only with more text.
+    body_chars: int
+
+
+@dataclass(frozen=True)
+class KnownArticles:
+    """What the store holds for a batch's recognition keys and ids (see digest.sources.identity)."""
+
+    #: recognition key → id of the article it belongs to
+    owners: Mapping[str, str]
+    #: article id → the stored article
+    by_id: Mapping[str, StoredArticle]
+
+
+@dataclass(frozen=True)
+class ArticleWrite:
+    """An article to write as it is (its id is the row's), with the first-seen time and content hash to keep."""
+
+    article: Article
+    first_seen: datetime
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class ArticleKey:
+    """One way an article is recognised, recorded for the source that offered it."""
+
+    key: str
+    article_id: str
+    source: str
+
+
+@dataclass(frozen=True)
+class UpsertReport:
+    """What storing one source's batch did."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    # Copies of articles already stored from another source, not stored again.
+    duplicates: int = 0
+
+
+@dataclass(frozen=True)
+class UpsertPlan:
+    """The writes that store a batch: new rows, rows replaced in place, keys to record."""
+
+    inserts: tuple[ArticleWrite, ...]
+    updates: tuple[ArticleWrite, ...]
+    keys: tuple[ArticleKey, ...]
+    report: UpsertReport
 
 
 @dataclass(frozen=True)

@@ -22,13 +22,14 @@ from digest.delivery.mime import MessageTemplate, build_message
 from digest.delivery.ratelimit import Pace
 from digest.delivery.registry import backend_from_settings
 from digest.errors import DeliveryConfigError, DeliveryError, DigestError, SourceError
-from digest.models import DeliveryResult, Issue, IssueEntry, RenderedIssue
+from digest.models import Article, DeliveryResult, Issue, IssueEntry, RenderedIssue, UpsertReport
 from digest.render.issue import fit_issue
 from digest.select import select_articles
 from digest.slots import issue_key, next_slot, slot_at_or_before, trigger_for
 from digest.sources import source_from_settings
 from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.http import Fetcher, FetchPolicy, default_user_agent
+from digest.sources.identity import plan_upsert, recognition_keys
 from digest.store import Store
 from digest.subscribers import read_subscriber_csv
 from digest.teaser import make_teaser
@@ -105,6 +106,14 @@ def _collect(source: Source, state: SourceState, now: datetime) -> SourceResult 
         return f"source {source.name!r}: unexpected error reading {source.location}: {exc.__class__.__name__}: {exc}"
 
 
+def store_articles(store: Store, batch: Sequence[Article], *, now: datetime) -> UpsertReport:
+    """Store one source's batch, recognising articles already stored: the store says what it
+    knows of the batch, identity decides what to write (see plan_upsert), the store writes it."""
+    keys = recognition_keys(batch)
+    known = store.articles.known((key for item in keys for _kind, key in item), (a.id for a in batch))
+    return store.articles.apply(plan_upsert(batch, keys, known, now=now))
+
+
 def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher | None = None) -> IngestReport:
     """Read every source and store what it offers. One failing source never stops the others.
 
@@ -117,12 +126,12 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
     jobs: list[tuple[Source, SourceState]] = []
     for cfg in settings.sources:
         source = source_from_settings(cfg, tz=tz, fetcher=fetcher)
-        row = store.source_row(cfg.name, source.location)
+        row = store.sources.get(cfg.name, source.location)
         state = SourceState(
             etag=row.etag if row is not None else None,
             last_modified=row.last_modified if row is not None else None,
             moved_to=row.moved_to if row is not None else None,
-            known_keys=store.known_keys(cfg.name) if cfg.fetch_full else frozenset(),
+            known_keys=store.articles.known_keys(cfg.name) if cfg.fetch_full else frozenset(),
         )
         jobs.append((source, state))
     outcomes = []
@@ -135,7 +144,7 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
             # Errors and problems go into the report (the CLI prints them); the log only echoes them.
             if isinstance(result, str):
                 log.info("%s", result)
-                store.record_source(source.name, source.location, error=result, now=now)
+                store.sources.record_read(source.name, source.location, error=result, now=now)
                 outcomes.append(SourceOutcome(source.name, error=result))
                 continue
             for problem in result.problems:
@@ -150,7 +159,7 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
             if result.not_modified:
                 outcome = SourceOutcome(source.name, not_modified=True, moved_to=result.moved_to)
             else:
-                stored = store.store_articles(result.articles, now=now)
+                stored = store_articles(store, result.articles, now=now)
                 outcome = SourceOutcome(
                     source.name,
                     seen=len(result.articles),
@@ -161,7 +170,7 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
                     moved_to=result.moved_to,
                     problems=result.problems,
                 )
-            store.record_source(
+            store.sources.record_read(
                 source.name,
                 source.location,
                 error=None,
@@ -211,12 +220,12 @@ def build_issue(settings: Settings, store: Store, slot: Slot) -> BuiltIssue:
     window = timedelta(days=settings.selection.window_days)
     window_start = slot.at - window
     # A wider net than the window, so the preview can say why nearby articles were left out.
-    candidates = store.articles_published_between(window_start - window, slot.at + window)
+    candidates = store.articles.published_between(window_start - window, slot.at + window)
     selection = select_articles(
         candidates,
         as_of=slot.at,
         window_start=window_start,
-        already_sent=store.article_ids_in_issues(excluding=slot.key),
+        already_sent=store.issues.carried_article_ids(excluding=slot.key),
         max_articles=settings.selection.max_articles,
     )
     entries = tuple(IssueEntry(a, make_teaser(a, settings.teaser.max_chars)) for a in selection.chosen)
@@ -227,7 +236,7 @@ def build_issue(settings: Settings, store: Store, slot: Slot) -> BuiltIssue:
 
 
 def token_signer(settings: Settings, store: Store) -> TokenSigner:
-    return signer_for(settings.security.secret_env, store.secret)
+    return signer_for(settings.security.secret_env, store.meta.secret)
 
 
 @dataclass(frozen=True)
@@ -261,7 +270,7 @@ def sync_subscribers(settings: Settings, store: Store, *, now: datetime) -> tupl
     if settings.subscribers.csv is None:
         return 0, []
     result = read_subscriber_csv(settings.subscribers.csv)
-    added, _ = store.add_subscribers(result.rows, now=now)
+    added, _ = store.subscribers.add(result.rows, now=now)
     return added, result.problems
 
 
@@ -320,9 +329,9 @@ def send_issue(
             return now + timedelta(seconds=time.monotonic() - started)
 
     sleep = sleep or time.sleep
-    row = store.issue(slot.key)
+    row = store.issues.get(slot.key)
     if row is not None and row.status == "sent":
-        counts = store.delivery_counts(slot.key)
+        counts = store.deliveries.counts(slot.key)
         return SendReport(
             slot.key,
             "already-sent",
@@ -340,10 +349,10 @@ def send_issue(
         if n < settings.selection.min_articles:
             note = f"only {n} new article{'s' if n != 1 else ''}, fewer than selection.min_articles = {settings.selection.min_articles}"
             if not dry_run:
-                store.record_skipped_issue(slot.key, slot=slot.at, note=note, now=now)
+                store.issues.record_skipped(slot.key, slot=slot.at, note=note, now=now)
             return SendReport(slot.key, "skipped", f"issue {slot.key} not sent: {note}")
         if dry_run:
-            count = _dry_run_render(settings, store, built.rendered, store.iter_active_recipients(), now)
+            count = _dry_run_render(settings, store, built.rendered, store.subscribers.iter_active_recipients(), now)
             return SendReport(
                 slot.key,
                 "dry-run",
@@ -352,7 +361,7 @@ def send_issue(
                 {"pending": count},
             )
         # recipients=None: the active subscribers are frozen inside the database, not loaded.
-        claimed = store.claim_issue(
+        claimed = store.issues.claim(
             slot.key,
             slot=slot.at,
             rendered=built.rendered,
@@ -362,10 +371,10 @@ def send_issue(
         )
         if not claimed:
             resumed = True
-    rendered = store.rendered_issue(slot.key)
+    rendered = store.issues.rendered(slot.key)
     assert rendered is not None
     if dry_run:
-        pending = _dry_run_render(settings, store, rendered, store.pending_deliveries(slot.key), now)
+        pending = _dry_run_render(settings, store, rendered, store.deliveries.pending(slot.key), now)
         return SendReport(
             slot.key,
             "dry-run",
@@ -434,8 +443,8 @@ def _deliver(
         log.warning(
             "issue %s: %d deliveries were in flight when an earlier send stopped; sending them again", key, taken
         )
-    store.skip_departed(key, now=clock())
-    counts = store.delivery_counts(key)
+    store.deliveries.skip_departed(key, now=clock())
+    counts = store.deliveries.counts(key)
     total = sum(counts.values())
     sent, failed = counts.get("sent", 0), counts.get("failed", 0)
     done = 0
@@ -448,7 +457,7 @@ def _deliver(
             moment = clock()
             claim = ledger.claim(batch_size, moment)
             if not claim.rows:
-                due = store.next_retry_at(key)
+                due = store.deliveries.next_retry_at(key)
                 if due is None:
                     break
                 wait = (due - clock()).total_seconds()
@@ -479,11 +488,11 @@ def _deliver(
             done += tally.sent + tally.failed
             if progress is not None:
                 progress(SendProgress(key, total, sent, failed, tally.retry, done))
-    counts = store.delivery_counts(key)
-    failures = store.failed_deliveries(key)
+    counts = store.deliveries.counts(key)
+    failures = store.deliveries.failed(key)
     left = counts.get("pending", 0) + counts.get("retry", 0) + counts.get("inflight", 0)
     if left == 0:
-        store.finish_issue(key, now=clock())
+        store.issues.finish(key, now=clock())
         verb = "resumed and finished" if resumed else "sent"
         return SendReport(
             key,
@@ -518,7 +527,7 @@ def run_once(
     """Ingest, build and send the issue due at ``as_of``, holding the issue's lease throughout, so
     a second process (a scheduler, a manual run) working on the same slot sends nothing."""
     slot = due_slot(settings, as_of)
-    existing = store.issue(slot.key)
+    existing = store.issues.get(slot.key)
     if existing is not None and existing.status in ("sent", "skipped"):
         # Nothing to do for this slot; do not touch the sources either.
         return IngestReport(()), send_issue(settings, store, slot, now=now, backend=backend)
@@ -588,7 +597,7 @@ class IssueLease:
     lost: bool = False
 
     def renew(self) -> bool:
-        if not self.lost and not self.store.renew_lease(self.name, self.owner, now=self.clock(), ttl=LEASE_TTL):
+        if not self.lost and not self.store.leases.renew(self.name, self.owner, now=self.clock(), ttl=LEASE_TTL):
             self.lost = True
             log.warning("%s: the lease was taken over by another process; stopping after this batch", self.name)
         return not self.lost
@@ -602,14 +611,14 @@ class IssueLease:
 def issue_lease(store: Store, key: str, *, clock: Callable[[], datetime]) -> Iterator[IssueLease | None]:
     """Hold the lease on issue ``key`` for the block; yields None when another process holds it."""
     lease = IssueLease(store, f"issue:{key}", lease_owner(), clock)
-    if not store.acquire_lease(lease.name, lease.owner, now=clock(), ttl=LEASE_TTL):
+    if not store.leases.acquire(lease.name, lease.owner, now=clock(), ttl=LEASE_TTL):
         # A holder that was killed on this host will never renew: take over at once rather than
         # waiting out its lease (one on another host is waited out).
-        holder = store.lease_holder(lease.name)
+        holder = store.leases.holder(lease.name)
         if (
             holder is None
             or not sender_is_gone(holder.owner)
-            or not store.take_over_lease(lease.name, holder.owner, lease.owner, now=clock(), ttl=LEASE_TTL)
+            or not store.leases.take_over(lease.name, holder.owner, lease.owner, now=clock(), ttl=LEASE_TTL)
         ):
             yield None
             return
@@ -617,7 +626,7 @@ def issue_lease(store: Store, key: str, *, clock: Callable[[], datetime]) -> Ite
         yield lease
     finally:
         if not lease.lost:
-            store.release_lease(lease.name, lease.owner)
+            store.leases.release(lease.name, lease.owner)
 
 
 def _exclusively(
@@ -625,15 +634,15 @@ def _exclusively(
 ) -> SendReport:
     with issue_lease(store, slot.key, clock=clock) as lease:
         if lease is None:
-            holder = store.lease_holder(f"issue:{slot.key}")
+            holder = store.leases.holder(f"issue:{slot.key}")
             who = f" ({holder.owner}, since {holder.acquired_at.isoformat(timespec='seconds')})" if holder else ""
             return SendReport(
                 slot.key,
                 "claimed-elsewhere",
                 f"issue {slot.key} is being sent by another process{who}; this run sends nothing",
             )
-        row = store.issue(slot.key)
-        if row is None and store.is_held(slot.key):
+        row = store.issues.get(slot.key)
+        if row is None and store.issues.is_held(slot.key):
             return SendReport(
                 slot.key,
                 "held",
@@ -697,7 +706,7 @@ def check_sources_failing(
     names = set(configured) if configured is not None else None
     return [
         f"source {r.name!r} has failed {r.failures} runs in a row (last error: {r.last_error})"
-        for r in store.source_rows()
+        for r in store.sources.all()
         if r.failures >= threshold and (names is None or r.name in names)
     ]
 

@@ -35,7 +35,8 @@ class ReviewReport:
     results: tuple[DeliveryResult, ...] = ()
 
 
-class ReviewTrigger(BaseTrigger):
+# APScheduler 3.x ships no type hints, so mypy sees its BaseTrigger as Any.
+class ReviewTrigger(BaseTrigger):  # type: ignore[misc]
     """Fires a fixed number of hours before each slot of the issue schedule. The hours are real
     hours (counted in UTC), so a review across a daylight-saving change still comes N hours ahead."""
 
@@ -62,7 +63,7 @@ def send_review(settings: Settings, store: Store, *, now: datetime, backend: Bac
     """Ingest, build the issue of the slot ``review_hours`` ahead and send it, marked [PREVIEW],
     to the editors."""
     slot = review_slot(settings, now)
-    if store.issue(slot.key) is not None or store.review(slot.key) is not None:
+    if store.issues.get(slot.key) is not None or store.issues.review(slot.key) is not None:
         return ReviewReport(slot, "already-done")
     errors = tuple(str(source.error) for source in ingest(settings, store, now=now).failed)
     built = build_issue(settings, store, slot)
@@ -70,7 +71,7 @@ def send_review(settings: Settings, store: Store, *, now: datetime, backend: Bac
     if articles < settings.selection.min_articles:
         return ReviewReport(slot, "too-few", articles, errors)
     editors = settings.newsletter.editors
-    if not store.claim_review(slot.key, editors, now=now):
+    if not store.issues.claim_review(slot.key, editors, now=now):
         return ReviewReport(slot, "claimed", articles, errors)
     results = send_copies(
         settings, store, built, editors, now=now, subject_prefix="[PREVIEW] ", folder="preview", backend=backend

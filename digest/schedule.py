@@ -40,7 +40,6 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import OperationalError
 
 from digest.clock import Clock, SystemClock
@@ -222,9 +221,8 @@ class DigestScheduler:
             try:
                 self._install_jobs()
             except Exception as exc:  # noqa: BLE001 - any failure here leaves a scheduler without jobs
-                where = make_url(self.store.url).render_as_string(hide_password=True)
                 raise StateError(
-                    f"the scheduler could not set up its jobs in {where}: {exc.__class__.__name__}: {exc}"
+                    f"the scheduler could not set up its jobs in {self.store.safe_url}: {exc.__class__.__name__}: {exc}"
                 ) from exc
             while not self.stopping:
                 self._run_due_jobs(self.clock.now())
@@ -352,8 +350,8 @@ class DigestScheduler:
     def run_send(self) -> None:
         now = self.clock.now()
         slot = due_slot(self.settings, now)
-        previewed = bool(self.settings.schedule.review_hours) and self.store.review(slot.key) is not None
-        if self.settings.schedule.review_hours and not previewed and self.store.issue(slot.key) is None:
+        previewed = bool(self.settings.schedule.review_hours) and self.store.issues.review(slot.key) is not None
+        if self.settings.schedule.review_hours and not previewed and self.store.issues.get(slot.key) is None:
             log.warning("issue %s: no [PREVIEW] went to the editors before its slot; sending it anyway", slot.key)
         # After a preview, send what the editors saw: the articles stored then, not a fresh read.
         ingested, report = run_once(
@@ -403,7 +401,7 @@ class DigestScheduler:
         """Finish sends left unfinished (stopped, crashed, transient failures) within the grace."""
         now = self.clock.now()
         grace = timedelta(hours=self.settings.schedule.misfire_grace_hours)
-        for row in self.store.unfinished_issues():
+        for row in self.store.issues.unfinished():
             if self.stopping:
                 return
             if now - row.slot > grace:

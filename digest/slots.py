@@ -21,7 +21,8 @@ def trigger_for(cron: str, tz: ZoneInfo) -> CronTrigger:
 
 def next_slot(trigger: CronTrigger, after: datetime) -> datetime:
     """The first slot strictly after ``after``."""
-    t = trigger.get_next_fire_time(None, after + _TICK)
+    # APScheduler 3 has no type hints: a fire time, or None when the trigger is done.
+    t: datetime | None = trigger.get_next_fire_time(None, after + _TICK)
     if t is None:
         raise ValueError("the schedule never fires again")
     return t
@@ -30,11 +31,11 @@ def next_slot(trigger: CronTrigger, after: datetime) -> datetime:
 def slot_at_or_before(trigger: CronTrigger, moment: datetime) -> datetime:
     """The latest slot at or before ``moment``."""
     for days in (1, 8, 32, 367, 4 * 366):
-        t = trigger.get_next_fire_time(None, moment - timedelta(days=days))
+        t: datetime | None = trigger.get_next_fire_time(None, moment - timedelta(days=days))
         if t is None or t > moment:
             continue
         while True:
-            n = trigger.get_next_fire_time(t, t + _TICK)
+            n: datetime | None = trigger.get_next_fire_time(t, t + _TICK)
             if n is None or n > moment:
                 return t
             t = n

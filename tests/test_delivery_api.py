@@ -163,7 +163,7 @@ def test_postmark_request_matches_the_documented_contract(write_config, tmp_path
     assert report.failures == [
         ("reader00007@example.org", "Postmark: 406 You tried to send to a recipient that has been marked as inactive.")
     ]
-    assert {r.email: r.status for r in store.subscriber_rows()}["reader00007@example.org"] == "bounced"
+    assert {r.email: r.status for r in store.subscribers.all()}["reader00007@example.org"] == "bounced"
     batches = [json.loads(r.body) for r in stub.requests]
     assert [len(b) for b in batches] == [500, 500, 234]
     for m in (m for b in batches for m in b):
@@ -252,7 +252,7 @@ def test_401_stops_the_send_with_nothing_marked_sent(
         ):
             send_issue(settings, store, slot, now=fixed_now, clock=clock.now, sleep=clock.sleep)
     assert len(stub.requests) == 1
-    assert store.delivery_counts(slot.key) == {"pending": 8}
+    assert store.deliveries.counts(slot.key) == {"pending": 8}
     assert clock.sleeps == []
 
 
@@ -272,7 +272,7 @@ def test_401_from_the_cli_is_one_line_without_the_key(write_config, tmp_path: Pa
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "Bad or missing Server API token" in proc.stderr
     assert KEY not in proc.stderr + proc.stdout
-    assert store.delivery_counts(slot.key) == {"pending": 4}
+    assert store.deliveries.counts(slot.key) == {"pending": 4}
 
 
 def test_missing_api_key_variable_is_a_config_error(write_config, tmp_path: Path, monkeypatch) -> None:

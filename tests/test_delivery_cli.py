@@ -49,13 +49,13 @@ def test_status_and_retry_failed(write_config, tmp_path: Path, fixed_now) -> Non
         assert "2 failed deliveries will be tried again" in again.stdout
         assert "resumed and finished: 11 delivered, 0 failed" in again.stdout
     assert handler.per_recipient()[subs[4]] == 1 and subs[9] not in handler.per_recipient()
-    assert store.delivery_counts(slot.key) == {"sent": 11, "skipped": 1}
+    assert store.deliveries.counts(slot.key) == {"sent": 11, "skipped": 1}
 
 
 def test_subscribers_export(write_config, tmp_path: Path, fixed_now) -> None:
     subs = addresses(5)
     _, store, _, cfg = newsletter(write_config, tmp_path, backend="outbox", subscribers=subs, now=fixed_now)
-    store.set_subscriber_status(subs[1], "unsubscribed")
+    store.subscribers.set_status(subs[1], "unsubscribed")
     out = digest("--config", str(cfg), "subscribers", "export")
     assert out.returncode == 0, out.stderr
     rows = list(csv.DictReader(io.StringIO(out.stdout)))

@@ -50,8 +50,8 @@ def test_sigkill_at_several_points_then_resume(write_config, tmp_path: Path, fix
             out, err = proc.communicate(timeout=240)
             runs.append((proc.returncode, out, err))
         per = handler.per_recipient()
-        interrupted = store.interrupted_total(slot.key)
-        counts = store.delivery_counts(slot.key)
+        interrupted = store.deliveries.interrupted_total(slot.key)
+        counts = store.deliveries.counts(slot.key)
         status = subprocess.run(
             [sys.executable, "-m", "digest", "--config", str(cfg), "status", slot.key],
             capture_output=True,

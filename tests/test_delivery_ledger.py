@@ -15,6 +15,7 @@ from digest.delivery.ratelimit import Pace
 from digest.models import DeliveryResult
 from digest.pipeline import send_issue
 from digest.store import Store
+from digest.store.subscribers import SubscribersRepository
 
 
 def test_two_senders_at_once_never_send_the_same_delivery(write_config, tmp_path: Path, fixed_now) -> None:
@@ -39,8 +40,8 @@ def test_two_senders_at_once_never_send_the_same_delivery(write_config, tmp_path
     assert a and b, "both senders took part"
     assert not set(a) & set(b)
     assert sorted(a + b) == subs
-    assert store.delivery_counts(slot.key) == {"sent": 1500}
-    assert store.issue(slot.key).status == "sent"
+    assert store.deliveries.counts(slot.key) == {"sent": 1500}
+    assert store.issues.get(slot.key).status == "sent"
 
 
 class Crash(BaseException):
@@ -61,7 +62,7 @@ def test_a_stopped_senders_batch_is_taken_over_after_its_lease(write_config, tmp
     first = MemoryBackend(crash_in_second_batch, max_batch=40)
     with pytest.raises(Crash):
         send_issue(settings, store, slot, now=fixed_now, backend=first)
-    assert store.delivery_counts(slot.key) == {"sent": 40, "inflight": 40, "pending": 40}
+    assert store.deliveries.counts(slot.key) == {"sent": 40, "inflight": 40, "pending": 40}
     # Same process, so the sender looks alive: its batch waits for the lease to end.
     second = MemoryBackend(max_batch=40)
     report = send_issue(settings, store, slot, now=fixed_now, backend=second)
@@ -69,8 +70,8 @@ def test_a_stopped_senders_batch_is_taken_over_after_its_lease(write_config, tmp
     later = fixed_now + timedelta(seconds=settings.delivery.lease_seconds + 1)
     report = send_issue(settings, store, slot, now=later, backend=second)
     assert report.outcome == "resumed", report.message
-    assert store.delivery_counts(slot.key) == {"sent": 120}
-    assert store.interrupted_total(slot.key) == 40
+    assert store.deliveries.counts(slot.key) == {"sent": 120}
+    assert store.deliveries.interrupted_total(slot.key) == 40
     sent_twice = {r for r, _ in first.sent} & {r for r, _ in second.sent}
     assert len(sent_twice) == 4  # the batch's messages that went out before the crash
 
@@ -82,7 +83,7 @@ def test_a_subscriber_who_leaves_mid_send_gets_nothing(write_config, tmp_path: P
 
     def leave_during_first_batch(m):  # type: ignore[no-untyped-def]
         if m.recipient == subs[0]:
-            store.set_subscriber_status(leaver, "unsubscribed")
+            store.subscribers.set_status(leaver, "unsubscribed")
         return None
 
     backend = MemoryBackend(leave_during_first_batch, max_batch=10)
@@ -101,7 +102,7 @@ def test_failed_deliveries_can_be_retried(write_config, tmp_path: Path, fixed_no
     report = send_issue(settings, store, slot, now=fixed_now, backend=backend)
     assert report.counts == {"sent": 8, "failed": 2}
     assert send_issue(settings, store, slot, now=fixed_now, backend=backend).outcome == "already-sent"
-    assert store.reset_failed(slot.key, now=fixed_now) == 2
+    assert store.deliveries.reset_failed(slot.key, now=fixed_now) == 2
     refuse.clear()
     report = send_issue(settings, store, slot, now=fixed_now, backend=backend)
     assert report.outcome == "resumed" and report.counts == {"sent": 10}
@@ -175,9 +176,9 @@ def test_dry_run_streams_recipients_and_renders_each(write_config, tmp_path: Pat
     def no_lists(*a, **k):  # type: ignore[no-untyped-def]
         raise AssertionError("a dry run must stream, not load every subscriber")
 
-    monkeypatch.setattr(Store, "active_recipients", no_lists)
-    monkeypatch.setattr(Store, "subscriber_rows", no_lists)
+    monkeypatch.setattr(SubscribersRepository, "active_recipients", no_lists)
+    monkeypatch.setattr(SubscribersRepository, "all", no_lists)
     report = send_issue(settings, store, slot, now=fixed_now, dry_run=True)
     assert report.outcome == "dry-run"
     assert "would go to 250 subscribers; 250 messages rendered, nothing sent" in report.message
-    assert store.issue(slot.key) is None
+    assert store.issues.get(slot.key) is None

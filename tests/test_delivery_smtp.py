@@ -99,7 +99,7 @@ def test_a_thousand_subscribers_get_a_thousand_distinct_messages_once(write_conf
         assert url in r.message.get_body(("plain",)).get_content()
     # Four connections, each reused for many messages (100 each by default), not one per message.
     assert 4 <= connections <= 14
-    assert store.delivery_counts("2025-W33") == {"sent": 1000}
+    assert store.deliveries.counts("2025-W33") == {"sent": 1000}
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
@@ -153,7 +153,7 @@ def test_refused_recipients_fail_with_the_servers_words_rest_delivered(
     assert report.failures == sorted(refuse.items())
     assert sorted(r.rcpt_tos[0] for r in server.received) == [s for s in subs if s not in refuse]
     # A mailbox that does not exist (5.1.x) marks the subscriber bounced; a policy refusal does not.
-    status = {r.email: r.status for r in store.subscriber_rows()}
+    status = {r.email: r.status for r in store.subscribers.all()}
     assert status[subs[3]] == "bounced" and status[subs[17]] == "active"
 
 
@@ -186,7 +186,7 @@ def test_sender_refused_stops_the_send_with_nothing_marked_sent(write_config, tm
             match="refused the sender digest@news.example.org at MAIL: 553 5.7.1 Sender address rejected",
         ):
             send_issue(settings, store, slot, now=fixed_now)
-    assert store.delivery_counts(slot.key) == {"pending": 5}
+    assert store.deliveries.counts(slot.key) == {"pending": 5}
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +234,7 @@ def test_untrusted_certificate_stops_the_send(write_config, tmp_path: Path, fixe
         )
         with pytest.raises(DeliveryConfigError, match="certificate check failed .*delivery.smtp.ca_file"):
             send_issue(settings, store, slot, now=fixed_now)
-    assert store.delivery_counts(slot.key) == {"pending": 3}
+    assert store.deliveries.counts(slot.key) == {"pending": 3}
     assert server.received == []
 
 
@@ -253,4 +253,4 @@ def test_wrong_password_stops_the_send(write_config, tmp_path: Path, fixed_now, 
         )
         with pytest.raises(DeliveryConfigError, match="refused the login for 'digest': 535"):
             send_issue(settings, store, slot, now=fixed_now)
-    assert store.delivery_counts(slot.key) == {"pending": 3}
+    assert store.deliveries.counts(slot.key) == {"pending": 3}

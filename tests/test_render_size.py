@@ -111,7 +111,7 @@ def test_build_drops_articles_and_records_only_those_sent(write_config, tmp_path
     from digest.config import load_config
     from digest.store import Store
 
-    assert Store(load_config(cfg).state_url).article_ids_in_issues() == set()
+    assert Store(load_config(cfg).state_url).issues.carried_article_ids() == set()
     # Without the option the build stops with one clear line.
     cfg.write_text(cfg.read_text().replace("drop_trailing_articles = true", "drop_trailing_articles = false"))
     proc = _digest(

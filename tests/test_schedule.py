@@ -221,13 +221,13 @@ def test_stop_mid_send_finishes_the_batch_and_the_restart_resumes(harness, tmp_p
     h.run(at(2025, 8, 10, 12, 0), at(2025, 8, 12, 12, 0), on_batch=sigterm_during_first_batch)
     assert [s.recipient for s in h.sent] == subs[:2]  # the batch in flight was finished, no more
     with Store(h.settings.state_url) as store:
-        assert store.issue("2025-W33").status == "sending"
-        assert store.delivery_counts("2025-W33") == {"sent": 2, "pending": 3}
+        assert store.issues.get("2025-W33").status == "sending"
+        assert store.deliveries.counts("2025-W33") == {"sent": 2, "pending": 3}
     assert "stopped on request: the rest is sent when the scheduler starts again" in caplog.text
     h.run(at(2025, 8, 11, 8, 5), at(2025, 8, 11, 9, 0))
     assert sorted(s.recipient for s in h.sent) == subs  # each exactly once
     with Store(h.settings.state_url) as store:
-        assert store.issue("2025-W33").status == "sent"
+        assert store.issues.get("2025-W33").status == "sent"
 
 
 def test_a_manual_run_while_the_scheduler_sends_sends_nothing(write_config, tmp_path: Path) -> None:
@@ -236,11 +236,11 @@ def test_a_manual_run_while_the_scheduler_sends_sends_nothing(write_config, tmp_
     now = at(2025, 8, 11, 8, 0)
     with Store(settings.state_url) as store:
         # The scheduler's lease on this slot's issue, as taken in another process.
-        assert store.acquire_lease("issue:2025-W33", "scheduler-host:1", now=datetime.now(UTC), ttl=pipeline.LEASE_TTL)
+        assert store.leases.acquire("issue:2025-W33", "scheduler-host:1", now=datetime.now(UTC), ttl=pipeline.LEASE_TTL)
         _, report = run_once(settings, store, as_of=now, now=now)
         assert report.outcome == "claimed-elsewhere"
         assert "being sent by another process (scheduler-host:1" in report.message
-        assert store.issue("2025-W33") is None and not (tmp_path / "outbox").exists()
+        assert store.issues.get("2025-W33") is None and not (tmp_path / "outbox").exists()
         # A lease left by a process that died expires, and the next run takes over.
         stale = datetime.now(UTC) + pipeline.LEASE_TTL + timedelta(seconds=1)
         _, report = run_once(settings, store, as_of=now, now=now, clock=lambda: stale)
@@ -268,7 +268,7 @@ def test_review_sends_a_preview_then_the_issue_unless_held(harness, tmp_path: Pa
     h.run(at(2025, 8, 11, 12, 0), at(2025, 8, 17, 21, 0))
     assert [s.folder for s in h.sent[2:]] == ["preview-2025-W34"]
     with Store(h.settings.state_url) as store:
-        assert store.hold_issue("2025-W34", now=at(2025, 8, 17, 21, 0))
+        assert store.issues.hold("2025-W34", now=at(2025, 8, 17, 21, 0))
     h.run(at(2025, 8, 17, 21, 0), at(2025, 8, 18, 12, 0))
     assert [s.folder for s in h.sent[2:]] == ["preview-2025-W34"]
     assert "issue 2025-W34 is held (digest hold 2025-W34); not sent" in caplog.text
@@ -404,4 +404,4 @@ def test_cli_schedule_list_and_hold(write_config) -> None:
     released = _digest("--config", cfg, "hold", "--release", upcoming)
     assert f"issue {upcoming} released" in released.stdout
     with Store(settings.state_url) as store:
-        assert not store.is_held(upcoming)
+        assert not store.issues.is_held(upcoming)

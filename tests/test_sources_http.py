@@ -85,7 +85,7 @@ def test_304_on_a_conditional_get_means_no_reparse(write_config, monkeypatch: py
         sent = server.requests[1].headers
         assert sent["if-none-match"] == '"v1"'
         assert sent["if-modified-since"] == "Fri, 08 Aug 2025 10:00:00 GMT"
-        (row,) = store.source_rows()
+        (row,) = store.sources.all()
         assert row.etag == '"v1"' and row.failures == 0 and row.last_note == "not modified since the last read"
 
         # The publisher edits the first story: a new ETag, a full read, the article updated in place.
@@ -97,7 +97,7 @@ def test_304_on_a_conditional_get_means_no_reparse(write_config, monkeypatch: py
         third = ingest(settings, store, now=NOW + timedelta(hours=2), fetcher=fetcher(fake))
         assert (third.sources[0].new, third.sources[0].updated) == (0, 1)
         assert len(parses) == 2
-        titles = sorted(a.title for a in store.all_articles())
+        titles = sorted(a.title for a in store.articles.all())
         assert titles == ["First story (corrected)", "Second story"]
 
 
@@ -169,7 +169,7 @@ def test_a_permanent_redirect_updates_the_stored_url_and_a_temporary_one_does_no
         first = ingest(settings, store, now=NOW, fetcher=fetcher(FakeTime()))
         assert first.sources[0].new == 2
         assert first.sources[0].moved_to == (server.url("/new.xml") if moves else None)
-        (row,) = store.source_rows()
+        (row,) = store.sources.all()
         assert row.moved_to == first.sources[0].moved_to and row.location == server.url("/old.xml")
         ingest(settings, store, now=NOW, fetcher=fetcher(FakeTime()))
     if moves:
@@ -225,8 +225,8 @@ def test_a_server_that_never_answers_times_out_without_holding_up_other_sources(
     assert slow_outcome.error and "timed out" in slow_outcome.error and slow.url("/feed.xml") in slow_outcome.error
     assert fast_outcome.error is None and fast_outcome.new == 1
     assert seen_while_hanging == [True], "the other host was fetched while this one hung"
-    assert [a.title for a in store.all_articles()] == ["Third story"]
-    rows = {r.name: r for r in store.source_rows()}
+    assert [a.title for a in store.articles.all()] == ["Third story"]
+    rows = {r.name: r for r in store.sources.all()}
     assert rows["feed0"].failures == 1 and "timed out" in rows["feed0"].last_error
     assert rows["feed1"].failures == 0 and rows["feed1"].last_success is not None
 

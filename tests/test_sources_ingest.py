@@ -34,7 +34,7 @@ def test_an_unexpected_error_in_one_source_is_reported_and_the_others_still_inge
     folder, broken = ingest(settings, store, now=NOW).sources
     assert folder.error is None and folder.new == 1
     assert broken.error == f"source 'broken': unexpected error reading {tmp_path / 'feed.xml'}: KeyError: 'a bug'"
-    assert [a.title for a in store.all_articles()] == ["Folder piece"]
+    assert [a.title for a in store.articles.all()] == ["Folder piece"]
 
 
 def test_health_counts_failures_in_a_row_and_a_success_resets_them(write_config, tmp_path: Path) -> None:
@@ -43,7 +43,7 @@ def test_health_counts_failures_in_a_row_and_a_success_resets_them(write_config,
     store = Store(settings.state_url)
     for n in range(1, 4):
         ingest(settings, store, now=NOW + timedelta(days=n))
-        row = {r.name: r for r in store.source_rows()}["news"]
+        row = {r.name: r for r in store.sources.all()}["news"]
         assert row.failures == n and row.last_error_at == NOW + timedelta(days=n) and row.last_success is None
     assert check_sources_failing(store, configured=["news", "articles"]) == [
         f"source 'news' has failed 3 runs in a row (last error: source 'news': cannot read {tmp_path / 'news.xml'}: No such file or directory)"
@@ -52,7 +52,7 @@ def test_health_counts_failures_in_a_row_and_a_success_resets_them(write_config,
     assert check_sources_failing(store, configured=["articles"]) == []
     (tmp_path / "news.xml").write_text(RSS.format(title="Back"))
     ingest(settings, store, now=NOW + timedelta(days=5))
-    row = {r.name: r for r in store.source_rows()}["news"]
+    row = {r.name: r for r in store.sources.all()}["news"]
     assert row.failures == 0 and row.last_success == NOW + timedelta(days=5)
     assert row.last_note == "1 articles (1 new, 0 updated)"
     assert check_sources_failing(store) == []
@@ -60,7 +60,7 @@ def test_health_counts_failures_in_a_row_and_a_success_resets_them(write_config,
 
 def test_a_new_location_forgets_what_was_remembered_about_the_old_one(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}")
-    store.record_source(
+    store.sources.record_read(
         "news",
         "https://a.example/feed",
         error=None,
@@ -68,9 +68,9 @@ def test_a_new_location_forgets_what_was_remembered_about_the_old_one(tmp_path: 
         validators=('"e1"', "Fri, 08 Aug 2025 10:00:00 GMT"),
         moved_to="https://b.example/feed",
     )
-    assert store.source_row("news", "https://a.example/feed").etag == '"e1"'
+    assert store.sources.get("news", "https://a.example/feed").etag == '"e1"'
     # The config now names another URL: no validators or redirect from the old one apply.
-    assert store.source_row("news", "https://c.example/feed") is None
-    store.record_source("news", "https://c.example/feed", error=None, now=NOW)
-    row = store.source_row("news", "https://c.example/feed")
+    assert store.sources.get("news", "https://c.example/feed") is None
+    store.sources.record_read("news", "https://c.example/feed", error=None, now=NOW)
+    row = store.sources.get("news", "https://c.example/feed")
     assert row.etag is None and row.last_modified is None and row.moved_to is None

@@ -146,7 +146,7 @@ def test_a_feed_with_fetch_full_reads_each_new_items_page(write_config, tmp_path
         store = Store(settings.state_url)
         fake = FakeTime()
         ingest(settings, store, now=NOW, fetcher=Fetcher(FetchPolicy(), clock=fake.clock, sleep=fake.sleep))
-        (a,) = [x for x in store.all_articles() if x.source == "stubs"]
+        (a,) = [x for x in store.articles.all() if x.source == "stubs"]
         assert len(a.body) > 10 and a.body[0].text.startswith(
             "A flaw in the wildly popular online game Minecraft makes it easy"
         )
@@ -155,7 +155,7 @@ def test_a_feed_with_fetch_full_reads_each_new_items_page(write_config, tmp_path
         # The next run does not fetch the page again, and keeps the full text.
         ingest(settings, store, now=NOW, fetcher=Fetcher(FetchPolicy(), clock=fake.clock, sleep=fake.sleep))
         assert server.paths() == ["/feed.xml", "/story", "/feed.xml"]
-        (again,) = [x for x in store.all_articles() if x.source == "stubs"]
+        (again,) = [x for x in store.articles.all() if x.source == "stubs"]
         assert again.body == a.body
 
 

@@ -49,7 +49,7 @@ class Site:
         return f"{parts.path}?{parts.query}"
 
     def statuses(self) -> dict[str, str]:
-        return {r.email: r.status for r in self.store.subscriber_rows()}
+        return {r.email: r.status for r in self.store.subscribers.all()}
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ Secrets are never stored in the file: the file names an environment variable tha
 """
 
 from digest.config.delivery import (
+    DELIVERY_BACKENDS,
     APISettings,
     DeliverySettings,
     DKIMSettings,
@@ -17,12 +18,14 @@ from digest.config.delivery import (
     PaceSettings,
     PostmarkSettings,
     RetrySettings,
+    SecretFromEnv,
     SendGridSettings,
     SMTPSettings,
 )
 from digest.config.sections import (
     CONFIG_ENV,
     DEFAULT_CONFIG,
+    SOURCE_KINDS,
     FetchSettings,
     LinkSettings,
     NewsletterSettings,
@@ -39,6 +42,9 @@ from digest.config.sections import (
 from digest.config.settings import Settings, config_path_from, load_config, settings_from_dict
 
 __all__ = [
+    "DELIVERY_BACKENDS",
+    "SOURCE_KINDS",
+    "SecretFromEnv",
     "APISettings",
     "CONFIG_ENV",
     "DEFAULT_CONFIG",

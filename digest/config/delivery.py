@@ -4,15 +4,37 @@ Secrets are never read from the file (see :mod:`digest.config.settings`)."""
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from digest.config.sections import ConfigSection, one_of
 
+#: The ``[delivery] backend`` values. digest.delivery.registry maps each to its backend class
+#: (the config sits below the backends and does not import them; a test keeps the two equal).
+DELIVERY_BACKENDS = ("outbox", "smtp", "sendgrid", "mailgun", "postmark", "console")
+
+
+@dataclass(frozen=True)
+class SecretFromEnv:
+    """A backend's secret, which the config file never holds: its ``[delivery.<name>]`` table
+    names an environment variable (``env_key``) and loading the config puts that variable's value
+    into the setting ``into``. ``file_keys``: keys that would put the secret in the file (refused);
+    ``what``: the secret in an error message (``{backend}`` is the backend's name)."""
+
+    env_key: str
+    into: str
+    what: str
+    file_keys: tuple[str, ...]
+
 
 class SMTPSettings(ConfigSection):
+    secret: ClassVar[SecretFromEnv] = SecretFromEnv(
+        env_key="password_env", into="password", what="the SMTP password", file_keys=("password",)
+    )
+
     host: str = "localhost"
     port: int = Field(587, ge=1, le=65535)
     security: Literal["none", "starttls", "tls"] = "starttls"
@@ -74,6 +96,10 @@ class RetrySettings(ConfigSection):
 
 
 class APISettings(ConfigSection):
+    secret: ClassVar[SecretFromEnv] = SecretFromEnv(
+        env_key="api_key_env", into="api_key", what="the {backend} API key", file_keys=("api_key", "token", "password")
+    )
+
     base_url: str
     timeout: float = Field(30.0, gt=0)
     # Filled from the environment variable named by api_key_env; never read from the file.
@@ -105,7 +131,7 @@ class PostmarkSettings(APISettings):
 
 
 class DeliverySettings(ConfigSection):
-    # One of digest.delivery.registry.BACKENDS.
+    # One of DELIVERY_BACKENDS.
     backend: str = "outbox"
     smtp: SMTPSettings = SMTPSettings()
     outbox: OutboxSettings = OutboxSettings()
@@ -124,10 +150,7 @@ class DeliverySettings(ConfigSection):
     @field_validator("backend")
     @classmethod
     def _known_backend(cls, v: str) -> str:
-        # Imported here: the registry imports the backends, and they import these models.
-        from digest.delivery.registry import BACKENDS
-
-        return one_of(v, BACKENDS)
+        return one_of(v, DELIVERY_BACKENDS)
 
     @model_validator(mode="after")
     def _mailgun_domain(self) -> DeliverySettings:

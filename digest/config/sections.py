@@ -112,9 +112,14 @@ class NewsletterSettings(ConfigSection):
         return self.archive_url or f"{self.site_url}/archive"
 
 
+#: The ``[[sources]] kind`` values. digest.sources.registry maps each to its source class (the
+#: config sits below the sources and does not import them; a test keeps the two equal).
+SOURCE_KINDS = ("feed", "page", "folder")
+
+
 class SourceSettings(ConfigSection):
     name: str
-    # One of digest.sources.registry.SOURCE_KINDS.
+    # One of SOURCE_KINDS.
     kind: str
     url: str | None = None
     path: Path | None = None
@@ -126,9 +131,6 @@ class SourceSettings(ConfigSection):
     @field_validator("kind")
     @classmethod
     def _known_kind(cls, v: str) -> str:
-        # Imported here: the registry imports the sources, and they import these models.
-        from digest.sources.registry import SOURCE_KINDS
-
         return one_of(v, SOURCE_KINDS)
 
     @model_validator(mode="after")

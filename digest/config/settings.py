@@ -15,7 +15,9 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from digest.config.delivery import (
+    DELIVERY_BACKENDS,
     DeliverySettings,
+    SecretFromEnv,
 )
 from digest.config.sections import (
     CONFIG_ENV,
@@ -154,21 +156,20 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
 
 def _read_backend_secret(data: dict[str, Any], problems: list[str]) -> None:
-    """The selected backend's secret (see digest.delivery.base.SecretFromEnv), from the
+    """The selected backend's secret (the ``secret`` its settings class declares), from the
     environment variable its table names, or else the one its settings name by default."""
-    # Imported here: the registry imports the backends, and they import the config's models.
-    from digest.delivery.registry import BACKENDS
-
     delivery: dict[str, Any] = data["delivery"] if isinstance(data.get("delivery"), dict) else {}
     name = delivery.get("backend", DeliverySettings.model_fields["backend"].default)
-    backend = BACKENDS.get(name) if isinstance(name, str) else None
-    if backend is None or backend.secret is None:
+    if not isinstance(name, str) or name not in DELIVERY_BACKENDS or name not in DeliverySettings.model_fields:
+        return  # an unknown name is reported by validation; console has no table and no secret
+    section_defaults = DeliverySettings.model_fields[name].default
+    secret: SecretFromEnv | None = getattr(section_defaults, "secret", None)
+    if secret is None:
         return
-    secret = backend.secret
     table = delivery.setdefault(name, {})
     if not isinstance(table, dict):
         return
-    default_var = getattr(DeliverySettings.model_fields[name].default, secret.env_key)
+    default_var = getattr(section_defaults, secret.env_key)
     for key in secret.file_keys:
         if key in table:
             problems.append(
@@ -195,7 +196,7 @@ def _secret_from_env(table: dict[str, Any], var: Any, into: str, key_path: str, 
 
 def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
     """Load the DKIM private key for SMTP sends from its file or environment variable."""
-    delivery = data.get("delivery") if isinstance(data.get("delivery"), dict) else {}
+    delivery: dict[str, Any] = data["delivery"] if isinstance(data.get("delivery"), dict) else {}
     dkim = delivery.get("dkim") if isinstance(delivery.get("dkim"), dict) else None
     if dkim is None or delivery.get("backend", "outbox") != "smtp":
         return

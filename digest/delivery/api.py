@@ -14,17 +14,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from email.utils import parseaddr
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
-from digest.delivery.base import Backend, OutgoingMessage, SecretFromEnv, SendStopped
+from digest.config import APISettings, DeliverySettings, NewsletterSettings
+from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 from digest.retry_after import retry_after_seconds
-
-if TYPE_CHECKING:
-    from digest.config import APISettings, DeliverySettings, NewsletterSettings
 
 
 def answer_text(resp: requests.Response, limit: int = 300) -> str:
@@ -35,9 +33,6 @@ def answer_text(resp: requests.Response, limit: int = 300) -> str:
 class APIBackend(Backend):
     service = "service"
     settings_key = "service"
-    secret = SecretFromEnv(
-        env_key="api_key_env", into="api_key", what="the {backend} API key", file_keys=("api_key", "token", "password")
-    )
 
     def __init__(self, settings: APISettings, *, session: requests.Session | None = None) -> None:
         self.settings = settings

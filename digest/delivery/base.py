@@ -25,14 +25,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING
 
+from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.mime import MessageTemplate
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 
 if TYPE_CHECKING:
-    from digest.config import DeliverySettings, NewsletterSettings
     from digest.delivery.ratelimit import Pace
 
 
@@ -66,23 +66,9 @@ class SendStopped(DeliveryConfigError):
         self.done = list(done)
 
 
-@dataclass(frozen=True)
-class SecretFromEnv:
-    """A backend's secret, which the config file never holds: its ``[delivery.<name>]`` table
-    names an environment variable (``env_key``) and loading the config puts that variable's value
-    into the setting ``into``. ``file_keys``: keys that would put the secret in the file (refused)."""
-
-    env_key: str
-    into: str
-    what: str
-    file_keys: tuple[str, ...]
-
-
 class Backend(ABC):
     #: The ``[delivery] backend`` value that selects this backend (see digest.delivery.registry).
     name = "backend"
-    #: The secret this backend needs, if any.
-    secret: ClassVar[SecretFromEnv | None] = None
     #: The most messages one ``send_batch`` call takes (an API's per-request limit).
     max_batch = 100
     #: Set by the pipeline before ``open``: the shared pace (messages per second).

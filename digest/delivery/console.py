@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, BinaryIO
+from typing import BinaryIO
 
+from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend, OutgoingMessage
 from digest.models import DeliveryResult
-
-if TYPE_CHECKING:
-    from digest.config import DeliverySettings, NewsletterSettings
 
 
 class ConsoleBackend(Backend):

@@ -13,14 +13,11 @@ from __future__ import annotations
 
 from email.parser import BytesHeaderParser
 from email.policy import compat32
-from typing import TYPE_CHECKING
 
 import dkim
 
+from digest.config import DeliverySettings, DKIMSettings, NewsletterSettings
 from digest.errors import DeliveryConfigError
-
-if TYPE_CHECKING:
-    from digest.config import DeliverySettings, DKIMSettings, NewsletterSettings
 
 # Signed when present. The first seven are the ones receivers and RFC 8058 look for; the rest
 # keep the displayed content (reply address, list identity, MIME structure) from being altered.

@@ -101,25 +101,25 @@ class Ledger:
         """Give back as pending the in-flight deliveries of senders that stopped (gone from this
         host, or past their lease). Returns how many; each may be one duplicate."""
         n = 0
-        for owner, lease_until, _count in self.store.inflight_owners(self.key):
+        for owner, lease_until, _count in self.store.deliveries.inflight_owners(self.key):
             if owner == self.owner:
                 continue
             if sender_is_gone(owner) or (lease_until is not None and lease_until <= now):
-                n += self.store.reclaim_interrupted(self.key, owner, now=now)
+                n += self.store.deliveries.reclaim_interrupted(self.key, owner, now=now)
         return n
 
     def inflight_elsewhere(self) -> int:
-        return sum(n for owner, _, n in self.store.inflight_owners(self.key) if owner != self.owner)
+        return sum(n for owner, _, n in self.store.deliveries.inflight_owners(self.key) if owner != self.owner)
 
     def claim(self, limit: int, now: datetime) -> Claim:
         cid = uuid.uuid4().hex
-        rows = self.store.claim_deliveries(
+        rows = self.store.deliveries.claim(
             self.key, owner=self.owner, claim=cid, limit=limit, now=now, lease_until=now + self.lease
         )
         return Claim(cid, rows)
 
     def release(self, claim: Claim, now: datetime) -> None:
-        self.store.release_claim(self.key, claim.id, now=now)
+        self.store.deliveries.release_claim(self.key, claim.id, now=now)
 
     def backoff(self, attempt: int, retry_after: float | None, jitter: float) -> float:
         """Seconds before attempt ``attempt + 1``: exponential with jitter (half fixed, half
@@ -161,5 +161,5 @@ class Ledger:
             else:
                 tally.sent += 1
             outcomes.append((r, None))
-        self.store.record_deliveries(self.key, claim.id, outcomes, now=now, bounced=bounced)
+        self.store.deliveries.record(self.key, claim.id, outcomes, now=now, bounced=bounced)
         return tally

@@ -15,16 +15,13 @@ from __future__ import annotations
 import html as htmllib
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import requests
 
+from digest.config import MailgunSettings
 from digest.delivery.api import APIBackend
 from digest.delivery.base import OutgoingMessage
 from digest.models import DeliveryResult
-
-if TYPE_CHECKING:
-    from digest.config import MailgunSettings
 
 
 class MailgunBackend(APIBackend):

@@ -31,14 +31,11 @@ from datetime import datetime
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
-from typing import TYPE_CHECKING
 
+from digest.config import NewsletterSettings
 from digest.models import RenderedIssue
 from digest.render.environment import one_line
 from digest.render.issue import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, personalise, unsubscribe_url
-
-if TYPE_CHECKING:
-    from digest.config import NewsletterSettings
 
 
 class _FoldingPolicy(EmailPolicy):

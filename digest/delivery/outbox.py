@@ -6,13 +6,10 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend, OutgoingMessage
 from digest.models import DeliveryResult
-
-if TYPE_CHECKING:
-    from digest.config import DeliverySettings, NewsletterSettings
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 

@@ -17,17 +17,14 @@ from __future__ import annotations
 import html as htmllib
 import json
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import requests
 
+from digest.config import PostmarkSettings
 from digest.delivery.api import APIBackend
 from digest.delivery.base import OutgoingMessage
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
-
-if TYPE_CHECKING:
-    from digest.config import PostmarkSettings
 
 MAX_PAYLOAD = 50 * 1000 * 1000
 

@@ -1,16 +1,16 @@
-"""The delivery backends by name: the values ``[delivery] backend`` accepts.
+"""The delivery backends by name: the one table from a ``[delivery] backend`` value to its class.
 
-This table is the one list of backends. Loading the config checks the name against it and reads
-the secret its backend declares (:attr:`~digest.delivery.base.Backend.secret`) from the
-environment; :func:`backend_from_settings` builds the backend it names. The contract module
+The config accepts the names in :data:`digest.config.DELIVERY_BACKENDS` (it sits below the
+backends and imports none of them; a test keeps that list equal to this table's keys) and reads
+the secret each backend's settings declare; :func:`backend_from_settings` builds the backend the
+name selects (:meth:`~digest.delivery.base.Backend.from_settings`). The contract module
 (:mod:`digest.delivery.base`) imports no backend, so no backend imports back into a module that
 imports it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend
 from digest.delivery.console import ConsoleBackend
 from digest.delivery.mailgun import MailgunBackend
@@ -18,9 +18,6 @@ from digest.delivery.outbox import OutboxBackend
 from digest.delivery.postmark import PostmarkBackend
 from digest.delivery.sendgrid import SendGridBackend
 from digest.delivery.smtp import SMTPBackend
-
-if TYPE_CHECKING:
-    from digest.config import DeliverySettings, NewsletterSettings
 
 BACKENDS: dict[str, type[Backend]] = {
     backend.name: backend

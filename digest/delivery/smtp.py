@@ -24,15 +24,12 @@ import ssl
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING
 
-from digest.delivery.base import Backend, OutgoingMessage, SecretFromEnv, SendStopped
+from digest.config import DeliverySettings, NewsletterSettings, SMTPSettings
+from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.delivery.dkim import signer_from_settings
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
-
-if TYPE_CHECKING:
-    from digest.config import DeliverySettings, NewsletterSettings, SMTPSettings
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
 
@@ -57,7 +54,6 @@ class _CannotConnect(Exception):
 class SMTPBackend(Backend):
     name = "smtp"
     max_batch = 100
-    secret = SecretFromEnv(env_key="password_env", into="password", what="the SMTP password", file_keys=("password",))
 
     def __init__(
         self,

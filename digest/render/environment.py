@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.resources
 import re
 import unicodedata
 from datetime import datetime
@@ -9,13 +10,26 @@ from pathlib import Path
 
 import jinja2
 
-DEFAULT_TEMPLATES = Path(__file__).resolve().parent.parent.parent / "templates"
+from digest.errors import RenderError
+
+
+def _default_theme_folder() -> Path:
+    """The default theme: the top-level templates/ folder, installed as the package digest.templates."""
+    folder = importlib.resources.files("digest.templates")
+    # Jinja2's FileSystemLoader and the preview's change watcher read files on disk; pip installs
+    # packages as files, and only an import from a zip archive would give something else.
+    if not isinstance(folder, Path):
+        raise RenderError(f"the default theme must be installed as files on disk, not {folder!r}")
+    return folder
+
+
+DEFAULT_TEMPLATES = _default_theme_folder()
 ELLIPSIS = "…"
 
 
 def _autoescape(name: str | None) -> bool:
     # HTML and MJML are escaped; the plain-text twin and the subject are not markup.
-    return bool(name) and name.endswith((".mjml.j2", ".html.j2", ".mjml", ".html"))  # type: ignore[union-attr]
+    return name is not None and name.endswith((".mjml.j2", ".html.j2", ".mjml", ".html"))
 
 
 def _date(value: datetime, fmt: str = "%-d %B %Y") -> str:

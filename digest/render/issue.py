@@ -16,19 +16,17 @@ import logging
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import jinja2
 from markupsafe import Markup, escape
 
+from digest.config import NewsletterSettings, Settings
 from digest.errors import RenderError
 from digest.models import Issue, RenderedIssue, Skipped
 from digest.render.environment import make_environment, one_line
 from digest.render.links import safe_url, tag_url
 from digest.render.mjml import compile_mjml
-
-if TYPE_CHECKING:
-    from digest.config import NewsletterSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +80,8 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     nl = settings.newsletter
     links = settings.links
     tz = nl.tz
-    entries = []
+    # Template context: each entry a dict of what the templates show.
+    entries: list[dict[str, Any]] = []
     for e in issue.entries:
         a = e.article
         title = one_line(a.title, MAX_TITLE) or "Untitled"

@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-if TYPE_CHECKING:
-    from digest.config import LinkSettings
-
+from digest.config import LinkSettings
 
 # Longer URLs are a sign of garbage (or of an attack on a client's URL parser); browsers and
 # mail clients cope with 2,000 characters everywhere.

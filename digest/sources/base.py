@@ -23,15 +23,12 @@ import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from digest.config import SourceSettings
 from digest.errors import SourceError
 from digest.models import Article
 from digest.sources.http import Fetcher, FetchResult, default_fetcher
-
-if TYPE_CHECKING:
-    from digest.config import SourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +41,7 @@ class SourceState:
     last_modified: str | None = None
     # The URL a permanent redirect moved the source to; fetched instead of the configured one.
     moved_to: str | None = None
-    # Store keys (see digest.store.article_key) of the ids this source has already stored; a
+    # Recognition keys (see digest.sources.identity.article_key) of the ids this source has already stored; a
     # fetch_full feed fetches pages only for items not in here.
     known_keys: frozenset[str] = frozenset()
 

@@ -107,10 +107,10 @@ def decode_document(data: bytes, http_charset: str | None = None) -> Decoded:
     except UnicodeDecodeError:
         pass
     for label, reason in ((http_charset, "http"), (declared_encoding(data), "declared")):
-        enc = codec_for(label)
+        codec = codec_for(label)
         # A label of UTF-8 (or UTF-16 without a BOM) is already known to be wrong here.
-        if enc and not enc.startswith(("utf-8", "utf-16", "utf-32")):
-            return Decoded(data.decode(enc, errors="replace"), enc, reason)
+        if codec and not codec.startswith(("utf-8", "utf-16", "utf-32")):
+            return Decoded(data.decode(codec, errors="replace"), codec, reason)
     return Decoded(data.decode(FALLBACK, errors="replace"), FALLBACK, "fallback")
 
 

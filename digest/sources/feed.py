@@ -30,7 +30,7 @@ from digest.errors import SourceError
 from digest.models import Article, Block
 from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document, xml_as_utf8
-from digest.sources.identity import article_id, trusted_guids
+from digest.sources.identity import article_id, article_key, trusted_guids
 from digest.sources.jsonfeed import JsonFeedError, looks_like_json, parse_json_feed, parse_rfc3339
 from digest.sources.markup import html_blocks, is_lead_of, text_blocks, without_title
 from digest.sources.text import as_aware, clean_text, normalise_space
@@ -233,9 +233,15 @@ def _is_html(detail: Any) -> bool:
     return not detail or detail.get("type", "text/html") != "text/plain"
 
 
+def _address(detail: Any, key: str) -> str | None:
+    """A non-empty string at ``key`` of one of feedparser's (untyped) dicts, else None."""
+    value = detail.get(key)
+    return value if isinstance(value, str) and value else None
+
+
 def _entry_link(e: Any, *, atom: bool) -> str | None:
-    link = e.get("link")
-    if link and atom and not any(x.get("href") for x in e.get("links") or []):
+    link = _address(e, "link")
+    if link and atom and not any(_address(x, "href") for x in e.get("links") or []):
         # feedparser makes an Atom entry's id its link when it has no <link>; an Atom id is a
         # name, not an address (RFC 4287 §4.2.6), unlike an RSS guid, which is a permalink unless
         # it says otherwise.
@@ -243,8 +249,9 @@ def _entry_link(e: Any, *, atom: bool) -> str | None:
     if link:
         return link
     for candidate in e.get("links") or []:
-        if candidate.get("rel", "alternate") == "alternate" and candidate.get("href"):
-            return candidate["href"]
+        href = _address(candidate, "href")
+        if candidate.get("rel", "alternate") == "alternate" and href:
+            return href
     return None
 
 
@@ -344,20 +351,21 @@ def _entry_language(e: Any) -> str | None:
 
 def _entry_image(e: Any) -> str | None:
     for m in e.get("media_content") or []:
-        url = m.get("url")
+        url = _address(m, "url")
         if url and (
             m.get("medium") == "image" or str(m.get("type", "")).startswith("image/") or _IMAGE_EXT.search(url)
         ):
             return url
     for link in e.get("links") or []:
-        if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/") and link.get("href"):
-            return link["href"]
+        href = _address(link, "href")
+        if link.get("rel") == "enclosure" and str(link.get("type", "")).startswith("image/") and href:
+            return href
     for m in e.get("media_thumbnail") or []:
-        if m.get("url"):
-            return m["url"]
+        if url := _address(m, "url"):
+            return url
     image = e.get("image")
-    if isinstance(image, dict) and image.get("href"):
-        return image["href"]
+    if isinstance(image, dict) and (href := _address(image, "href")):
+        return href
     html = _best_content(e) or e.get("summary") or ""
     m = re.search(r"""<img\b[^>]*?\bsrc\s*=\s*["']([^"']+)["']""", html, re.I)
     return m.group(1) if m else None
@@ -491,7 +499,6 @@ class FeedSource(Source):
         """Replace stubs with the article extracted from each new item's page. Items already
         stored are left out: their stored full text stands, and their pages are not fetched again."""
         from digest.sources.page import fetch_page
-        from digest.store import article_key
 
         fresh = [a for a in articles if article_key("id", a.id) not in state.known_keys]
         fresh.sort(key=lambda a: a.published, reverse=True)

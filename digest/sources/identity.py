@@ -1,9 +1,10 @@
 """Who an article is: a stable id, and the canonical form of its URL.
 
 An id comes from the feed's GUID when that GUID can be trusted, else from the canonical URL,
-else from a hash of the article's text. The store also matches articles by canonical URL and by
-text fingerprint (see :meth:`digest.store.Store.store_articles`), so the same article reached
-through two sources, or through a GUID the publisher changed, is stored once.
+else from a hash of the article's text. Articles are also recognised by canonical URL, by text
+fingerprint and by title and minute (:func:`recognition_keys`), so the same article reached through
+two sources, or through a GUID the publisher changed, is stored once: :func:`plan_upsert` decides,
+from what the store knows, what storing a batch writes.
 """
 
 from __future__ import annotations
@@ -12,9 +13,20 @@ import hashlib
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from digest.models import Block
+from digest.models import (
+    Article,
+    ArticleKey,
+    ArticleWrite,
+    Block,
+    KnownArticles,
+    StoredArticle,
+    UpsertPlan,
+    UpsertReport,
+)
 
 # Query parameters that say how a reader arrived, not what they read.
 TRACKING_PARAMS = frozenset(
@@ -151,3 +163,152 @@ def article_id(
         return _short(as_url, "url-sha256:")
     words = " ".join(re.findall(r"\w+", (title + " " + " ".join(b.text for b in body)).lower()))
     return "sha256:" + hashlib.sha256(f"{source}\0{words}".encode()).hexdigest()
+
+
+# --- dedupe: what storing a batch writes ---------------------------------------------------------
+
+#: Each item's recognition keys as (kind, key), strongest first; kind is id, url, text or dated.
+BatchKeys = tuple[tuple[tuple[str, str], ...], ...]
+
+
+def article_key(kind: str, value: str) -> str:
+    """The stored recognition key for an id (``kind`` "id"), a canonical URL ("url"), a text
+    fingerprint ("text") or a title and minute ("dated"): a hash of fixed width."""
+    return hashlib.sha256(f"{kind}\0{value}".encode()).hexdigest()
+
+
+def content_hash(a: Article) -> str:
+    """A hash of what a reader sees of an article: a stored article whose hash changed was edited."""
+    h = hashlib.sha256()
+    # The dates count (a new "updated" is an edit), except a first-seen date, which is this run's clock.
+    published = "" if a.date_is_first_seen else a.published.isoformat()
+    updated = a.updated.isoformat() if a.updated else ""
+    for part in (
+        a.title,
+        a.url or "",
+        a.dek or "",
+        a.summary or "",
+        a.author or "",
+        a.image or "",
+        published,
+        updated,
+        "\x1f".join(a.tags),
+    ):
+        h.update(part.encode("utf-8") + b"\0")
+    for b in a.body:
+        h.update(b.kind.encode() + b.text.encode("utf-8") + b"\0")
+    return h.hexdigest()
+
+
+def _keys_for(a: Article, shared_urls: set[str]) -> tuple[tuple[str, str], ...]:
+    keys = [("id", article_key("id", a.id))]
+    url = canonical_url(a.url)
+    if url and url not in shared_urls:
+        keys.append(("url", article_key("url", url)))
+    fingerprint = text_fingerprint(a.title, a.body)
+    if fingerprint:
+        keys.append(("text", article_key("text", fingerprint)))
+    title_words = " ".join(re.findall(r"\w+", a.title.lower()))
+    if not a.date_is_first_seen and title_words:
+        # The same title published the same minute: one site's RSS and JSON feeds, which may
+        # link the same post differently (a link blog's permalink in one, the linked page in the other).
+        when = a.published.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M")
+        keys.append(("dated", article_key("dated", f"{title_words}|{when}")))
+    return tuple(keys)
+
+
+def recognition_keys(batch: Sequence[Article]) -> BatchKeys:
+    """For each article of a batch, the keys it can be recognised by, strongest first. A URL that
+    several items of one source's batch share identifies none of them: a feed that lists two items
+    under one link (a link blog, or posts that are anchors on one day's page) means two articles."""
+    url_count = Counter((a.source, url) for a in batch if (url := canonical_url(a.url)))
+    shared_urls = {url for (_src, url), n in url_count.items() if n > 1}
+    return tuple(_keys_for(a, shared_urls) for a in batch)
+
+
+def _stored(write: ArticleWrite) -> StoredArticle:
+    a = write.article
+    return StoredArticle(
+        id=a.id,
+        source=a.source,
+        content_hash=write.content_hash,
+        first_seen=write.first_seen,
+        published=a.published,
+        body_chars=sum(len(b.text) for b in a.body),
+    )
+
+
+def plan_upsert(batch: Sequence[Article], keys: BatchKeys, known: KnownArticles, *, now: datetime) -> UpsertPlan:
+    """What storing a batch (one source's read) writes, given its :func:`recognition_keys` and what
+    the store holds for them.
+
+    An incoming article is the stored one with the same id, else the one with the same canonical
+    URL, else the one with the same text fingerprint, else the one with the same title published
+    the same minute. Then:
+
+    - from the source that stored it: updated in place when its content changed (an edit, or a GUID
+      the publisher changed while the link stayed); the row keeps its id and first-seen time, and an
+      undated item keeps its first-seen date;
+    - from another source: a duplicate, not stored again, unless this copy has more text (a full
+      article where the first source had a stub), which then replaces the stored one.
+
+    Two items of the same batch with different ids are never merged.
+    """
+    batch_ids: dict[str, set[str]] = {}
+    for a in batch:
+        batch_ids.setdefault(a.source, set()).add(a.id)
+    owners = dict(known.owners)
+    stored = dict(known.by_id)
+    inserts: dict[str, ArticleWrite] = {}
+    updates: dict[str, ArticleWrite] = {}
+    new_keys: list[ArticleKey] = []
+    new = updated = unchanged = duplicates = 0
+    for a, item_keys in zip(batch, keys):
+        target = None
+        for kind, key in item_keys:
+            match = stored.get(owners.get(key, ""))
+            if match is None:
+                continue
+            if kind != "id" and match.source == a.source and match.id != a.id and match.id in batch_ids[a.source]:
+                continue
+            target = match
+            break
+        # A row stored before it had keys.
+        target = target or stored.get(a.id)
+        h = content_hash(a)
+        if target is None:
+            write = ArticleWrite(a, first_seen=now, content_hash=h)
+            inserts[a.id] = write
+            stored[a.id] = _stored(write)
+            new += 1
+            owner = a.id
+        else:
+            owner = target.id
+            replaces = (
+                target.content_hash != h
+                if target.source == a.source
+                else sum(len(b.text) for b in a.body) > target.body_chars
+            )
+            if replaces:
+                # An undated item keeps the moment it was first seen, not this run's.
+                published = target.published if a.date_is_first_seen else a.published
+                write = ArticleWrite(
+                    replace(a, id=target.id, published=published), first_seen=target.first_seen, content_hash=h
+                )
+                (inserts if target.id in inserts else updates)[target.id] = write
+                stored[target.id] = _stored(write)
+                updated += 1
+            elif target.source == a.source:
+                unchanged += 1
+            else:
+                duplicates += 1
+        for _, key in item_keys:
+            if key not in owners:
+                owners[key] = owner
+                new_keys.append(ArticleKey(key=key, article_id=owner, source=a.source))
+    return UpsertPlan(
+        inserts=tuple(inserts.values()),
+        updates=tuple(updates.values()),
+        keys=tuple(new_keys),
+        report=UpsertReport(new, updated, unchanged, duplicates),
+    )

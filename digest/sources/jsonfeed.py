@@ -150,7 +150,10 @@ class _Reader:
         if not isinstance(obj, dict):
             self.problems.append(f"{where}: expected an object, got {type(obj).__name__}; item skipped")
             return None
-        s = lambda key: self.string(obj, key, where)  # noqa: E731
+
+        def s(key: str) -> str | None:
+            return self.string(obj, key, where)
+
         url = s("url")
         ident = s("id")
         if ident is None or not ident.strip():

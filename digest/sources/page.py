@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 import trafilatura
 from lxml import etree
+from trafilatura.settings import Document
 
 from digest.errors import SourceError
 from digest.models import Article, Block
@@ -76,7 +77,7 @@ def trafilatura_blocks(body: etree._Element | None) -> tuple[Block, ...]:
     for el in list(tree.iter()):
         if not isinstance(el.tag, str):
             continue
-        if el.tag == "p" and "".join(el.itertext()).strip():
+        if el.tag == "p" and _has_text(el):
             seen_paragraph = True
         if el.tag == "table":
             # A table holding paragraphs is page layout: its paragraphs are the article.
@@ -84,13 +85,17 @@ def trafilatura_blocks(body: etree._Element | None) -> tuple[Block, ...]:
                 _remove_keeping_tail(el)
                 continue
         if el.tag == "row" and el.find(".//p") is None:
-            filled = [c for c in el if c.tag == "cell" and "".join(c.itertext()).strip()]
+            filled = [c for c in el if c.tag == "cell" and _has_text(c)]
             for cell in filled[1:]:
                 cell.text = " · " + (cell.text or "")
         el.tag = _TO_HTML.get(el.tag, el.tag)
         el.attrib.clear()
     tree.tag = "div"
     return html_blocks(etree.tostring(tree, encoding="unicode"))
+
+
+def _has_text(el: etree._Element) -> bool:
+    return any(fragment.strip() for fragment in el.itertext())
 
 
 def _remove_keeping_tail(el: etree._Element) -> None:
@@ -120,10 +125,11 @@ def extract_page(html_text: str, *, url: str | None = None) -> ExtractedPage | N
     doc = trafilatura.bare_extraction(
         html_text, url=url, with_metadata=True, include_comments=False, include_tables=True
     )
-    if doc is None:
+    # None when trafilatura found no article (a dict only for its deprecated as_dict=True).
+    if not isinstance(doc, Document):
         return None
-    body = trafilatura_blocks(getattr(doc, "body", None))
-    if not body and getattr(doc, "text", None):
+    body = trafilatura_blocks(doc.body)
+    if not body and doc.text:
         body = tuple(Block(clean_text(line)) for line in doc.text.splitlines() if clean_text(line))
     title = clean_text(doc.title)
     return ExtractedPage(

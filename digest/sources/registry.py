@@ -1,24 +1,22 @@
-"""The source kinds by name: the values ``[[sources]] kind`` accepts.
+"""The source kinds by name: the one table from a ``[[sources]] kind`` value to its class.
 
-This table is the one list of kinds: loading the config checks each source's kind against it, and
-:func:`source_from_settings` builds the source it names. The contract module
+The config accepts the names in :data:`digest.config.SOURCE_KINDS` (it sits below the sources and
+imports none of them; a test keeps that list equal to this table's keys), and
+:func:`source_from_settings` builds the source a table describes. The contract module
 (:mod:`digest.sources.base`) imports no source, so no source imports back into a module that
 imports it.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
+from digest.config import SourceSettings
 from digest.sources.base import Source
 from digest.sources.feed import FeedSource
 from digest.sources.folder import FolderSource
 from digest.sources.http import Fetcher
 from digest.sources.page import PageSource
-
-if TYPE_CHECKING:
-    from digest.config import SourceSettings
 
 SOURCE_KINDS: dict[str, type[Source]] = {source.kind: source for source in (FeedSource, PageSource, FolderSource)}
 

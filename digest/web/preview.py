@@ -149,15 +149,15 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     scan.feed(html)
     for src in scan.missing:
         out.append(f"an image in the HTML has no alt attribute: {src}")
-    for row in store.source_rows():
+    for row in store.sources.all():
         if row.last_error_at is not None and (row.last_success is None or row.last_error_at > row.last_success):
             out.append(
                 f"source {row.name!r} is failing ({row.failures} run{'s' if row.failures != 1 else ''} in a row): {row.last_error}"
             )
-    existing = store.issue(slot.key)
+    existing = store.issues.get(slot.key)
     if existing is not None:
         out.append(f"issue {slot.key} is already {existing.status}; this shows how it would render now")
-    elif store.is_held(slot.key):
+    elif store.issues.is_held(slot.key):
         out.append(f"issue {slot.key} is on hold (digest hold): it will not go out at its slot")
     return out
 

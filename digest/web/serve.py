@@ -158,7 +158,7 @@ class SubscriberApp:
                 400,
                 "Nothing was changed: an unsubscribe request needs List-Unsubscribe=One-Click or the confirmation form.",
             )
-        outcome = self.store.unsubscribe(email, now=self.clock() if self.clock else None)
+        outcome = self.store.subscribers.unsubscribe(email, now=self.clock() if self.clock else None)
         log.info("unsubscribe (%s): %s", "one-click" if one_click else "form", outcome)
         title = self.settings.newsletter.title
         if outcome == "unknown":
@@ -171,14 +171,14 @@ class SubscriberApp:
         tz = self.settings.newsletter.tz
         issues = [
             {"key": r.key, "subject": r.subject or r.key, "date": r.slot.astimezone(tz).strftime("%-d %B %Y")}
-            for r in self.store.published_issues()
+            for r in self.store.issues.published()
         ]
         return page("archive.html", 200, newsletter=self.settings.newsletter, issues=issues, base=request.base)
 
     def archive_issue(self, name: str) -> Response:
         key, as_text = (name.removesuffix(".txt"), True) if name.endswith(".txt") else (name, False)
-        row = self.store.issue(key) if _KEY.match(key) else None
-        rendered = self.store.rendered_issue(key) if row is not None and row.status in ("sending", "sent") else None
+        row = self.store.issues.get(key) if _KEY.match(key) else None
+        rendered = self.store.issues.rendered(key) if row is not None and row.status in ("sending", "sent") else None
         if rendered is None:
             return self._message(404, "Not found", "There is no such issue in the archive.", headers=[])
         html, plain = public_copy(rendered, self.settings.newsletter)

@@ -1,0 +1,82 @@
+"""State through SQLAlchemy Core: articles, issues, deliveries, subscribers, sources, leases.
+
+SQLite (WAL mode) by default; any SQLAlchemy URL works, PostgreSQL included. No state that a
+second process would need is kept in memory: every decision that matters is made in the database.
+Only this package knows SQL: each repository hands out typed records (digest.store.records) or
+plain data (digest.models), never rows.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from digest.errors import StateError
+from digest.store.articles import ArticlesRepository
+from digest.store.deliveries import DeliveriesRepository
+from digest.store.issues import IssuesRepository
+from digest.store.leases import LeasesRepository, MetaRepository
+from digest.store.schema import migrate
+from digest.store.sources import SourcesRepository
+from digest.store.subscribers import SubscribersRepository
+
+__all__ = ["Store"]
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+class Store:
+    """The state database. Create with a SQLAlchemy URL; the schema is made, or migrated, on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        try:
+            if url.startswith("sqlite:///"):
+                db_path = url.removeprefix("sqlite:///")
+                if db_path and db_path != ":memory:":
+                    Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+            #: For libraries that keep their own tables in the state database (APScheduler's job store).
+            self.engine: Engine = sa.create_engine(url, future=True)
+            if self.engine.dialect.name == "sqlite":
+                sa.event.listen(self.engine, "connect", _sqlite_pragmas)
+            migrate(self.engine, where=self.safe_url)
+        except SQLAlchemyError as exc:
+            raise StateError(
+                f"state database {self.safe_url}: {exc.__class__.__name__}: {exc.args[0] if exc.args else exc}"
+            ) from None
+        except OSError as exc:
+            raise StateError(f"state database {self.safe_url}: {exc}") from None
+        self.articles = ArticlesRepository(self.engine)
+        self.issues = IssuesRepository(self.engine)
+        self.deliveries = DeliveriesRepository(self.engine)
+        self.subscribers = SubscribersRepository(self.engine)
+        self.sources = SourcesRepository(self.engine)
+        self.leases = LeasesRepository(self.engine)
+        self.meta = MetaRepository(self.engine)
+
+    @property
+    def safe_url(self) -> str:
+        """The database URL with its password hidden, for messages."""
+        try:
+            return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        except Exception:  # noqa: BLE001 - only for messages
+            return "(unparseable URL)"
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

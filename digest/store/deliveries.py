@@ -1,0 +1,213 @@
+"""Deliveries: one row per issue × recipient. The ledger's queries (protocol in
+digest.delivery.ledger), and what `digest status` and the send loop read of them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+
+import sqlalchemy as sa
+
+from digest.models import DeliveryResult
+from digest.store.records import DeliveryRecord, record_from_row
+from digest.store.repository import Repository
+from digest.store.schema import UTCDateTime, deliveries, issues, subscribers
+
+d = deliveries
+# What a delivery leaving the in-flight state drops.
+_NOT_IN_FLIGHT = {"owner": None, "claim": None, "lease_until": None}
+_LEFT = "subscriber left before delivery"
+
+
+class DeliveriesRepository(Repository):
+    def claim(
+        self, key: str, *, owner: str, claim: str, limit: int, now: datetime, lease_until: datetime
+    ) -> list[tuple[str, str | None, int]]:
+        """Move up to ``limit`` deliveries that are due (pending, or retry whose time has come) to
+        ``inflight`` under ``claim``, in one transaction, and return them as (email, name,
+        attempts). Each UPDATE re-checks the status, so two senders never claim the same row.
+        Deliveries whose subscriber has left since the issue began are marked ``skipped``."""
+        with self.engine.begin() as conn:
+            left = limit
+            for status, order, extra in (
+                ("pending", d.c.email, None),
+                ("retry", d.c.next_attempt, d.c.next_attempt <= now),
+            ):
+                if left <= 0:
+                    break
+                cond = [d.c.issue_key == key, d.c.status == status]
+                if extra is not None:
+                    cond.append(extra)
+                pick = sa.select(d.c.email).where(*cond).order_by(order).limit(left).scalar_subquery()
+                got = conn.execute(
+                    d.update()
+                    .where(*cond, d.c.email.in_(pick))
+                    .values(status="inflight", owner=owner, claim=claim, lease_until=lease_until, updated_at=now)
+                ).rowcount
+                left -= max(got or 0, 0)
+            rows = conn.execute(
+                sa.select(d.c.email, d.c.name, d.c.attempts, subscribers.c.status.label("sub"))
+                .select_from(d.outerjoin(subscribers, subscribers.c.email == d.c.email))
+                .where(d.c.issue_key == key, d.c.claim == claim)
+                .order_by(d.c.email)
+            ).all()
+            gone = [r.email for r in rows if r.sub is not None and r.sub != "active"]
+            if gone:
+                conn.execute(
+                    d.update()
+                    .where(d.c.issue_key == key, d.c.claim == claim, d.c.email.in_(gone))
+                    .values(status="skipped", detail=_LEFT, updated_at=now, **_NOT_IN_FLIGHT)
+                )
+        return [(r.email, r.name, r.attempts) for r in rows if r.sub is None or r.sub == "active"]
+
+    def record(
+        self,
+        key: str,
+        claim: str,
+        outcomes: Sequence[tuple[DeliveryResult, datetime | None]],
+        *,
+        now: datetime,
+        bounced: Sequence[str] = (),
+    ) -> None:
+        """Record a batch's outcomes (result, next attempt for a retry) and the subscribers whose
+        address bounced, in one transaction. Only rows still held under ``claim`` are written."""
+        if not outcomes and not bounced:
+            return
+        stmt = (
+            d.update()
+            .where(d.c.issue_key == key, d.c.email == sa.bindparam("b_email"), d.c.claim == claim)
+            .values(
+                status=sa.bindparam("b_status"),
+                message_id=sa.bindparam("b_message_id"),
+                detail=sa.bindparam("b_detail"),
+                next_attempt=sa.bindparam("b_next", type_=UTCDateTime),
+                attempts=d.c.attempts + 1,
+                updated_at=now,
+                **_NOT_IN_FLIGHT,
+            )
+        )
+        params = [
+            {
+                "b_email": r.recipient,
+                "b_status": r.status,
+                "b_message_id": r.message_id,
+                "b_detail": r.detail,
+                "b_next": nxt,
+            }
+            for r, nxt in outcomes
+        ]
+        with self.engine.begin() as conn:
+            if params:
+                conn.execute(stmt, params)
+            if bounced:
+                conn.execute(
+                    subscribers.update()
+                    .where(subscribers.c.email.in_(list(bounced)), subscribers.c.status == "active")
+                    .values(status="bounced", updated_at=now)
+                )
+
+    def release_claim(self, key: str, claim: str, *, now: datetime) -> int:
+        """Give a claimed batch back as pending (nothing was sent), e.g. after bad credentials."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.claim == claim, d.c.status == "inflight")
+                .values(status="pending", updated_at=now, **_NOT_IN_FLIGHT)
+            ).rowcount
+
+    def inflight_owners(self, key: str) -> list[tuple[str, datetime | None, int]]:
+        """Senders holding in-flight deliveries of an issue: (owner, earliest lease end, count)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.owner, sa.func.min(d.c.lease_until), sa.func.count())
+                .where(d.c.issue_key == key, d.c.status == "inflight")
+                .group_by(d.c.owner)
+            ).all()
+        return [(o or "", t, n) for o, t, n in rows]
+
+    def reclaim_interrupted(self, key: str, owner: str, *, now: datetime) -> int:
+        """Give the in-flight deliveries of a sender that stopped back as pending, counting each
+        as interrupted: it may already have been delivered once."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.status == "inflight", d.c.owner == owner)
+                .values(
+                    status="pending",
+                    interrupted=d.c.interrupted + 1,
+                    detail="was in flight when its sender stopped; sent again (possibly a duplicate)",
+                    updated_at=now,
+                    **_NOT_IN_FLIGHT,
+                )
+            ).rowcount
+
+    def next_retry_at(self, key: str) -> datetime | None:
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(sa.func.min(d.c.next_attempt)).where(d.c.issue_key == key, d.c.status == "retry")
+            ).scalar()
+
+    def skip_departed(self, key: str, *, now: datetime) -> int:
+        """Mark the undelivered deliveries of subscribers who have left as skipped."""
+        gone = sa.select(subscribers.c.email).where(subscribers.c.status != "active")
+        with self.engine.begin() as conn:
+            return conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.status.in_(("pending", "retry")), d.c.email.in_(gone))
+                .values(status="skipped", detail=_LEFT, updated_at=now)
+            ).rowcount
+
+    def reset_failed(self, key: str, *, now: datetime) -> int:
+        """Put an issue's failed deliveries back to pending (with a fresh attempt budget) and the
+        issue back to sending. Returns how many."""
+        with self.engine.begin() as conn:
+            n = conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.status == "failed")
+                .values(status="pending", attempts=0, next_attempt=None, updated_at=now)
+            ).rowcount
+            if n:
+                conn.execute(issues.update().where(issues.c.key == key).values(status="sending", finished_at=None))
+        return n
+
+    def with_status(self, key: str, statuses: Sequence[str]) -> list[DeliveryRecord]:
+        """An issue's deliveries in any of ``statuses``, by address."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.email, d.c.status, d.c.attempts, d.c.detail, d.c.next_attempt, d.c.interrupted)
+                .where(d.c.issue_key == key, d.c.status.in_(list(statuses)))
+                .order_by(d.c.email)
+            ).all()
+        return [record_from_row(DeliveryRecord, r) for r in rows]
+
+    def interrupted_total(self, key: str) -> int:
+        """How many times an issue's deliveries were in flight when their sender stopped."""
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.select(sa.func.coalesce(sa.func.sum(d.c.interrupted), 0)).where(d.c.issue_key == key)
+                ).scalar()
+                or 0
+            )
+
+    def pending(self, key: str) -> Iterator[tuple[str, str | None]]:
+        """(email, name) of the deliveries still to make (pending or retry), by address."""
+        with self.engine.connect() as conn:
+            for row in conn.execute(
+                sa.select(d.c.email, d.c.name)
+                .where(d.c.issue_key == key, d.c.status.in_(("pending", "retry")))
+                .order_by(d.c.email)
+            ):
+                yield row.email, row.name
+
+    def failed(self, key: str) -> list[tuple[str, str]]:
+        """(email, the server's words) of the deliveries that failed for good."""
+        return [(r.email, r.detail or "") for r in self.with_status(key, ("failed",))]
+
+    def counts(self, key: str) -> dict[str, int]:
+        """How many of an issue's deliveries are in each status."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(d.c.status, sa.func.count()).where(d.c.issue_key == key).group_by(d.c.status)
+            ).all()
+        return {status: n for status, n in rows}

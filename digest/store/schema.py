@@ -1,0 +1,234 @@
+"""The schema: every table, the UTCDateTime type, the schema version and the migrations to it.
+
+A database records its schema version in ``meta``. Opening an older one runs the migrations from its
+version up, each in one transaction; a newer one is refused, since this code would misread it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from digest.errors import StateError
+
+SCHEMA_VERSION = 2
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Stores aware datetimes as naive UTC (portable across SQLite and PostgreSQL); returns aware UTC."""
+
+    impl = sa.DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; attach a time zone first")
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+metadata = sa.MetaData()
+
+meta = sa.Table(
+    "meta",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+articles = sa.Table(
+    "articles",
+    metadata,
+    sa.Column("id", sa.String(255), primary_key=True),
+    sa.Column("source", sa.String(255), nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("url", sa.Text),
+    sa.Column("published", UTCDateTime, nullable=False, index=True),
+    sa.Column("updated", UTCDateTime),
+    sa.Column("author", sa.Text),
+    sa.Column("dek", sa.Text),
+    sa.Column("summary", sa.Text),
+    sa.Column("image", sa.Text),
+    sa.Column("image_alt", sa.Text),
+    sa.Column("tags", sa.Text, nullable=False, default="[]"),
+    sa.Column("section", sa.Text),
+    sa.Column("language", sa.String(32)),
+    sa.Column("body", sa.Text, nullable=False, default="[]"),
+    sa.Column("origin", sa.Text),
+    sa.Column("date_is_first_seen", sa.Boolean, nullable=False, default=False),
+    sa.Column("summary_by_editor", sa.Boolean, nullable=False, default=False),
+    sa.Column("first_seen", UTCDateTime, nullable=False),
+    sa.Column("content_hash", sa.String(64), nullable=False),
+)
+
+sources = sa.Table(
+    "sources",
+    metadata,
+    sa.Column("name", sa.String(255), primary_key=True),
+    sa.Column("location", sa.Text),
+    sa.Column("last_success", UTCDateTime),
+    sa.Column("last_error", sa.Text),
+    sa.Column("last_error_at", UTCDateTime),
+    sa.Column("failures", sa.Integer, nullable=False, default=0),
+    sa.Column("etag", sa.Text),
+    sa.Column("last_modified", sa.Text),
+    # Where a permanent redirect moved the configured URL; fetched instead of it until the
+    # configured location changes.
+    sa.Column("moved_to", sa.Text),
+    sa.Column("last_checked", UTCDateTime),
+    # What the last successful read found, e.g. "12 articles (3 new, 1 updated)" or "not modified".
+    sa.Column("last_note", sa.Text),
+)
+
+# Every way an article is recognised — its id, its canonical URL, the fingerprint of its text, its
+# title and minute of publication — hashed to a fixed width (see digest.sources.identity.article_key).
+# The same article reached through another source, or under a GUID its publisher changed, finds its row here.
+article_keys = sa.Table(
+    "article_keys",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("article_id", sa.String(255), nullable=False, index=True),
+    sa.Column("source", sa.String(255), nullable=False, index=True),
+)
+
+issues = sa.Table(
+    "issues",
+    metadata,
+    sa.Column("key", sa.String(64), primary_key=True),
+    sa.Column("slot", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # sending | sent | skipped
+    sa.Column("subject", sa.Text),
+    sa.Column("preheader", sa.Text),
+    sa.Column("html", sa.Text),
+    sa.Column("text", sa.Text),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime),
+    sa.Column("note", sa.Text),
+)
+
+issue_articles = sa.Table(
+    "issue_articles",
+    metadata,
+    sa.Column("issue_key", sa.String(64), sa.ForeignKey("issues.key"), primary_key=True),
+    sa.Column("article_id", sa.String(255), primary_key=True),
+    sa.Column("position", sa.Integer, nullable=False),
+)
+
+subscribers = sa.Table(
+    "subscribers",
+    metadata,
+    sa.Column("email", sa.String(320), primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False, default="active"),  # active | unsubscribed | bounced
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
+deliveries = sa.Table(
+    "deliveries",
+    metadata,
+    sa.Column("issue_key", sa.String(64), sa.ForeignKey("issues.key"), primary_key=True),
+    sa.Column("email", sa.String(320), primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("status", sa.String(16), nullable=False, default="pending"),  # pending | sent | failed | retry
+    sa.Column("attempts", sa.Integer, nullable=False, default=0),
+    sa.Column("message_id", sa.Text),
+    sa.Column("detail", sa.Text),
+    sa.Column("next_attempt", UTCDateTime),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The in-flight state (status "inflight"): which sender process holds the delivery, under
+    # which batch claim, and until when. See digest.delivery.ledger for the protocol.
+    sa.Column("owner", sa.String(160)),
+    sa.Column("claim", sa.String(40)),
+    sa.Column("lease_until", UTCDateTime),
+    # How often this delivery was in flight when its sender stopped (each may be one duplicate).
+    sa.Column("interrupted", sa.Integer, nullable=False, default=0),
+    sa.Index("ix_deliveries_issue_status", "issue_key", "status", "email"),
+)
+
+# A lease on a named piece of work (``issue:2025-W33``): whoever holds an unexpired lease is the
+# only process doing that work. Taking one is a single INSERT, or a single UPDATE of an expired
+# row, so two processes (or two machines on one PostgreSQL) can never both hold it.
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(128), primary_key=True),
+    sa.Column("owner", sa.String(255), nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+# Issues an editor held back (`digest hold ISSUE`): not sent at their slot until released.
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("issue_key", sa.String(64), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("note", sa.Text),
+)
+
+# [PREVIEW] copies sent to the editors before a slot; one row per issue, so a restart or a second
+# scheduler never sends the preview twice.
+reviews = sa.Table(
+    "reviews",
+    metadata,
+    sa.Column("issue_key", sa.String(64), primary_key=True),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Column("recipients", sa.Text, nullable=False),
+)
+
+
+def _add_summary_by_editor(conn: Connection) -> None:
+    # Existing articles were stored before the folder source said whose summary it was: false.
+    kind = sa.Boolean().compile(dialect=conn.dialect)
+    false = sa.false().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE articles ADD COLUMN summary_by_editor {kind} NOT NULL DEFAULT {false}"))
+
+
+#: The step that brings a database to each version from the one before it.
+MIGRATIONS: dict[int, Callable[[Connection], None]] = {
+    2: _add_summary_by_editor,
+}
+
+
+def _version(conn: Connection) -> int | None:
+    if not sa.inspect(conn).has_table(meta.name):
+        return None
+    found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema_version")).scalar()
+    return None if found is None else int(found)
+
+
+def migrate(engine: Engine, *, where: str) -> None:
+    """Bring the database at ``engine`` to SCHEMA_VERSION: create it when empty, run the missing
+    migrations when older, refuse it (StateError naming ``where``) when newer."""
+    with engine.connect() as conn:
+        found = _version(conn)
+    if found is not None and found > SCHEMA_VERSION:
+        raise StateError(
+            f"state database {where} has schema version {found}, newer than this digest's {SCHEMA_VERSION}; "
+            "upgrade digest or use a fresh [state] url"
+        )
+    if found is not None:
+        for version in range(found + 1, SCHEMA_VERSION + 1):
+            with engine.begin() as conn:
+                # Another process may have run this step since the version was read.
+                if (_version(conn) or 0) >= version:
+                    continue
+                MIGRATIONS[version](conn)
+                conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version)))
+    metadata.create_all(engine)
+    if found is None:
+        with engine.begin() as conn:
+            try:
+                conn.execute(meta.insert().values(key="schema_version", value=str(SCHEMA_VERSION)))
+            except IntegrityError:
+                pass  # another process made the database at the same moment

@@ -1,0 +1,409 @@
+"""The store: each repository through its public methods, the schema's migrations, and its boundaries."""
+
+from __future__ import annotations
+
+import dataclasses
+import subprocess
+import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from digest.errors import StateError
+from digest.models import (
+    Article,
+    ArticleKey,
+    ArticleWrite,
+    Block,
+    DeliveryResult,
+    RenderedIssue,
+    UpsertPlan,
+    UpsertReport,
+)
+from digest.store import Store
+from digest.store.records import (
+    DeliveryRecord,
+    HoldRecord,
+    IssueRecord,
+    IssueSummary,
+    LeaseRecord,
+    ReviewRecord,
+    SourceRecord,
+    SubscriberRecord,
+)
+from digest.store.schema import SCHEMA_VERSION, metadata
+
+NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
+HOUR = timedelta(hours=1)
+RENDERED = RenderedIssue(key="2025-W33", subject="Issue 33", preheader="This week", html="<p>33</p>", text="33")
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    with Store(f"sqlite:///{tmp_path / 'state.sqlite3'}") as s:
+        yield s  # type: ignore[misc]
+
+
+def assert_frozen(record: object) -> None:
+    assert dataclasses.is_dataclass(record) and not isinstance(record, type)
+    field = dataclasses.fields(record)[0].name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(record, field, None)
+
+
+def article(id: str, *, source: str = "blog", published: datetime = NOW - HOUR, **kw: object) -> Article:
+    return Article(id=id, source=source, title=f"Title {id}", published=published, body=(Block("Text."),), **kw)  # type: ignore[arg-type]
+
+
+def plan_of(*articles: Article, keys: tuple[ArticleKey, ...] = ()) -> UpsertPlan:
+    return UpsertPlan(
+        inserts=tuple(ArticleWrite(a, first_seen=NOW, content_hash=f"hash-{a.id}") for a in articles),
+        updates=(),
+        keys=keys,
+        report=UpsertReport(new=len(articles)),
+    )
+
+
+def claim_issue(store: Store, recipients: list[tuple[str, str | None]] | None = None) -> None:
+    assert store.issues.claim(
+        RENDERED.key, slot=NOW, rendered=RENDERED, article_ids=["a1", "a2"], recipients=recipients, now=NOW
+    )
+
+
+# --- articles -------------------------------------------------------------------------------------
+
+
+def test_articles_round_trip_every_field(store: Store) -> None:
+    full = Article(
+        id="a1",
+        source="blog",
+        title="A title",
+        published=NOW - HOUR,
+        body=(Block("Heading", kind="h"), Block("Paragraph.")),
+        url="https://example.org/a1",
+        author="Ann",
+        dek="A dek",
+        summary="An editor's summary.",
+        image="https://example.org/a1.png",
+        image_alt="A picture",
+        tags=("one", "two"),
+        section="News",
+        language="en",
+        updated=NOW,
+        origin="content/a1.md",
+        summary_by_editor=True,
+    )
+    assert store.articles.apply(plan_of(full)) == UpsertReport(new=1)
+    assert store.articles.all() == [full]
+
+
+def test_articles_known_reports_key_owners_and_stored_state(store: Store) -> None:
+    store.articles.apply(plan_of(article("a1"), keys=(ArticleKey("k-url", "a1", "blog"),)))
+    known = store.articles.known(["k-url", "k-unknown"], ["a2"])
+    assert dict(known.owners) == {"k-url": "a1"}
+    (stored,) = known.by_id.values()
+    assert (stored.id, stored.source, stored.content_hash, stored.first_seen) == ("a1", "blog", "hash-a1", NOW)
+    assert stored.body_chars == len("Text.")
+    assert_frozen(stored)
+    assert store.articles.known_keys("blog") == frozenset({"k-url"})
+    assert store.articles.known_keys("other") == frozenset()
+
+
+def test_articles_apply_updates_in_place(store: Store) -> None:
+    store.articles.apply(plan_of(article("a1")))
+    edited = dataclasses.replace(article("a1"), title="Edited")
+    write = ArticleWrite(edited, first_seen=NOW, content_hash="hash-2")
+    store.articles.apply(UpsertPlan(inserts=(), updates=(write,), keys=(), report=UpsertReport(updated=1)))
+    assert [a.title for a in store.articles.all()] == ["Edited"]
+    assert store.articles.known([], ["a1"]).by_id["a1"].content_hash == "hash-2"
+
+
+def test_articles_published_between_is_open_at_the_start_and_newest_first(store: Store) -> None:
+    store.articles.apply(plan_of(*(article(f"a{h}", published=NOW - h * HOUR) for h in range(4))))
+    got = store.articles.published_between(NOW - 3 * HOUR, NOW)
+    assert [a.id for a in got] == ["a0", "a1", "a2"]
+
+
+# --- issues, holds, reviews -----------------------------------------------------------------------
+
+
+def test_an_issue_is_claimed_once_and_read_back_as_a_record(store: Store) -> None:
+    store.subscribers.add([("a@example.org", "A")], now=NOW)
+    claim_issue(store)
+    assert not store.issues.claim(RENDERED.key, slot=NOW, rendered=RENDERED, article_ids=[], recipients=[], now=NOW)
+    record = store.issues.get(RENDERED.key)
+    assert isinstance(record, IssueRecord) and record.status == "sending" and record.subject == "Issue 33"
+    assert_frozen(record)
+    assert store.issues.get("2025-W34") is None
+    assert store.issues.rendered(RENDERED.key) == RENDERED
+    assert store.issues.carried_article_ids() == {"a1", "a2"}
+    assert store.issues.carried_article_ids(excluding=RENDERED.key) == set()
+    assert [r.key for r in store.issues.unfinished()] == [RENDERED.key]
+    store.issues.finish(RENDERED.key, now=NOW + HOUR)
+    finished = store.issues.get(RENDERED.key)
+    assert finished is not None and (finished.status, finished.finished_at) == ("sent", NOW + HOUR)
+    assert store.issues.unfinished() == []
+
+
+def test_published_issues_leave_out_skipped_ones_and_recent_lists_all(store: Store) -> None:
+    claim_issue(store, recipients=[])
+    assert store.issues.record_skipped("2025-W34", slot=NOW + 7 * 24 * HOUR, note="too few articles", now=NOW)
+    assert not store.issues.record_skipped("2025-W34", slot=NOW, note="again", now=NOW)
+    (published,) = store.issues.published()
+    assert published == IssueSummary(
+        key="2025-W33", slot=NOW, status="sending", subject="Issue 33", preheader="This week", note=None
+    )
+    assert [(r.key, r.status, r.note) for r in store.issues.recent()] == [
+        ("2025-W34", "skipped", "too few articles"),
+        ("2025-W33", "sending", None),
+    ]
+    assert store.issues.rendered("2025-W34") is None
+
+
+def test_holds(store: Store) -> None:
+    assert store.issues.hold("2025-W34", now=NOW, note="waiting for a correction")
+    assert not store.issues.hold("2025-W34", now=NOW)
+    assert store.issues.is_held("2025-W34") and not store.issues.is_held("2025-W35")
+    assert store.issues.held() == [HoldRecord(issue_key="2025-W34", created_at=NOW, note="waiting for a correction")]
+    assert store.issues.release_hold("2025-W34")
+    assert not store.issues.release_hold("2025-W34")
+    assert store.issues.held() == []
+
+
+def test_reviews_go_out_once(store: Store) -> None:
+    assert store.issues.review("2025-W33") is None
+    assert store.issues.claim_review("2025-W33", ["ed@example.org"], now=NOW)
+    assert not store.issues.claim_review("2025-W33", ["ed@example.org"], now=NOW)
+    assert store.issues.review("2025-W33") == ReviewRecord("2025-W33", NOW, '["ed@example.org"]')
+
+
+# --- deliveries -----------------------------------------------------------------------------------
+
+
+def test_deliveries_are_claimed_recorded_and_counted(store: Store) -> None:
+    recipients = [("a@example.org", "A"), ("b@example.org", None), ("c@example.org", None)]
+    claim_issue(store, recipients=recipients)
+    key = RENDERED.key
+    assert store.deliveries.counts(key) == {"pending": 3}
+    assert list(store.deliveries.pending(key)) == recipients
+    batch = store.deliveries.claim(key, owner="host:1", claim="c1", limit=2, now=NOW, lease_until=NOW + HOUR)
+    assert batch == [("a@example.org", "A", 0), ("b@example.org", None, 0)]
+    assert store.deliveries.inflight_owners(key) == [("host:1", NOW + HOUR, 2)]
+    outcomes = [
+        (DeliveryResult("a@example.org", "sent", message_id="<m1>"), None),
+        (DeliveryResult("b@example.org", "retry", detail="421 try later"), NOW + HOUR),
+    ]
+    store.deliveries.record(key, "c1", outcomes, now=NOW)
+    assert store.deliveries.counts(key) == {"sent": 1, "retry": 1, "pending": 1}
+    assert store.deliveries.next_retry_at(key) == NOW + HOUR
+    (retry,) = store.deliveries.with_status(key, ("retry",))
+    assert retry == DeliveryRecord("b@example.org", "retry", 1, "421 try later", NOW + HOUR, 0)
+    assert_frozen(retry)
+    # The retry is not due yet: only the pending one is claimed.
+    assert [r[0] for r in store.deliveries.claim(key, owner="h", claim="c2", limit=5, now=NOW, lease_until=NOW)] == [
+        "c@example.org"
+    ]
+    store.deliveries.record(key, "c2", [(DeliveryResult("c@example.org", "failed", detail="550 no"), None)], now=NOW)
+    assert store.deliveries.failed(key) == [("c@example.org", "550 no")]
+    assert store.deliveries.reset_failed(key, now=NOW) == 1
+    assert store.deliveries.counts(key) == {"sent": 1, "retry": 1, "pending": 1}
+
+
+def test_a_released_claim_is_pending_again_and_an_interrupted_one_is_counted(store: Store) -> None:
+    claim_issue(store, recipients=[("a@example.org", None), ("b@example.org", None)])
+    key = RENDERED.key
+    store.deliveries.claim(key, owner="h1", claim="c1", limit=1, now=NOW, lease_until=NOW + HOUR)
+    assert store.deliveries.release_claim(key, "c1", now=NOW) == 1
+    store.deliveries.claim(key, owner="h2", claim="c2", limit=2, now=NOW, lease_until=NOW + HOUR)
+    assert store.deliveries.reclaim_interrupted(key, "h2", now=NOW) == 2
+    assert store.deliveries.counts(key) == {"pending": 2}
+    assert store.deliveries.interrupted_total(key) == 2
+
+
+def test_deliveries_of_subscribers_who_left_are_skipped(store: Store) -> None:
+    store.subscribers.add([("a@example.org", None), ("b@example.org", None)], now=NOW)
+    claim_issue(store)  # recipients=None: the active subscribers, frozen inside the database
+    assert store.deliveries.counts(RENDERED.key) == {"pending": 2}
+    store.subscribers.set_status("b@example.org", "unsubscribed", now=NOW)
+    assert store.deliveries.skip_departed(RENDERED.key, now=NOW) == 1
+    assert store.deliveries.counts(RENDERED.key) == {"pending": 1, "skipped": 1}
+
+
+def test_a_bounce_recorded_with_a_batch_marks_the_subscriber(store: Store) -> None:
+    store.subscribers.add([("a@example.org", None)], now=NOW)
+    claim_issue(store)
+    store.deliveries.claim(RENDERED.key, owner="h", claim="c1", limit=1, now=NOW, lease_until=NOW)
+    result = DeliveryResult("a@example.org", "failed", detail="550 unknown user")
+    store.deliveries.record(RENDERED.key, "c1", [(result, None)], now=NOW, bounced=["a@example.org"])
+    assert [s.status for s in store.subscribers.all()] == ["bounced"]
+
+
+# --- subscribers ----------------------------------------------------------------------------------
+
+
+def test_subscribers(store: Store) -> None:
+    assert store.subscribers.add([("a@example.org", "A"), ("b@example.org", None)], now=NOW) == (2, 0)
+    assert store.subscribers.set_status("b@example.org", "unsubscribed", now=NOW)
+    assert not store.subscribers.set_status("nobody@example.org", "unsubscribed", now=NOW)
+    # An import never re-subscribes someone who left.
+    assert store.subscribers.add([("b@example.org", None), ("c@example.org", None)], now=NOW) == (1, 1)
+    store.subscribers.add_new([("d@example.org", "D")], now=NOW)
+    everyone = store.subscribers.all()
+    assert [(s.email, s.status) for s in everyone] == [
+        ("a@example.org", "active"),
+        ("b@example.org", "unsubscribed"),
+        ("c@example.org", "active"),
+        ("d@example.org", "active"),
+    ]
+    assert everyone[0] == SubscriberRecord("a@example.org", "A", "active", NOW, NOW)
+    assert_frozen(everyone[0])
+    assert list(store.subscribers.stream("unsubscribed", chunk=1)) == store.subscribers.all("unsubscribed")
+    active = [("a@example.org", "A"), ("c@example.org", None), ("d@example.org", "D")]
+    assert store.subscribers.active_recipients() == active
+    assert list(store.subscribers.iter_active_recipients(chunk=2)) == active
+
+
+def test_unsubscribe_ignores_the_case_of_the_address(store: Store) -> None:
+    store.subscribers.add([("Ann@Example.org", None)], now=NOW)
+    assert store.subscribers.unsubscribe("ann@example.ORG", now=NOW) == "unsubscribed"
+    assert store.subscribers.unsubscribe("ann@example.org", now=NOW) == "already"
+    assert store.subscribers.unsubscribe("bob@example.org", now=NOW) == "unknown"
+
+
+# --- sources --------------------------------------------------------------------------------------
+
+
+def test_sources_record_reads_and_forget_an_old_location(store: Store) -> None:
+    feed = "https://example.org/feed"
+    store.sources.record_read("news", feed, error=None, now=NOW, validators=('"e1"', None), note="3 articles")
+    store.sources.record_read("news", feed, error="timed out", now=NOW + HOUR)
+    record = store.sources.get("news", feed)
+    assert isinstance(record, SourceRecord)
+    assert (record.etag, record.failures, record.last_error, record.last_success) == ('"e1"', 1, "timed out", NOW)
+    assert (record.last_error_at, record.last_checked, record.last_note) == (NOW + HOUR, NOW + HOUR, "3 articles")
+    assert_frozen(record)
+    assert store.sources.get("news", "https://example.org/other") is None
+    store.sources.record_read("news", "https://example.org/other", error=None, now=NOW + 2 * HOUR)
+    moved = store.sources.get("news", "https://example.org/other")
+    assert moved is not None and moved.etag is None and moved.failures == 0
+    assert [r.name for r in store.sources.all()] == ["news"]
+
+
+# --- leases and meta ------------------------------------------------------------------------------
+
+
+def test_leases(store: Store) -> None:
+    assert store.leases.acquire("issue:1", "h1", now=NOW, ttl=HOUR)
+    assert store.leases.acquire("issue:1", "h1", now=NOW, ttl=HOUR), "its own lease again"
+    assert not store.leases.acquire("issue:1", "h2", now=NOW, ttl=HOUR)
+    assert store.leases.holder("issue:1") == LeaseRecord("issue:1", "h1", NOW, NOW + HOUR)
+    assert store.leases.renew("issue:1", "h1", now=NOW + HOUR, ttl=HOUR)
+    assert not store.leases.renew("issue:1", "h2", now=NOW, ttl=HOUR)
+    assert not store.leases.take_over("issue:1", "h3", "h2", now=NOW, ttl=HOUR)
+    assert store.leases.take_over("issue:1", "h1", "h2", now=NOW, ttl=HOUR)
+    store.leases.release("issue:1", "h1")  # not its lease any more: nothing happens
+    holder = store.leases.holder("issue:1")
+    assert holder is not None and holder.owner == "h2"
+    assert_frozen(holder)
+    # An expired lease is free for anyone.
+    assert store.leases.acquire("issue:1", "h3", now=NOW + 2 * HOUR, ttl=HOUR)
+    store.leases.release("issue:1", "h3")
+    assert store.leases.holder("issue:1") is None
+
+
+def test_the_secret_is_made_once_and_shared(store: Store, tmp_path: Path) -> None:
+    secret = store.meta.secret()
+    assert len(secret) >= 32
+    with Store(store.url) as other:
+        assert other.meta.secret() == secret
+    assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
+
+
+# --- schema versions ------------------------------------------------------------------------------
+
+# The articles table as schema version 1 made it (before summary_by_editor).
+V1_ARTICLES = """
+CREATE TABLE articles (
+    id VARCHAR(255) NOT NULL,
+    source VARCHAR(255) NOT NULL,
+    title TEXT NOT NULL,
+    url TEXT,
+    published DATETIME NOT NULL,
+    updated DATETIME,
+    author TEXT,
+    dek TEXT,
+    summary TEXT,
+    image TEXT,
+    image_alt TEXT,
+    tags TEXT NOT NULL,
+    section TEXT,
+    language VARCHAR(32),
+    body TEXT NOT NULL,
+    origin TEXT,
+    date_is_first_seen BOOLEAN NOT NULL,
+    first_seen DATETIME NOT NULL,
+    content_hash VARCHAR(64) NOT NULL,
+    PRIMARY KEY (id)
+)
+"""
+
+
+def version_1_database(path: Path) -> str:
+    url = f"sqlite:///{path}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text(V1_ARTICLES))
+        conn.execute(sa.text("CREATE INDEX ix_articles_published ON articles (published)"))
+        # Every other table is as version 1 had it.
+        metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t.name != "articles"])
+        conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('schema_version', '1')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO articles (id, source, title, published, tags, body, date_is_first_seen, first_seen,"
+                " content_hash) VALUES ('old', 'blog', 'Stored by version 1', '2025-08-10 09:00:00.000000', '[]',"
+                " '[[\"p\", \"Old text.\"]]', 0, '2025-08-10 09:00:00.000000', 'h')"
+            )
+        )
+    engine.dispose()
+    return url
+
+
+def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
+    url = version_1_database(tmp_path / "v1.sqlite3")
+    with Store(url) as store:
+        assert store.meta.get("schema_version") == "2"
+        (old,) = store.articles.all()
+        assert (old.id, old.title, old.body, old.summary_by_editor) == (
+            "old",
+            "Stored by version 1",
+            (Block("Old text."),),
+            False,
+        )
+        store.articles.apply(plan_of(article("new", summary="By the editor.", summary_by_editor=True)))
+    with Store(url) as again:  # opening an up-to-date database changes nothing
+        assert {a.id: a.summary_by_editor for a in again.articles.all()} == {"old": False, "new": True}
+
+
+def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'future.sqlite3'}"
+    Store(url).close()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": SCHEMA_VERSION + 1})
+    engine.dispose()
+    with pytest.raises(StateError) as refused:
+        Store(url)
+    message = str(refused.value)
+    assert f"schema version {SCHEMA_VERSION + 1}, newer than this digest's {SCHEMA_VERSION}" in message
+    assert "\n" not in message
+
+
+# --- boundaries -----------------------------------------------------------------------------------
+
+
+def test_the_store_does_not_import_the_sources() -> None:
+    probe = "import sys, digest.store; print(sorted(m for m in sys.modules if m.startswith('digest.sources')))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
