@@ -127,21 +127,6 @@ def describe_planned_runs(settings: Settings, after: datetime, count: int = 5) -
 _JOB_KWARGS: dict[str, None] = {"scheduler": None}
 
 
-def scheduled_send(scheduler: DigestScheduler) -> None:
-    """The job at each slot: ingest, build and send the issue that is due."""
-    scheduler.run_send()
-
-
-def scheduled_review(scheduler: DigestScheduler) -> None:
-    """The job ``review_hours`` before each slot: the [PREVIEW] to the editors."""
-    scheduler.run_review()
-
-
-def scheduled_resume(scheduler: DigestScheduler) -> None:
-    """The job every :data:`RESUME_EVERY`: finish sends left unfinished."""
-    scheduler.run_resume()
-
-
 @dataclass(frozen=True)
 class JobRun:
     """What a listener hears after each due run of a job: ``missed`` when it was past its grace
@@ -191,7 +176,8 @@ class DigestScheduler:
         self._stop_reason: str | None = None
         self._wake = threading.Event()
         self._listeners: list[Callable[[JobRun], None]] = []
-        self._reported_stale: set[str] = set()
+        # Unfinished issues past the grace whose log line was written (once per process).
+        self.stale_reported: set[str] = set()
 
     # -- running and stopping ---------------------------------------------------------------
 
@@ -344,106 +330,9 @@ class DigestScheduler:
             next_run_time=trigger.get_next_fire_time(None, now),
         )
 
-    def _backend(self, folder: str) -> Backend | None:
+    def backend_for(self, folder: str) -> Backend | None:
+        """The backend a job sends through: the factory's, else None (the configured one)."""
         return self._backend_factory(folder) if self._backend_factory else None
-
-    def run_send(self) -> None:
-        now = self.clock.now()
-        slot = due_slot(self.settings, now)
-        previewed = bool(self.settings.schedule.review_hours) and self.store.issues.review(slot.key) is not None
-        if self.settings.schedule.review_hours and not previewed and self.store.issues.get(slot.key) is None:
-            log.warning("issue %s: no [PREVIEW] went to the editors before its slot; sending it anyway", slot.key)
-        # After a preview, send what the editors saw: the articles stored then, not a fresh read.
-        ingested, report = run_once(
-            self.settings,
-            self.store,
-            as_of=now,
-            now=now,
-            clock=self.clock.now,
-            backend=self._backend(slot.key),
-            stop=lambda: self.stopping,
-            read_sources=not previewed,
-        )
-        for source in ingested.failed:
-            log.warning("%s", source.error)
-        self._log_report(report, slot, now)
-
-    def run_review(self) -> None:
-        now = self.clock.now()
-        slot = review_slot(self.settings, now)
-        report = send_review(self.settings, self.store, now=now, backend=self._backend(f"preview-{slot.key}"))
-        for error in report.source_errors:
-            log.warning("%s", error)
-        if report.outcome == "already-done":
-            log.info("issue %s: already previewed or sent; no [PREVIEW] now", slot.key)
-        elif report.outcome == "too-few":
-            log.warning(
-                "issue %s: only %d new article%s, fewer than selection.min_articles = %d; no [PREVIEW] sent, "
-                "and at its slot the issue is skipped unless more arrive",
-                slot.key,
-                report.articles,
-                "" if report.articles == 1 else "s",
-                self.settings.selection.min_articles,
-            )
-        elif report.outcome == "sent":
-            for r in report.results:
-                if r.status != "sent":
-                    log.warning("issue %s: [PREVIEW] to %s not delivered: %s", slot.key, r.recipient, r.detail)
-            log.info(
-                "issue %s: [PREVIEW] sent to %s; it goes out at %s unless `digest hold %s`",
-                slot.key,
-                ", ".join(r.recipient for r in report.results if r.status == "sent") or "nobody",
-                local_time(slot.at, self.settings),
-                slot.key,
-            )
-
-    def run_resume(self) -> None:
-        """Finish sends left unfinished (stopped, crashed, transient failures) within the grace."""
-        now = self.clock.now()
-        grace = timedelta(hours=self.settings.schedule.misfire_grace_hours)
-        for row in self.store.issues.unfinished():
-            if self.stopping:
-                return
-            if now - row.slot > grace:
-                if row.key not in self._reported_stale:
-                    self._reported_stale.add(row.key)
-                    log.warning(
-                        "issue %s was left unfinished and its slot (%s) is past the misfire grace of %s; "
-                        "finish it by hand with: digest send --as-of %s",
-                        row.key,
-                        local_time(row.slot, self.settings),
-                        _hours(self.settings.schedule.misfire_grace_hours),
-                        row.slot.astimezone(self.settings.newsletter.tz).isoformat(timespec="minutes"),
-                    )
-                continue
-            slot = Slot(row.key, row.slot)
-            report = send_issue_exclusive(
-                self.settings,
-                self.store,
-                slot,
-                now=now,
-                clock=self.clock.now,
-                backend=self._backend(slot.key),
-                stop=lambda: self.stopping,
-            )
-            if report.outcome != "claimed-elsewhere":
-                self._log_report(report, slot, now)
-
-    def _log_report(self, report: SendReport, slot: Slot, now: datetime) -> None:
-        late = now - slot.at
-        when = f" (slot {local_time(slot.at, self.settings)}" + (
-            f", {_late(late)} late)" if late >= timedelta(minutes=1) else ")"
-        )
-        if report.outcome in ("sent", "resumed", "already-sent", "claimed-elsewhere"):
-            log.info("%s%s", report.message, when)
-        elif report.outcome == "incomplete" and self.stopping:
-            log.warning(
-                "%s%s; stopped on request: the rest is sent when the scheduler starts again", report.message, when
-            )
-        else:
-            log.warning("%s%s", report.message, when)
-        for email, detail in report.failures:
-            log.warning("issue %s: failed: %s: %s", slot.key, email, detail)
 
     def _report_missed(self, job_id: str, run_time: datetime) -> None:
         late = self.clock.now() - run_time
@@ -466,6 +355,112 @@ class DigestScheduler:
             log.warning(
                 "the [PREVIEW] of issue %s was not sent: %s; the issue still goes out at its slot", slot.key, why
             )
+
+
+# --- the jobs ----------------------------------------------------------------------------------
+
+
+def scheduled_send(scheduler: DigestScheduler) -> None:
+    """The job at each slot: ingest, build and send the issue that is due."""
+    settings, store, now = scheduler.settings, scheduler.store, scheduler.clock.now()
+    slot = due_slot(settings, now)
+    previewed = bool(settings.schedule.review_hours) and store.issues.review(slot.key) is not None
+    if settings.schedule.review_hours and not previewed and store.issues.get(slot.key) is None:
+        log.warning("issue %s: no [PREVIEW] went to the editors before its slot; sending it anyway", slot.key)
+    # After a preview, send what the editors saw: the articles stored then, not a fresh read.
+    ingested, report = run_once(
+        settings,
+        store,
+        as_of=now,
+        now=now,
+        clock=scheduler.clock.now,
+        backend=scheduler.backend_for(slot.key),
+        stop=lambda: scheduler.stopping,
+        read_sources=not previewed,
+    )
+    for source in ingested.failed:
+        log.warning("%s", source.error)
+    _log_send(report, slot, now, settings, stopped=scheduler.stopping)
+
+
+def scheduled_review(scheduler: DigestScheduler) -> None:
+    """The job ``review_hours`` before each slot: the [PREVIEW] to the editors."""
+    settings, now = scheduler.settings, scheduler.clock.now()
+    slot = review_slot(settings, now)
+    report = send_review(settings, scheduler.store, now=now, backend=scheduler.backend_for(f"preview-{slot.key}"))
+    for error in report.source_errors:
+        log.warning("%s", error)
+    if report.outcome == "already-done":
+        log.info("issue %s: already previewed or sent; no [PREVIEW] now", slot.key)
+    elif report.outcome == "too-few":
+        log.warning(
+            "issue %s: only %d new article%s, fewer than selection.min_articles = %d; no [PREVIEW] sent, "
+            "and at its slot the issue is skipped unless more arrive",
+            slot.key,
+            report.articles,
+            "" if report.articles == 1 else "s",
+            settings.selection.min_articles,
+        )
+    elif report.outcome == "sent":
+        for r in report.results:
+            if r.status != "sent":
+                log.warning("issue %s: [PREVIEW] to %s not delivered: %s", slot.key, r.recipient, r.detail)
+        log.info(
+            "issue %s: [PREVIEW] sent to %s; it goes out at %s unless `digest hold %s`",
+            slot.key,
+            ", ".join(r.recipient for r in report.results if r.status == "sent") or "nobody",
+            local_time(slot.at, settings),
+            slot.key,
+        )
+
+
+def scheduled_resume(scheduler: DigestScheduler) -> None:
+    """The job every :data:`RESUME_EVERY`: finish sends left unfinished (stopped, crashed,
+    transient failures) within the grace."""
+    settings, now = scheduler.settings, scheduler.clock.now()
+    grace = timedelta(hours=settings.schedule.misfire_grace_hours)
+    for row in scheduler.store.issues.unfinished():
+        if scheduler.stopping:
+            return
+        if now - row.slot > grace:
+            if row.key not in scheduler.stale_reported:
+                scheduler.stale_reported.add(row.key)
+                log.warning(
+                    "issue %s was left unfinished and its slot (%s) is past the misfire grace of %s; "
+                    "finish it by hand with: digest send --as-of %s",
+                    row.key,
+                    local_time(row.slot, settings),
+                    _hours(settings.schedule.misfire_grace_hours),
+                    row.slot.astimezone(settings.newsletter.tz).isoformat(timespec="minutes"),
+                )
+            continue
+        slot = Slot(row.key, row.slot)
+        report = send_issue_exclusive(
+            settings,
+            scheduler.store,
+            slot,
+            now=now,
+            clock=scheduler.clock.now,
+            backend=scheduler.backend_for(slot.key),
+            stop=lambda: scheduler.stopping,
+        )
+        if report.outcome != "claimed-elsewhere":
+            _log_send(report, slot, now, settings, stopped=scheduler.stopping)
+
+
+def _log_send(report: SendReport, slot: Slot, now: datetime, settings: Settings, *, stopped: bool) -> None:
+    late = now - slot.at
+    when = f" (slot {local_time(slot.at, settings)}" + (
+        f", {_late(late)} late)" if late >= timedelta(minutes=1) else ")"
+    )
+    if report.outcome in ("sent", "resumed", "already-sent", "claimed-elsewhere"):
+        log.info("%s%s", report.message, when)
+    elif report.outcome == "incomplete" and stopped:
+        log.warning("%s%s; stopped on request: the rest is sent when the scheduler starts again", report.message, when)
+    else:
+        log.warning("%s%s", report.message, when)
+    for email, detail in report.failures:
+        log.warning("issue %s: failed: %s: %s", slot.key, email, detail)
 
 
 def _late(delta: timedelta) -> str:
