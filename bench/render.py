@@ -25,10 +25,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from digest.config import SourceSettings, load_config  # noqa: E402
+from digest.delivery.mime import build_message  # noqa: E402
 from digest.models import Issue, IssueEntry  # noqa: E402
 from digest.render.environment import make_environment  # noqa: E402
-from digest.render.issue import html_bytes, issue_context, render_issue  # noqa: E402
-from digest.render.message import build_message, personalise  # noqa: E402
+from digest.render.issue import html_bytes, issue_context, personalise, render_issue  # noqa: E402
 from digest.render.mjml import compile_mjml  # noqa: E402
 from digest.sources.folder import FolderSource  # noqa: E402
 from digest.teaser import make_teaser  # noqa: E402

@@ -11,8 +11,9 @@ from datetime import datetime
 from pathlib import Path
 
 from digest.config import Settings
+from digest.delivery.mime import build_message
 from digest.models import RenderedIssue
-from digest.render.message import build_message, personalise
+from digest.render.issue import personalise
 from digest.tokens import TokenSigner
 
 # The reader a built or previewed issue is personalised for: an address no one receives mail at.

@@ -150,7 +150,7 @@ class Issue:
 @dataclass(frozen=True)
 class RenderedIssue:
     """The rendered issue, once per issue. Per-recipient parts are placeholders filled in by
-    :func:`digest.render.message.personalise`."""
+    :func:`digest.render.issue.personalise`."""
 
     key: str
     subject: str

@@ -1,21 +1,17 @@
-"""Simulated time for real APScheduler schedulers: no test sleeps through real minutes.
+"""Simulated time for the scheduler: no test sleeps through real minutes.
 
-A :class:`SimulatedClock` is a :class:`digest.schedule.Clock`: when the scheduler's main loop waits
-for its next run, the clock jumps straight there; at ``until`` it asks the scheduler to stop.
-:func:`apscheduler_reads` makes APScheduler itself (its due-job lookup and its misfire check) read the
-same clock, so the real trigger, job store, coalescing and grace-period logic run unchanged.
+A :class:`SimulatedClock` is a :class:`digest.clock.Clock`: when the scheduler's loop waits for
+its next run, the clock jumps straight there; at ``until`` it asks the scheduler to stop. The
+scheduler reads the time only from its clock, so the real APScheduler triggers and job store run
+unchanged under simulated time.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, tzinfo
-
-import apscheduler.executors.base
-import apscheduler.schedulers.base
+from datetime import datetime, timedelta
 
 from digest.delivery.base import Backend, OutgoingMessage
 from digest.models import DeliveryResult
@@ -37,28 +33,6 @@ class SimulatedClock:
         self._now = max(self._now, target)
         if self._now >= self.until:
             self.on_horizon()
-
-
-@contextmanager
-def apscheduler_reads(clock: Callable[[], SimulatedClock | None]) -> Iterator[None]:
-    """While active, APScheduler's ``datetime.now`` is ``clock().now()`` (``clock()`` returns the
-    clock of the scheduler being run; the real time when there is none)."""
-
-    class ClockDatetime(datetime):
-        @classmethod
-        def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
-            c = clock()
-            if c is None:
-                return datetime.now(tz)
-            return c.now().astimezone(tz) if tz is not None else c.now().replace(tzinfo=None)
-
-    saved = (apscheduler.schedulers.base.datetime, apscheduler.executors.base.datetime)
-    apscheduler.schedulers.base.datetime = ClockDatetime  # type: ignore[misc]
-    apscheduler.executors.base.datetime = ClockDatetime  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        apscheduler.schedulers.base.datetime, apscheduler.executors.base.datetime = saved  # type: ignore[misc]
 
 
 @dataclass(frozen=True)

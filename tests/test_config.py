@@ -120,3 +120,34 @@ def test_invalid_toml_is_one_line(tmp_path: Path) -> None:
     p.write_text("[newsletter\ntitle = 1\n")
     proc = run_cli("--config", str(p), "ingest")
     assert_one_clear_line(proc, "bad.toml", "not valid TOML")
+
+
+def test_backend_and_source_kind_come_from_the_registries(write_config) -> None:
+    path = write_config()
+    path.write_text(
+        path.read_text().replace('backend = "outbox"', 'backend = "smpt"').replace('kind = "folder"', 'kind = "rss"')
+    )
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    text = str(err.value)
+    assert (
+        "delivery.backend: expected 'outbox', 'smtp', 'sendgrid', 'mailgun', 'postmark' or 'console', got 'smpt'"
+        in text
+    )
+    assert "sources[0].kind: expected 'feed', 'page' or 'folder', got 'rss'" in text
+
+
+def test_each_service_backend_reads_its_own_secret(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write_config('[delivery.mailgun]\ndomain = "mg.example.org"\n')
+    path.write_text(path.read_text().replace('backend = "outbox"', 'backend = "mailgun"'))
+    monkeypatch.setenv("MAILGUN_API_KEY", "key-from-env")
+    settings = load_config(path)
+    assert settings.delivery.mailgun.api_key is not None
+    assert settings.delivery.mailgun.api_key.get_secret_value() == "key-from-env"
+    assert settings.delivery.sendgrid.api_key is None  # only the selected backend's secret is read
+    path.write_text(path.read_text().replace('domain = "mg.example.org"', 'domain = "mg.example.org"\ntoken = "x"'))
+    with pytest.raises(
+        ConfigError,
+        match='delivery.mailgun.token: secrets do not belong in the config file; .*api_key_env = "MAILGUN_API_KEY"',
+    ):
+        load_config(path)

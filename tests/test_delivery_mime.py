@@ -12,10 +12,9 @@ from email import policy
 import pytest
 
 from digest.config import NewsletterSettings
-from digest.delivery.mime import MessageTemplate, qp_piece
+from digest.delivery.mime import MessageTemplate, build_message, qp_piece
 from digest.models import RenderedIssue
 from digest.render.issue import EMAIL_MARK, TOKEN_MARK
-from digest.render.message import build_message
 
 NL = NewsletterSettings(
     title="Tëst Weekly — news",

@@ -22,8 +22,7 @@ from renderdata import golden_issue, make_article, make_issue, make_settings
 
 from digest.config import load_config
 from digest.pipeline import build_issue, due_slot, ingest
-from digest.render.issue import render_issue
-from digest.render.message import personalise
+from digest.render.issue import personalise, render_issue
 from digest.store import Store
 
 WIDTHS = (375, 600)

@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 from renderdata import entry_with_teaser, make_article, make_issue, make_settings
 
+from digest.delivery.mime import build_message
 from digest.models import Issue
 from digest.render.issue import MAX_AUTHOR, MAX_SUBJECT, MAX_TEASER, MAX_TITLE, render_issue
 from digest.render.links import safe_url
-from digest.render.message import build_message
 
 NOW = datetime(2025, 8, 11, 7, 0, tzinfo=timezone.utc)
 SCRIPT = "<script>alert('x')</script>"

@@ -11,8 +11,7 @@ import pytest
 from renderdata import golden_issue, make_article, make_issue, make_settings
 
 from digest.errors import RenderError
-from digest.render.issue import TOKEN_MARK, render_issue
-from digest.render.message import personalise
+from digest.render.issue import TOKEN_MARK, personalise, render_issue
 
 
 class _Elements(HTMLParser):

@@ -1,4 +1,4 @@
-"""The scheduler, driven through simulated time: real APScheduler BlockingSchedulers with a
+"""The scheduler, driven through simulated time: DigestSchedulers with their real APScheduler
 SQLAlchemyJobStore in the state database, started, stopped and restarted around slots."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import sqlalchemy as sa
 from conftest import ROOT, write_article
-from simclock import RecordingBackend, Sent, SimulatedClock, apscheduler_reads
+from simclock import RecordingBackend, Sent, SimulatedClock
 
 from digest import leases, pipeline
 from digest.config import Settings, load_config
@@ -90,8 +90,7 @@ def harness(write_config, tmp_path: Path) -> Iterator[object]:
         made.append(make(*args, **kw))
         return made[-1]
 
-    with apscheduler_reads(lambda: made[-1].current if made else None):
-        yield harness  # type: ignore[misc]
+    yield harness  # type: ignore[misc]
 
 
 def article(tmp_path: Path, name: str, date: str) -> None:
@@ -145,6 +144,30 @@ def test_back_after_the_grace_period_sends_nothing_and_says_so(harness, tmp_path
         "issue 2025-W34 not sent: only 0 new articles, fewer than selection.min_articles = 1 (slot Mon 18 Aug 2025 08:00 BST)"
         in caplog.text
     )
+
+
+def test_a_failing_run_is_logged_and_the_next_slot_still_fires(harness, tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="digest")
+    article(tmp_path, "one", "2025-08-08T10:00:00+01:00")
+    article(tmp_path, "two", "2025-08-15T10:00:00+01:00")
+    h = harness(subscribers=["a@example.org"])
+    broken = {"2025-W33"}
+
+    def backend_factory(folder: str) -> RecordingBackend:
+        if folder in broken:
+            raise OSError("the outbox disk is full")
+        assert h.current is not None
+        return RecordingBackend(folder, h.current, h.sent)
+
+    clock = SimulatedClock(at(2025, 8, 10, 12, 0), at(2025, 8, 19, 12, 0))
+    with Store(h.settings.state_url) as store:
+        scheduler = DigestScheduler(h.settings, store, clock=clock, backend_factory=backend_factory)
+        clock.on_horizon = lambda: scheduler.request_stop("end of simulated run")
+        h.current = clock
+        scheduler.start()
+    assert "the job 'send the issue' (due Mon 11 Aug 2025 08:00 BST) failed" in caplog.text
+    assert "OSError: the outbox disk is full" in caplog.text
+    assert [(s.folder, s.at) for s in h.sent] == [("2025-W34", at(2025, 8, 18, 8, 0))]
 
 
 @pytest.mark.parametrize(
@@ -266,8 +289,7 @@ PROCESS = textwrap.dedent(
     from datetime import datetime
     from pathlib import Path
     sys.path.insert(0, sys.argv[1])
-    from simclock import RecordingBackend, SimulatedClock, apscheduler_reads
-    from apscheduler.events import EVENT_JOB_EXECUTED
+    from simclock import RecordingBackend, SimulatedClock
     from digest.config import load_config
     from digest.schedule import SEND_JOB, DigestScheduler
     from digest.store import Store
@@ -287,10 +309,9 @@ PROCESS = textwrap.dedent(
     store = Store(settings.state_url)
     scheduler = DigestScheduler(settings, store, clock=clock,
         backend_factory=lambda folder: RecordingBackend(folder, clock, sent, on_batch=wait_for_the_other))
-    scheduler.add_listener(lambda e: (Path(meeting) / me).touch() if e.job_id == SEND_JOB else None, EVENT_JOB_EXECUTED)
+    scheduler.add_listener(lambda run: (Path(meeting) / me).touch() if run.job_id == SEND_JOB else None)
     clock.on_horizon = lambda: scheduler.request_stop("end")
-    with apscheduler_reads(lambda: clock):
-        scheduler.start()
+    scheduler.start()
     for s in sent:
         print(me, s.folder, s.recipient, flush=True)
     """

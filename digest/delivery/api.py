@@ -18,7 +18,7 @@ from typing import Any
 
 import requests
 
-from digest.config import APISettings
+from digest.config import APISettings, DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
@@ -43,6 +43,12 @@ class APIBackend(Backend):
         self.api_key = settings.api_key.get_secret_value()
         self.session = session or requests.Session()
         self.timeout = (min(10.0, settings.timeout), settings.timeout)
+
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> APIBackend:
+        return cls(getattr(settings, cls.settings_key))
 
     def close(self) -> None:
         self.session.close()

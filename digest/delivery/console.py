@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from typing import BinaryIO
 
+from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend, OutgoingMessage
 from digest.models import DeliveryResult
 
@@ -15,6 +16,12 @@ class ConsoleBackend(Backend):
 
     def __init__(self, stream: BinaryIO | None = None) -> None:
         self.stream = stream
+
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> ConsoleBackend:
+        return cls()
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         out = self.stream or sys.stdout.buffer

@@ -7,6 +7,7 @@ import re
 from collections.abc import Sequence
 from pathlib import Path
 
+from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend, OutgoingMessage
 from digest.models import DeliveryResult
 
@@ -22,6 +23,12 @@ class OutboxBackend(Backend):
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> OutboxBackend:
+        return cls(settings.outbox.path / issue_key)
 
     def open(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)

@@ -19,10 +19,11 @@ from datetime import datetime, timedelta
 from functools import cached_property
 
 from digest.config import Settings
-from digest.delivery.base import Backend, OutgoingMessage, SendStopped, backend_from_settings
+from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.delivery.ledger import Ledger
 from digest.delivery.mime import MessageTemplate
 from digest.delivery.ratelimit import Pace
+from digest.delivery.registry import backend_from_settings
 from digest.errors import DeliveryConfigError, DeliveryError
 from digest.models import DeliveryResult, Issue, RenderedIssue
 from digest.slots import Slot

@@ -25,8 +25,9 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
-from digest.config import SMTPSettings
+from digest.config import DeliverySettings, NewsletterSettings, SMTPSettings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
+from digest.delivery.dkim import signer_from_settings
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 
@@ -48,6 +49,64 @@ class _Dropped(Exception):
 
 class _CannotConnect(Exception):
     pass
+
+
+def connect(s: SMTPSettings, ssl_context: ssl.SSLContext, local_hostname: str) -> smtplib.SMTP:
+    """A ready connection (TLS and login done). Raises DeliveryConfigError when the settings
+    are wrong (login, certificate, missing STARTTLS) and _CannotConnect when the server
+    cannot be reached."""
+    where = f"{s.host}:{s.port}"
+    conn: smtplib.SMTP | None = None
+    try:
+        if s.security == "tls":
+            conn = smtplib.SMTP_SSL(
+                s.host, s.port, timeout=s.timeout, context=ssl_context, local_hostname=local_hostname
+            )
+        else:
+            conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout, local_hostname=local_hostname)
+        # Small writes (commands, the final dot) go out at once rather than waiting for the
+        # previous segment's ACK (Nagle): with one round trip per reply that wait dominates.
+        if conn.sock is not None:
+            conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        conn.ehlo()
+        if s.security == "starttls":
+            conn.starttls(context=ssl_context)
+            conn.ehlo()
+        if s.username:
+            password = s.password.get_secret_value() if s.password else ""
+            conn.login(s.username, password)
+        return conn
+    except smtplib.SMTPAuthenticationError as exc:
+        _abandon(conn)
+        raise DeliveryConfigError(
+            f"SMTP server {where} refused the login for {s.username!r}: {_words(exc.smtp_code, exc.smtp_error)}; "
+            "check delivery.smtp.username and the password variable"
+        ) from None
+    except smtplib.SMTPNotSupportedError as exc:
+        _abandon(conn)
+        raise DeliveryConfigError(f"SMTP server {where}: {exc}; check delivery.smtp.security") from None
+    except ssl.SSLCertVerificationError as exc:
+        _abandon(conn)
+        raise DeliveryConfigError(
+            f"SMTP server {where}: certificate check failed ({exc.verify_message}); "
+            "check delivery.smtp.host, or give the relay's CA bundle in delivery.smtp.ca_file"
+        ) from None
+    except ssl.SSLError as exc:
+        _abandon(conn)
+        raise DeliveryConfigError(
+            f"SMTP server {where}: TLS failed ({exc}); check delivery.smtp.security and port"
+        ) from None
+    except (OSError, smtplib.SMTPException) as exc:
+        _abandon(conn)
+        raise _CannotConnect(f"cannot connect to SMTP server {where}: {exc}") from None
+
+
+def _abandon(conn: smtplib.SMTP | None) -> None:
+    if conn is not None:
+        try:
+            conn.close()
+        except OSError:
+            pass
 
 
 class SMTPBackend(Backend):
@@ -75,6 +134,19 @@ class SMTPBackend(Backend):
         self._stop = threading.Event()
         self._local_hostname: str | None = None
 
+    @classmethod
+    def from_settings(
+        cls, settings: DeliverySettings, *, issue_key: str, newsletter: NewsletterSettings | None = None
+    ) -> SMTPBackend:
+        """DKIM-signed when ``newsletter`` is given and ``[delivery.dkim]`` is set (the services
+        sign on their side)."""
+        signer = signer_from_settings(settings.dkim, newsletter) if newsletter is not None else None
+        return cls(
+            settings.smtp,
+            messages_per_connection=settings.pace.messages_per_connection,
+            sign=signer.sign if signer is not None else None,
+        )
+
     @property
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
@@ -82,63 +154,9 @@ class SMTPBackend(Backend):
     # --- connections -------------------------------------------------------------------------
 
     def _connect(self) -> smtplib.SMTP:
-        """A ready connection (TLS and login done). Raises DeliveryConfigError when the settings
-        are wrong (login, certificate, missing STARTTLS) and _CannotConnect when the server
-        cannot be reached."""
-        s = self.settings
         if self._local_hostname is None:
             self._local_hostname = socket.getfqdn()
-        conn: smtplib.SMTP | None = None
-        try:
-            if s.security == "tls":
-                conn = smtplib.SMTP_SSL(
-                    s.host, s.port, timeout=s.timeout, context=self.ssl_context, local_hostname=self._local_hostname
-                )
-            else:
-                conn = smtplib.SMTP(s.host, s.port, timeout=s.timeout, local_hostname=self._local_hostname)
-            # Small writes (commands, the final dot) go out at once rather than waiting for the
-            # previous segment's ACK (Nagle): with one round trip per reply that wait dominates.
-            if conn.sock is not None:
-                conn.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            conn.ehlo()
-            if s.security == "starttls":
-                conn.starttls(context=self.ssl_context)
-                conn.ehlo()
-            if s.username:
-                password = s.password.get_secret_value() if s.password else ""
-                conn.login(s.username, password)
-            return conn
-        except smtplib.SMTPAuthenticationError as exc:
-            self._abandon(conn)
-            raise DeliveryConfigError(
-                f"SMTP server {self._where} refused the login for {s.username!r}: {_words(exc.smtp_code, exc.smtp_error)}; "
-                "check delivery.smtp.username and the password variable"
-            ) from None
-        except smtplib.SMTPNotSupportedError as exc:
-            self._abandon(conn)
-            raise DeliveryConfigError(f"SMTP server {self._where}: {exc}; check delivery.smtp.security") from None
-        except ssl.SSLCertVerificationError as exc:
-            self._abandon(conn)
-            raise DeliveryConfigError(
-                f"SMTP server {self._where}: certificate check failed ({exc.verify_message}); "
-                "check delivery.smtp.host, or give the relay's CA bundle in delivery.smtp.ca_file"
-            ) from None
-        except ssl.SSLError as exc:
-            self._abandon(conn)
-            raise DeliveryConfigError(
-                f"SMTP server {self._where}: TLS failed ({exc}); check delivery.smtp.security and port"
-            ) from None
-        except (OSError, smtplib.SMTPException) as exc:
-            self._abandon(conn)
-            raise _CannotConnect(f"cannot connect to SMTP server {self._where}: {exc}") from None
-
-    @staticmethod
-    def _abandon(conn: smtplib.SMTP | None) -> None:
-        if conn is not None:
-            try:
-                conn.close()
-            except OSError:
-                pass
+        return connect(self.settings, self.ssl_context, self._local_hostname)
 
     def open(self) -> None:
         self._stop.clear()
@@ -157,7 +175,7 @@ class SMTPBackend(Backend):
                 try:
                     conn.quit()
                 except (OSError, smtplib.SMTPException):
-                    self._abandon(conn)
+                    _abandon(conn)
                 self._conns[i] = None
         if self._pool is not None:
             self._pool.shutdown(wait=True)
@@ -169,7 +187,7 @@ class SMTPBackend(Backend):
             try:
                 conn.quit()
             except (OSError, smtplib.SMTPException):
-                self._abandon(conn)
+                _abandon(conn)
             conn = None
         if conn is None:
             conn = self._connect()
@@ -178,7 +196,7 @@ class SMTPBackend(Backend):
         return conn
 
     def _drop(self, lane: int) -> None:
-        self._abandon(self._conns[lane])
+        _abandon(self._conns[lane])
         self._conns[lane] = None
 
     # --- sending -----------------------------------------------------------------------------

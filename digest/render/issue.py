@@ -1,7 +1,7 @@
 """Render an issue once: subject, preheader, HTML (through MJML) and the plain-text twin.
 
 Per-recipient values (the unsubscribe token, the address) are left as markers that
-:func:`digest.render.message.personalise` fills in for each recipient, so the MJML is compiled once
+:func:`personalise` fills in for each recipient, so the MJML is compiled once
 per issue, not once per recipient.
 
 Everything an article brings (title, teaser, author, URLs) is untrusted: text is cleaned to one
@@ -11,6 +11,7 @@ line and clipped, URLs that are not plain http(s) are dropped, and the templates
 from __future__ import annotations
 
 import dataclasses
+import html as htmllib
 import logging
 import re
 from collections.abc import Mapping
@@ -50,6 +51,13 @@ def unsubscribe_url(nl: NewsletterSettings, token: str) -> str:
     """The one-click unsubscribe URL for a token (the base may already carry a query)."""
     base = nl.unsubscribe_base
     return f"{base}{'&' if '?' in base else '?'}token={token}"
+
+
+def personalise(rendered: RenderedIssue, *, email: str, token: str) -> tuple[str, str]:
+    """The issue's HTML and text with one recipient's token and address filled in."""
+    html = rendered.html.replace(TOKEN_MARK, token).replace(EMAIL_MARK, htmllib.escape(email))
+    text = rendered.text.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email)
+    return html, text
 
 
 def _editor_note(nl: NewsletterSettings) -> list[str]:

@@ -67,6 +67,9 @@ class SourceResult:
 
 
 class Source(ABC):
+    #: The ``[[sources]] kind`` value that selects this source (see digest.sources.registry).
+    kind = "source"
+
     def __init__(self, settings: SourceSettings, *, tz: ZoneInfo, fetcher: Fetcher | None = None) -> None:
         self.settings = settings
         self.name = settings.name
@@ -111,12 +114,3 @@ class Source(ABC):
         for problem in result.problems:
             log.warning("source %r: %s", self.name, problem)
         return list(result.articles)
-
-
-def source_from_settings(settings: SourceSettings, *, tz: ZoneInfo, fetcher: Fetcher | None = None) -> Source:
-    from digest.sources.feed import FeedSource
-    from digest.sources.folder import FolderSource
-    from digest.sources.page import PageSource
-
-    kinds: dict[str, type[Source]] = {"feed": FeedSource, "page": PageSource, "folder": FolderSource}
-    return kinds[settings.kind](settings, tz=tz, fetcher=fetcher)

@@ -470,6 +470,8 @@ def item_article(item: FeedItem, *, source: str, now: datetime, trusted_guid: st
 
 
 class FeedSource(Source):
+    kind = "feed"
+
     def collect(self, now: datetime, state: SourceState | None = None) -> SourceResult:
         state = state or SourceState()
         etag = last_modified = moved = url = charset = content_type = None

@@ -26,6 +26,8 @@ ARTICLE_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES
 
 
 class FolderSource(Source):
+    kind = "folder"
+
     def collect(self, now: datetime, state: SourceState | None = None) -> SourceResult:
         folder = self.settings.path
         assert folder is not None

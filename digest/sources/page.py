@@ -162,6 +162,8 @@ def _same_site(a: str | None, b: str | None) -> bool:
 
 
 class PageSource(Source):
+    kind = "page"
+
     def collect(self, now: datetime, state: SourceState | None = None) -> SourceResult:
         state = state or SourceState()
         fetched_url: str | None = None

@@ -43,7 +43,7 @@ from digest.pipeline import (
     upcoming_slot,
 )
 from digest.render.environment import DEFAULT_TEMPLATES
-from digest.render.message import personalise
+from digest.render.issue import personalise
 from digest.select import too_few_articles
 from digest.sources.health import source_health
 from digest.store import Store

@@ -14,10 +14,10 @@ import dkim
 import pytest
 from renderdata import golden_issue, make_settings
 
+from digest.delivery.dkim import DKIMSigner, sign_message, signer_from_settings
+from digest.delivery.mime import build_message
 from digest.errors import ConfigError, DeliveryConfigError
-from digest.render.dkim import DKIMSigner, sign_message, signer_from_settings
 from digest.render.issue import render_issue
-from digest.render.message import build_message
 
 NOW = datetime(2025, 8, 11, 7, 0, tzinfo=timezone.utc)
 

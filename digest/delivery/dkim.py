@@ -54,7 +54,8 @@ class DKIMSigner:
             raise DeliveryConfigError(f"DKIM: the message has no {', '.join(missing)} header to sign")
         headers = [h.encode("ascii") for h in SIGNED_HEADERS if h.lower() in present]
         try:
-            signature = dkim.sign(
+            # dkimpy ships no type hints; its sign() returns the DKIM-Signature header line as bytes.
+            signature: bytes = dkim.sign(
                 message,
                 self.selector.encode("ascii"),
                 self.domain.encode("ascii"),
