@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import html as htmllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
 BlockKind = Literal["p", "h"]
+
+# Placeholders the rendered issue carries where each recipient's unsubscribe token and address go.
+TOKEN_MARK = "DIGEST-RECIPIENT-TOKEN"
+EMAIL_MARK = "digest-recipient-address@digest.invalid"
+# The longest subject line an issue may have; anything longer is cut between words.
+MAX_SUBJECT = 150
 
 
 @dataclass(frozen=True)
@@ -149,14 +156,21 @@ class Issue:
 
 @dataclass(frozen=True)
 class RenderedIssue:
-    """The rendered issue, once per issue. Per-recipient parts are placeholders filled in by
-    :func:`digest.render.issue.personalise`."""
+    """The rendered issue, once per issue. Per-recipient parts are the placeholders
+    :data:`TOKEN_MARK` and :data:`EMAIL_MARK`, filled in by :meth:`personalise` (or, on the fast
+    path, by digest.delivery.mime)."""
 
     key: str
     subject: str
     preheader: str
     html: str
     text: str
+
+    def personalise(self, *, email: str, token: str) -> tuple[str, str]:
+        """The issue's HTML and text with one recipient's token and address filled in."""
+        html = self.html.replace(TOKEN_MARK, token).replace(EMAIL_MARK, htmllib.escape(email))
+        text = self.text.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email)
+        return html, text
 
 
 @dataclass(frozen=True)

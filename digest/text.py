@@ -197,3 +197,17 @@ def is_body_opening(summary: str, paragraphs: Iterable[str]) -> bool:
 def _excerpt_words(text: str) -> list[str]:
     # A feed's excerpt and the page it came from often spell the apostrophe differently.
     return folded(text.replace("’", "'")).split()
+
+
+_INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff]")
+
+
+def one_line(value: str | None, limit: int | None = None) -> str:
+    """Text fit for one line of an e-mail (a title, a byline, a header): control characters gone,
+    every run of whitespace (CR and LF included) one space, and at most ``limit`` characters, cut
+    between words the way a teaser is (:func:`cut_at_word`)."""
+    if not value:
+        return ""
+    value = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in _INVISIBLE.sub("", str(value)))
+    value = " ".join(value.split())
+    return value if limit is None else cut_at_word(value, limit, break_long_words=True)

@@ -13,8 +13,7 @@ import pytest
 
 from digest.config import NewsletterSettings
 from digest.delivery.mime import MessageTemplate, build_message, qp_piece
-from digest.models import RenderedIssue
-from digest.render.issue import EMAIL_MARK, TOKEN_MARK
+from digest.models import EMAIL_MARK, TOKEN_MARK, RenderedIssue
 
 NL = NewsletterSettings(
     title="Tëst Weekly — news",
@@ -23,6 +22,8 @@ NL = NewsletterSettings(
     site_url="https://news.example.org",
     postal_address="1 Test Street",
 )
+# An unsubscribe page of its own that already carries a query: the token joins it with "&".
+NL_OWN_UNSUBSCRIBE = NL.model_copy(update={"unsubscribe_url": "https://lists.example.org/leave?list=weekly"})
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 
 
@@ -49,18 +50,19 @@ def _parsed(raw: bytes) -> email.message.EmailMessage:
     return email.message_from_bytes(raw, policy=policy.default)  # type: ignore[return-value]
 
 
+@pytest.mark.parametrize("nl", [NL, NL_OWN_UNSUBSCRIBE], ids=["site", "own-unsubscribe-page"])
 @pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("to", ["ana@example.org", "o'brien&co@example.org", "x" * 60 + "@example.org"])
-def test_fast_path_equals_the_reference_message(seed: int, to: str) -> None:
+def test_fast_path_equals_the_reference_message(seed: int, to: str, nl: NewsletterSettings) -> None:
     rng = random.Random(seed)
     rendered = _issue(rng)
     token = "".join(
         rng.choice("abcdefghijklmnopqrstuvwxyzABCDEFGHIJ0123456789-_.") for _ in range(rng.randint(10, 140))
     )
-    template = MessageTemplate(rendered, NL)
+    template = MessageTemplate(rendered, nl)
     mid = template.new_message_id()
     fast_raw = template.render(to=to, token=token, date=NOW, message_id=mid)
-    ref_msg = build_message(rendered, NL, to=to, token=token, now=NOW)
+    ref_msg = build_message(rendered, nl, to=to, token=token, now=NOW)
     ref_msg.replace_header("Message-ID", mid)
     fast, ref = _parsed(fast_raw), _parsed(ref_msg.as_bytes())
 
@@ -76,6 +78,7 @@ def test_fast_path_equals_the_reference_message(seed: int, to: str) -> None:
         assert dict(f.items()) == dict(r.items())
         assert f.get_content() == r.get_content()
     assert fast.defects == [] and all(p.defects == [] for p in fast_parts)
+    assert f"{nl.unsubscribe_base}{'&' if '?' in nl.unsubscribe_base else '?'}token=" in str(fast["List-Unsubscribe"])
 
     assert b"\n" not in fast_raw.replace(b"\r\n", b"")  # CRLF only
     encoded = [p.get_payload().encode("ascii") for p in fast_parts]

@@ -107,6 +107,11 @@ class NewsletterSettings(ConfigSection):
     def unsubscribe_base(self) -> str:
         return self.unsubscribe_url or f"{self.site_url}/unsubscribe"
 
+    def unsubscribe_link(self, token: str) -> str:
+        """The one-click unsubscribe URL for a token (the base may already carry a query)."""
+        base = self.unsubscribe_base
+        return f"{base}{'&' if '?' in base else '?'}token={token}"
+
     @property
     def archive_base(self) -> str:
         return self.archive_url or f"{self.site_url}/archive"

@@ -129,7 +129,7 @@ class Ledger:
         delay = delay / 2 + jitter * delay / 2
         if retry_after is not None:
             delay = max(delay, min(retry_after, r.max_delay))
-        return delay
+        return float(delay)
 
     def record(self, claim: Claim, results: Sequence[DeliveryResult], now: datetime) -> Recorded:
         attempts = {email: n for email, _name, n in claim.rows}

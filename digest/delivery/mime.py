@@ -8,7 +8,7 @@ Building and serialising a personalised newsletter with Python's ``email`` packa
 milliseconds per recipient, several times what the SMTP connection that carries it costs. Yet
 only a handful of bytes differ between two recipients: ``To``, ``Date``, ``Message-ID``,
 ``List-Unsubscribe`` and the places where the rendered issue carries the markers
-:data:`~digest.render.issue.TOKEN_MARK` and :data:`~digest.render.issue.EMAIL_MARK`.
+:data:`~digest.models.TOKEN_MARK` and :data:`~digest.models.EMAIL_MARK`.
 
 :class:`MessageTemplate` therefore encodes everything else once, as bytes, and keeps the marker
 positions as slots. The body parts are quoted-printable (RFC 2045 §6.7), whose lines may not
@@ -33,9 +33,8 @@ from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 
 from digest.config import NewsletterSettings
-from digest.models import RenderedIssue
-from digest.render.environment import one_line
-from digest.render.issue import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, personalise, unsubscribe_url
+from digest.models import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, RenderedIssue
+from digest.text import one_line
 
 
 class _FoldingPolicy(EmailPolicy):
@@ -90,7 +89,7 @@ def build_message(
     now: datetime,
     subject_prefix: str = "",
 ) -> EmailMessage:
-    html, text = personalise(rendered, email=to, token=token)
+    html, text = rendered.personalise(email=to, token=token)
     msg = EmailMessage(policy=POLICY)
     msg["From"] = nl.sender
     msg["To"] = to
@@ -102,7 +101,7 @@ def build_message(
     msg["Date"] = format_datetime(now)
     msg["Message-ID"] = message_id(rendered.key, nl.sender_domain)
     msg["List-ID"] = list_id(nl)
-    unsubscribe = unsubscribe_url(nl, token)
+    unsubscribe = nl.unsubscribe_link(token)
     mailto = nl.unsubscribe_mailto or nl.sender_address
     # RFC 8058 one-click unsubscribe: an https URI that accepts a POST, plus a mailto fallback.
     msg["List-Unsubscribe"] = f"<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe>"
@@ -249,7 +248,7 @@ class MessageTemplate:
         self.mailto = nl.unsubscribe_mailto or nl.sender_address
         self.envelope_from = nl.sender_address
         self._msgid_domain = nl.sender_domain
-        self._unsubscribe_base = nl.unsubscribe_base
+        self._newsletter = nl
         self._date: tuple[datetime, bytes] | None = None
         self.msgid_idstring = rendered.key.replace(" ", "")
         # The reference message, built once with placeholder values, gives the constant header
@@ -309,7 +308,7 @@ class MessageTemplate:
         return text, html
 
     def unsubscribe_url(self, token: str) -> str:
-        return f"{self._unsubscribe_base}?token={token}"
+        return self._newsletter.unsubscribe_link(token)
 
     def _date_field(self, date: datetime) -> bytes:
         # A batch shares one moment: format it once.

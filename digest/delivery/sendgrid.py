@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import html as htmllib
 from collections.abc import Sequence
+from typing import Any
 
 import requests
 
@@ -34,11 +35,11 @@ class SendGridBackend(APIBackend):
     settings_key = "sendgrid"
     max_batch = 1000
 
-    def payload(self, messages: Sequence[OutgoingMessage]) -> dict[str, object]:
+    def payload(self, messages: Sequence[OutgoingMessage]) -> dict[str, Any]:
         t = messages[0].template
         text, html = t.bodies(token=TOKEN_TAG, email=EMAIL_TAG, email_html=EMAIL_HTML_TAG)
         name, address = sender_parts(t.nl.sender)
-        body: dict[str, object] = {
+        body: dict[str, Any] = {
             "personalizations": [
                 {
                     "to": [{"email": m.recipient}],

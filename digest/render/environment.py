@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import importlib.resources
-import re
-import unicodedata
 from datetime import datetime
 from pathlib import Path
 
 import jinja2
 
 from digest.errors import RenderError
-from digest.text import cut_at_word
+from digest.text import one_line
 
 
 def _default_theme_folder() -> Path:
@@ -34,20 +32,6 @@ def _autoescape(name: str | None) -> bool:
 
 def _date(value: datetime, fmt: str = "%-d %B %Y") -> str:
     return value.strftime(fmt)
-
-
-_INVISIBLE = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff]")
-
-
-def one_line(value: str | None, limit: int | None = None) -> str:
-    """Text fit for one line of an e-mail (a title, a byline, a header): control characters gone,
-    every run of whitespace (CR and LF included) one space, and at most ``limit`` characters, cut
-    between words the way a teaser is (:func:`digest.text.cut_at_word`)."""
-    if not value:
-        return ""
-    value = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in _INVISIBLE.sub("", str(value)))
-    value = " ".join(value.split())
-    return value if limit is None else cut_at_word(value, limit, break_long_words=True)
 
 
 def make_environment(user_templates: Path | None = None) -> jinja2.Environment:

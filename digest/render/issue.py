@@ -11,7 +11,6 @@ line and clipped, URLs that are not plain http(s) are dropped, and the templates
 from __future__ import annotations
 
 import dataclasses
-import html as htmllib
 import logging
 import re
 from collections.abc import Mapping
@@ -23,15 +22,14 @@ from markupsafe import Markup, escape
 
 from digest.config import NewsletterSettings, Settings
 from digest.errors import RenderError
-from digest.models import Issue, RenderedIssue, Skipped
-from digest.render.environment import make_environment, one_line
+from digest.models import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, Issue, RenderedIssue, Skipped
+from digest.render.environment import make_environment
 from digest.render.links import safe_url, tag_url
 from digest.render.mjml import compile_mjml
+from digest.text import one_line
 
 log = logging.getLogger(__name__)
 
-TOKEN_MARK = "DIGEST-RECIPIENT-TOKEN"
-EMAIL_MARK = "digest-recipient-address@digest.invalid"
 
 # Longest texts an article may put into the e-mail; anything longer is cut between words.
 MAX_TITLE = 200
@@ -39,7 +37,6 @@ MAX_AUTHOR = 120
 MAX_SECTION = 60
 MAX_TEASER = 1200
 MAX_NOTE = 4000
-MAX_SUBJECT = 150
 MAX_PREHEADER = 150
 # What a marker may grow to once filled in, for the size guard: a token for the longest
 # possible address (254 characters), and that address HTML-escaped.
@@ -47,17 +44,9 @@ _TOKEN_ROOM = 400
 _EMAIL_ROOM = 254 * 5
 
 
-def unsubscribe_url(nl: NewsletterSettings, token: str) -> str:
-    """The one-click unsubscribe URL for a token (the base may already carry a query)."""
-    base = nl.unsubscribe_base
-    return f"{base}{'&' if '?' in base else '?'}token={token}"
-
-
 def personalise(rendered: RenderedIssue, *, email: str, token: str) -> tuple[str, str]:
     """The issue's HTML and text with one recipient's token and address filled in."""
-    html = rendered.html.replace(TOKEN_MARK, token).replace(EMAIL_MARK, htmllib.escape(email))
-    text = rendered.text.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email)
-    return html, text
+    return rendered.personalise(email=email, token=token)
 
 
 def _editor_note(nl: NewsletterSettings) -> list[str]:
@@ -131,7 +120,7 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
         "issue": {"key": issue.key, "date": issue.slot.astimezone(tz), "count": len(entries)},
         "entries": entries,
         "sections": sections,
-        "unsubscribe_url": unsubscribe_url(nl, TOKEN_MARK),
+        "unsubscribe_url": nl.unsubscribe_link(TOKEN_MARK),
         "archive_url": f"{nl.archive_base}/{issue.key}",
         "recipient_email": EMAIL_MARK,
         "tracking_pixel_url": pixel,

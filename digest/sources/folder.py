@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from digest.errors import SourceError
-from digest.models import Article
+from digest.models import Article, Block
 from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document
 from digest.sources.identity import canonical_url
@@ -61,14 +61,15 @@ def read_article_file(
     fallback_id = f"file:{source}/{rel}"
     if suffix in TEXT_SUFFIXES:
         page = parse_text_page(text)
-        if page.date is None and undated is None:
+        published = as_aware(page.date, tz) if page.date else undated
+        if published is None:
             raise ValueError("no date found on lines 2-4 (expected a date such as 'July 25, 2025')")
         return Article(
             id=fallback_id,
             source=source,
             title=page.headline,
             dek=page.dek,
-            published=as_aware(page.date, tz) if page.date else undated,
+            published=published,
             body=page.body,
             origin=str(path),
             date_is_first_seen=page.date is None,
@@ -88,20 +89,20 @@ def read_article_file(
     if suffix in HTML_SUFFIXES:
         from digest.sources.page import extract_page
 
-        page = extract_page(text)
-        if page is None:
+        extracted = extract_page(text)
+        if extracted is None:
             raise ValueError("no article text found in the HTML")
         # The page's own description, not an editor's: the teaser still checks it says something.
         meta = {
-            "title": page.title,
-            "date": page.date,
-            "url": page.url,
-            "author": page.author,
-            "image": page.image,
-            "summary": page.description,
+            "title": extracted.title,
+            "date": extracted.date,
+            "url": extracted.url,
+            "author": extracted.author,
+            "image": extracted.image,
+            "summary": extracted.description,
         }
         return _from_front_matter(
-            meta, page.body, path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated
+            meta, extracted.body, path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated
         )
     raise ValueError(f"unsupported file type {suffix!r}")
 
@@ -127,7 +128,7 @@ def _date(value: Any, tz: Any, key: str) -> datetime:
 
 def _from_front_matter(
     meta: dict[str, Any],
-    body: tuple,
+    body: tuple[Block, ...],
     *,
     path: Path,
     source: str,
@@ -162,7 +163,8 @@ def _from_front_matter(
     title = normalise_space(str(meta.get("title") or ""))
     if not title:
         raise ValueError("front matter has no title")
-    if meta.get("date") is None and undated is None:
+    published = _date(meta["date"], tz, "date") if meta.get("date") is not None else undated
+    if published is None:
         raise ValueError("front matter has no date")
     tags = meta.get("tags") or ()
     if isinstance(tags, str):
@@ -174,7 +176,7 @@ def _from_front_matter(
         source=source,
         title=title,
         url=url,
-        published=_date(meta["date"], tz, "date") if meta.get("date") is not None else undated,
+        published=published,
         date_is_first_seen=meta.get("date") is None,
         updated=_date(meta["updated"], tz, "updated") if meta.get("updated") else None,
         author=normalise_space(str(meta["author"])) if meta.get("author") else None,

@@ -22,8 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from digest.config import NewsletterSettings, Settings
-from digest.models import RenderedIssue
-from digest.render.issue import EMAIL_MARK, TOKEN_MARK
+from digest.models import EMAIL_MARK, TOKEN_MARK, RenderedIssue
 from digest.store import Store
 from digest.tokens import TokenSigner
 from digest.web.wsgi import BadRequest, Request, Response, StartResponse, make_wsgi_server, page, redirect, text

@@ -83,11 +83,11 @@ class Request:
             )
             if not message.is_multipart():
                 raise BadRequest(400, "malformed multipart body")
-            for part in message.iter_parts():  # type: ignore[attr-defined]
+            for part in message.iter_parts():
                 name = part.get_param("name", header="content-disposition")
                 if isinstance(name, str) and name not in fields:
-                    payload = part.get_payload(decode=True) or b""
-                    fields[name] = payload.decode("utf-8", "replace")
+                    payload = part.get_payload(decode=True)
+                    fields[name] = payload.decode("utf-8", "replace") if isinstance(payload, bytes) else ""
         else:
             for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items():
                 fields[k] = v[0]
@@ -143,4 +143,4 @@ class QuietHandler(WSGIRequestHandler):
 
 def make_wsgi_server(app: Callable[..., Iterable[bytes]], host: str, port: int) -> ThreadingWSGIServer:
     """A threaded server for ``app`` on host:port (port 0: any free port; see ``server_port``)."""
-    return make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)  # type: ignore[return-value]
+    return make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
