@@ -36,11 +36,9 @@ from typing import Any
 
 from apscheduler.job import Job
 from apscheduler.jobstores.memory import MemoryJobStore
-from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.exc import OperationalError
 
 from digest.clock import Clock, SystemClock
 from digest.config import Settings
@@ -157,13 +155,7 @@ class DigestScheduler:
     ) -> None:
         # APScheduler wants a positive whole number of seconds.
         self._grace_seconds = max(1, round(settings.schedule.misfire_grace_hours * 3600))
-        jobstore = SQLAlchemyJobStore(engine=store.engine)
-        try:
-            # Made here, not only at start: two schedulers starting together on a fresh database
-            # would otherwise race to create it.
-            jobstore.jobs_t.create(store.engine, checkfirst=True)
-        except OperationalError:
-            pass
+        jobstore = store.scheduler_jobs()
         self._jobs = BackgroundScheduler(
             timezone=settings.newsletter.tz,
             jobstores={self.PERSISTENT: jobstore, self.LOCAL: MemoryJobStore()},

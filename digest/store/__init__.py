@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -19,6 +20,7 @@ from digest.errors import StateError
 from digest.store.articles import ArticlesRepository
 from digest.store.deliveries import DeliveriesRepository
 from digest.store.issues import IssuesRepository
+from digest.store.jobs import scheduler_job_store
 from digest.store.leases import LeasesRepository, MetaRepository
 from digest.store.schema import migrate
 from digest.store.sources import SourcesRepository
@@ -45,7 +47,6 @@ class Store:
                 db_path = url.removeprefix("sqlite:///")
                 if db_path and db_path != ":memory:":
                     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            #: For libraries that keep their own tables in the state database (APScheduler's job store).
             self.engine: Engine = sa.create_engine(url, future=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -71,6 +72,10 @@ class Store:
             return sa.engine.make_url(self.url).render_as_string(hide_password=True)
         except Exception:  # noqa: BLE001 - only for messages
             return "(unparseable URL)"
+
+    def scheduler_jobs(self) -> SQLAlchemyJobStore:
+        """APScheduler's job store in this database (its own table, made when missing)."""
+        return scheduler_job_store(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()
