@@ -15,7 +15,7 @@ from digest.models import Article, IssueEdits
 from digest.pipeline import BuiltIssue, build_issue
 from digest.slots import Slot
 from digest.store import Store
-from digest.text import one_line
+from digest.text import one_line, plural
 
 _DONE = {"sent": "was already sent", "sending": "is being sent", "skipped": "was skipped"}
 MAX_EDIT_SUBJECT = 150
@@ -59,7 +59,7 @@ def resolve(settings: Settings, store: Store, slot: Slot, ref: str) -> str:
         n = int(ref)
         if not 1 <= n <= len(entries):
             raise UsageError(
-                f"issue {slot.key} has {len(entries)} articles; there is no article {n} (see digest issue show)"
+                f"issue {slot.key} has {plural(len(entries), 'article')}; there is no article {n} (see digest issue show)"
             )
         return entries[n - 1].article.id
     for a in _window_articles(settings, store, slot):

@@ -30,6 +30,7 @@ from digest.sources.identity import plan_upsert, recognition_keys
 from digest.store import Store
 from digest.subscribers import normalise_address, read_subscriber_csv
 from digest.teaser import make_teaser
+from digest.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SourceOutcome:
             parts.append(f"{self.duplicates} already stored from another source")
         if self.undated:
             parts.append(f"{self.undated} undated, dated when first seen")
-        return f"{self.seen} articles ({', '.join(parts)})"
+        return f"{plural(self.seen, 'article')} ({', '.join(parts)})"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digest.cli.app import Context, cli, echo, pass_ctx
+from digest.text import plural
 
 if TYPE_CHECKING:
     from digest.pipeline import Slot
@@ -32,9 +33,7 @@ def _show(c: Context, slot: Slot) -> None:
     v = editorial.view(c.settings, c.store, slot)
     issue, rendered = v.built.issue, v.built.rendered
     n = len(issue.entries)
-    echo(
-        f"issue {slot.key} ({slot.at.astimezone(c.settings.newsletter.tz):%Y-%m-%d %H:%M %Z}): {n} article{'s' if n != 1 else ''}"
-    )
+    echo(f"issue {slot.key} ({slot.at.astimezone(c.settings.newsletter.tz):%Y-%m-%d %H:%M %Z}): {plural(n, 'article')}")
     echo(f"subject: {rendered.subject}{'  (set by the editor)' if v.edits.subject else ''}")
     if v.edits.note:
         echo(f"note: {v.edits.note.splitlines()[0]}{' …' if len(v.edits.note.splitlines()) > 1 else ''}")
