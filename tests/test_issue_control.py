@@ -117,13 +117,6 @@ def test_an_unknown_article_is_one_line_naming_what_to_give(folder: Path) -> Non
     assert blank.returncode != 0 and "--clear" in blank.stderr
 
 
-@pytest.mark.parametrize("command", ["", "show", "pin", "drop", "order", "subject", "note", "reset"])
-def test_issue_help_shows_examples(command: str, tmp_path: Path) -> None:
-    proc = digest("issue", *([command] if command else []), "--help", cwd=tmp_path)
-    assert proc.returncode == 0, proc.stderr
-    assert "Example" in proc.stdout and f"digest issue {command}".strip() in proc.stdout
-
-
 def test_the_scheduled_run_uses_the_stored_choices(folder: Path) -> None:
     settings = load_config(folder / "digest.toml")
     with Store(settings.state_url) as store:
