@@ -140,6 +140,23 @@ class Skipped:
 
 
 @dataclass(frozen=True)
+class IssueEdits:
+    """The editor's choices for one upcoming issue: a pinned lead story, articles left out, an
+    order for the others (article ids), and the subject and editor's note. Empty: the defaults."""
+
+    issue_key: str
+    pinned: str | None = None
+    dropped: tuple[str, ...] = ()
+    order: tuple[str, ...] = ()
+    subject: str | None = None
+    note: str | None = None
+
+    @property
+    def empty(self) -> bool:
+        return not (self.pinned or self.dropped or self.order or self.subject or self.note)
+
+
+@dataclass(frozen=True)
 class Issue:
     """What one issue carries: its key (the scheduled slot), the moment it was built for, the entries."""
 
@@ -148,6 +165,11 @@ class Issue:
     window_start: datetime
     entries: tuple[IssueEntry, ...]
     skipped: tuple[Skipped, ...] = ()
+    #: The editor's own subject and note for this issue (``digest issue subject|note``); None: the defaults.
+    subject: str | None = None
+    note: str | None = None
+    #: The article the editor pinned as the lead story (its id), if any.
+    pinned: str | None = None
 
     @property
     def articles(self) -> tuple[Article, ...]:

@@ -30,6 +30,7 @@ from digest.sources.identity import plan_upsert, recognition_keys
 from digest.store import Store
 from digest.subscribers import normalise_address, read_subscriber_csv
 from digest.teaser import make_teaser
+from digest.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +63,7 @@ class SourceOutcome:
             parts.append(f"{self.duplicates} already stored from another source")
         if self.undated:
             parts.append(f"{self.undated} undated, dated when first seen")
-        return f"{self.seen} articles ({', '.join(parts)})"
+        return f"{plural(self.seen, 'article')} ({', '.join(parts)})"
 
 
 @dataclass(frozen=True)
@@ -207,6 +208,7 @@ def build_issue(settings: Settings, store: Store, slot: Slot) -> BuiltIssue:
     """Select, write teasers and render the issue for a slot, as of that slot."""
     window = timedelta(days=settings.selection.window_days)
     window_start = slot.at - window
+    edits = store.edits.get(slot.key)
     # A wider net than the window, so the preview can say why nearby articles were left out.
     candidates = store.articles.published_between(window_start - window, slot.at + window)
     selection = select_articles(
@@ -215,9 +217,20 @@ def build_issue(settings: Settings, store: Store, slot: Slot) -> BuiltIssue:
         window_start=window_start,
         already_sent=store.issues.carried_article_ids(excluding=slot.key),
         max_articles=settings.selection.max_articles,
+        edits=edits,
     )
     entries = tuple(IssueEntry(a, make_teaser(a, settings.teaser.max_chars)) for a in selection.chosen)
-    issue = Issue(key=slot.key, slot=slot.at, window_start=window_start, entries=entries, skipped=selection.skipped)
+    chosen = {a.id for a in selection.chosen}
+    issue = Issue(
+        key=slot.key,
+        slot=slot.at,
+        window_start=window_start,
+        entries=entries,
+        skipped=selection.skipped,
+        subject=edits.subject,
+        note=edits.note,
+        pinned=edits.pinned if edits.pinned in chosen else None,
+    )
     # The issue as rendered: articles dropped to fit the size limit are not recorded as sent.
     issue, rendered = fit_issue(issue, settings)
     return BuiltIssue(issue, rendered)

@@ -6,7 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from digest.models import Article, Skipped
+from digest.models import Article, IssueEdits, Skipped
+
+LEFT_OUT = "left out by the editor (digest issue drop)"
 
 
 @dataclass(frozen=True)
@@ -22,10 +24,15 @@ def select_articles(
     window_start: datetime,
     already_sent: set[str],
     max_articles: int,
+    edits: IssueEdits | None = None,
 ) -> Selection:
     """Articles published in (window_start, as_of], not carried by an earlier issue, newest first,
-    at most ``max_articles``. Every candidate left out is returned with the reason."""
-    chosen: list[Article] = []
+    at most ``max_articles``. Every candidate left out is returned with the reason.
+
+    The editor's ``edits`` come first: an article left out is skipped, the pinned one leads, the
+    ordered ones follow in their order, then the rest newest first; the cap applies after that."""
+    edits = edits or IssueEdits("")
+    eligible: list[Article] = []
     skipped: list[Skipped] = []
     ordered = sorted(candidates, key=lambda a: (a.published, a.id), reverse=True)
     seen: set[str] = set()
@@ -39,11 +46,17 @@ def select_articles(
             skipped.append(Skipped(a, f"published before the window ({window_start.isoformat(timespec='minutes')})"))
         elif a.id in already_sent:
             skipped.append(Skipped(a, "already sent in an earlier issue"))
-        elif len(chosen) >= max_articles:
-            skipped.append(Skipped(a, f"over the cap of {max_articles} articles"))
+        elif a.id in edits.dropped:
+            skipped.append(Skipped(a, LEFT_OUT))
         else:
-            chosen.append(a)
-    return Selection(tuple(chosen), tuple(skipped))
+            eligible.append(a)
+    first = ([edits.pinned] if edits.pinned else []) + [i for i in edits.order if i != edits.pinned]
+    rank = {article_id: n for n, article_id in enumerate(first)}
+    # A stable sort: articles the editor did not place keep their newest-first order after the placed ones.
+    eligible.sort(key=lambda a: rank.get(a.id, len(rank)))
+    for a in eligible[max_articles:]:
+        skipped.append(Skipped(a, f"over the cap of {max_articles} articles"))
+    return Selection(tuple(eligible[:max_articles]), tuple(skipped))
 
 
 def too_few_articles(count: int, min_articles: int) -> str | None:

@@ -211,3 +211,8 @@ def one_line(value: str | None, limit: int | None = None) -> str:
     value = "".join(" " if unicodedata.category(c) in ("Cc", "Zl", "Zp") else c for c in _INVISIBLE.sub("", str(value)))
     value = " ".join(value.split())
     return value if limit is None else cut_at_word(value, limit, break_long_words=True)
+
+
+def plural(count: int, word: str, words: str | None = None) -> str:
+    """``count`` and the word in the right number: "1 article", "2 articles", "0 articles"."""
+    return f"{count} {word if count == 1 else (words or word + 's')}"

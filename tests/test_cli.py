@@ -22,6 +22,7 @@ COMMANDS = [
     ["subscribers", "export"],
 ]
 COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
+COMMANDS += [["issue"], *(["issue", c] for c in ("show", "pin", "drop", "order", "subject", "note", "reset"))]
 
 
 def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

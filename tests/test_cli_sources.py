@@ -25,7 +25,7 @@ def test_sources_lists_health_and_build_warns_about_a_source_failing_runs_in_a_r
         proc = digest("--config", str(cfg), "ingest")
         # One failing source does not stop the other, and is one line naming the file.
         assert proc.returncode == 0, proc.stderr
-        assert "articles: 1 articles (" in proc.stdout
+        assert "articles: 1 article (" in proc.stdout
         errors = [line for line in proc.stderr.splitlines() if "news.xml" in line]
         assert len(errors) == 1 and "cannot read" in errors[0]
 
@@ -46,7 +46,7 @@ def test_sources_lists_health_and_build_warns_about_a_source_failing_runs_in_a_r
     # Fixed: the next read succeeds, the count resets, and the warning goes.
     (tmp_path / "news.xml").write_text(RSS)
     fixed = digest("--config", str(cfg), "ingest")
-    assert "news: 1 articles (1 new, 0 updated)" in fixed.stdout
+    assert "news: 1 article (1 new, 0 updated)" in fixed.stdout
     assert "news (feed): ok" in digest("--config", str(cfg), "sources").stdout
     quiet = digest(
         "--config", str(cfg), "build", "--no-ingest", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "out")

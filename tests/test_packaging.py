@@ -106,7 +106,7 @@ def test_the_installed_wheel_renders_the_sample_issue_and_extracts_a_web_page(
     with TestServer({"/tide-tables": lambda request: Reply(body=REVIEW_PAGE.encode())}) as server:
         config = write_config(f'\n[[sources]]\nname = "gazette"\nkind = "page"\nurl = "{server.url("/tide-tables")}"\n')
         said = _run(installed, "--config", config, "ingest", cwd=tmp_path)
-    assert "gazette: 1 articles (1 new" in said, said
+    assert "gazette: 1 article (1 new" in said, said
     _run(installed, "--config", config, "build", "--no-ingest", "--as-of", AS_OF, "--out", "page", cwd=tmp_path)
     text = (tmp_path / "page" / "issue.txt").read_text()
     assert "The tide tables of Kessingford harbour" in text

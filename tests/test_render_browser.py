@@ -205,3 +205,102 @@ def test_dark_scheme_switches_the_palette(browser: Any, sample_html: str) -> Non
             page.context.close()
     assert colours["light"] == {"page": "rgb(244, 241, 234)", "card": "rgb(255, 255, 255)", "text": "rgb(31, 35, 40)"}
     assert colours["dark"] == {"page": "rgb(18, 20, 23)", "card": "rgb(29, 33, 39)", "text": "rgb(232, 230, 227)"}
+
+
+# --- the new "Read more" and the archive index, seen and audited ------------------------------------
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def _violations(page: Any, source: str, *, wrap: bool) -> list[str]:
+    if wrap:
+        found = _axe(page, source)
+    else:
+        page.add_script_tag(content=source)
+        found = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")["violations"]
+    return [f"{v['id']}: {v['help']} — {v['nodes'][0]['target']}" for v in found]
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_read_more_is_one_light_link_of_one_width_naming_its_article(
+    browser: Any, sample_html: str, scheme: str, width: int
+) -> None:
+    source = _axe_source()
+    page = _open(browser, sample_html, width, scheme)
+    try:
+        links = page.evaluate(
+            """() => [...document.querySelectorAll('.dg-more a')].map(a => ({
+                text: a.innerText.trim(), label: a.getAttribute('aria-label'), width: a.getBoundingClientRect().width,
+                background: getComputedStyle(a).backgroundColor, colour: getComputedStyle(a).color,
+                headline: a.closest('table').closest('div').querySelector('h2, h3').innerText.trim()}))"""
+        )
+        first = page.locator(".dg-more").first
+        first.scroll_into_view_if_needed()
+        ARTIFACTS.mkdir(exist_ok=True)
+        card = first.locator("xpath=ancestor::div[contains(@class, 'dg-card')][1]")
+        card.screenshot(path=str(ARTIFACTS / f"read-more-{scheme}-{width}.png"))
+        violations = _violations(page, source, wrap=True)
+    finally:
+        page.context.close()
+    assert len(links) >= 3
+    # The same visible words and width under every article, no filled button, no headline repeated.
+    assert {link["text"] for link in links} == {"Read more\u00a0→"}
+    assert max(link["width"] for link in links) - min(link["width"] for link in links) < 0.5
+    assert {link["background"] for link in links} == {"rgba(0, 0, 0, 0)"}
+    # Its accessible name still names the article it opens.
+    for link in links:
+        assert link["label"] == f"Read more: {link['headline']}"
+    if scheme == "dark":
+        assert {link["colour"] for link in links} == {"rgb(242, 161, 124)"}
+    assert not violations, f"{scheme}, {width}px:\n" + "\n".join(violations)
+
+
+@pytest.fixture(scope="module")
+def archive_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The subscriber site on 127.0.0.1 with two issues of the sample newsletter sent."""
+    import threading
+
+    from digest.pipeline import run_once
+    from digest.web.serve import make_serve_app
+    from digest.web.wsgi import make_wsgi_server
+
+    tmp = tmp_path_factory.mktemp("archive")
+    settings = load_config(write_sample_config(tmp))
+    store = Store(settings.state_url)
+    for when in ("2025-08-04T09:00", "2025-08-11T09:00"):
+        moment = datetime.fromisoformat(when).replace(tzinfo=settings.newsletter.tz)
+        assert run_once(settings, store, as_of=moment, now=moment)[1].outcome == "sent"
+    server = make_wsgi_server(make_serve_app(settings, store), "127.0.0.1", 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/archive"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+        store.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+@pytest.mark.parametrize("scheme", SCHEMES)
+def test_archive_index_reads_well_and_passes_axe(browser: Any, archive_url: str, scheme: str, width: int) -> None:
+    source = _axe_source()
+    context = browser.new_context(viewport={"width": width, "height": 900}, color_scheme=scheme)
+    page = context.new_page()
+    try:
+        page.goto(archive_url)
+        ARTIFACTS.mkdir(exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"archive-{scheme}-{width}.png"), full_page=True)
+        items = page.locator("ul.issues li").all_inner_texts()
+        feed = page.locator('link[rel="alternate"][type="application/atom+xml"]').get_attribute("href")
+        subscribe = page.get_by_role("link", name="Subscribe").get_attribute("href")
+        scroll = page.evaluate("() => document.documentElement.scrollWidth - window.innerWidth")
+        violations = _violations(page, source, wrap=False)
+    finally:
+        context.close()
+    assert len(items) == 2 and all(" article" in i and "2025" in i for i in items), items
+    assert feed == "/archive/feed.xml" and subscribe
+    assert scroll <= 0
+    assert not violations, f"{scheme}, {width}px:\n" + "\n".join(violations)

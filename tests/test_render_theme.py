@@ -57,12 +57,18 @@ def test_accessible_structure(tmp_path: Path) -> None:
         ("h3", "Café Ærø opens on the quay"),
         ("h2", "A letter from the archive"),
     ]
-    # Every link's text says where it goes: no bare "click here" or "Read more".
-    links = re.findall(r"<a [^>]*>(.*?)</a>", html, re.S)
-    assert links and all(
-        re.sub(r"<[^>]+>", "", t).strip() not in ("", "here", "click here", "Read more") for t in links
-    )
-    assert "Read more: Café Ærø opens on the quay" in html
+    # Every link's accessible name (its aria-label, else its text) says where it goes.
+    links = re.findall(r"<a ([^>]*)>(.*?)</a>", html, re.S)
+    names = [
+        (m.group(1) if (m := re.search(r'aria-label="([^"]*)"', attrs)) else re.sub(r"<[^>]+>", "", t).strip())
+        for attrs, t in links
+    ]
+    assert names and all(n not in ("", "here", "click here", "Read more") for n in names)
+    # "Read more" is one light link, the same under every article; its name still names the article.
+    more = [(attrs, t) for attrs, t in links if "Read more" in t]
+    assert len(more) == 3 and {t for _, t in more} == {"Read more&nbsp;&rarr;"}
+    assert 'aria-label="Read more: Café Ærø opens on the quay"' in html
+    assert html.count("Café Ærø opens on the quay</a>") == 1  # the headline is shown once
 
 
 def test_dark_mode_and_no_hidden_text(tmp_path: Path) -> None:
@@ -95,7 +101,7 @@ def test_user_templates_win_one_file_at_a_time(tmp_path: Path) -> None:
     assert f"token={TOKEN_MARK}" in rendered.html
     # Everything not overridden is still the default theme.
     assert "You are receiving this because" not in rendered.html
-    assert "Read more: Café Ærø opens on the quay" in rendered.html
+    assert 'aria-label="Read more: Café Ærø opens on the quay"' in rendered.html
     assert "You are receiving this because" in rendered.text
 
 
@@ -137,6 +143,9 @@ def test_editor_note_from_a_file_and_logo(tmp_path: Path) -> None:
     assert "FROM THE EDITOR\n\nHello readers & friends.\n\nSecond <paragraph>.\n" in rendered.text
     logo = [a for t, a in elements(rendered.html) if t == "img" and "logo" in (a.get("src") or "")]
     assert logo and logo[0]["alt"] == "The Test Weekly" and logo[0]["width"] == "120"
+    # The logo replaces the title text (as documented): the heading holds the image, not both.
+    h1 = re.search(r"<h1[^>]*>(.*?)</h1>", rendered.html, re.S)
+    assert h1 and "<img" in h1.group(1) and re.sub(r"<[^>]+>", "", h1.group(1)).strip() == ""
 
 
 def test_unreadable_editor_note_is_one_clear_error(tmp_path: Path) -> None:

@@ -18,7 +18,7 @@ class Record:
     location: str
     failures: int = 0
     last_success: datetime | None = AT
-    last_note: str | None = "1 articles (1 new, 0 updated)"
+    last_note: str | None = "1 article (1 new, 0 updated)"
     last_error: str | None = None
     last_error_at: datetime | None = None
     moved_to: str | None = None

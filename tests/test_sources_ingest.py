@@ -56,7 +56,7 @@ def test_health_counts_failures_in_a_row_and_a_success_resets_them(write_config,
     ingest(settings, store, now=NOW + timedelta(days=5))
     row = {r.name: r for r in store.sources.all()}["news"]
     assert row.failures == 0 and row.last_success == NOW + timedelta(days=5)
-    assert row.last_note == "1 articles (1 new, 0 updated)"
+    assert row.last_note == "1 article (1 new, 0 updated)"
     assert build_warnings(source_health(settings.sources, store.sources.all())) == []
 
 

@@ -381,7 +381,7 @@ def version_1_database(path: Path) -> str:
 def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     url = version_1_database(tmp_path / "v1.sqlite3")
     with Store(url) as store:
-        assert store.meta.get("schema_version") == "2"
+        assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
         old, edited = sorted(store.articles.all(), key=lambda a: a.id != "old")
         assert edited.summary_by_editor  # a Markdown file's summary stays the editor's
         assert (old.id, old.title, old.body, old.summary_by_editor) == (

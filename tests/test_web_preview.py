@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import unquote
+from urllib.parse import unquote, urlencode
 
 import pytest
 from conftest import CHROMIUM_ARGS, ROOT, chromium_executable, free_port, write_article
@@ -177,6 +177,56 @@ def test_test_send_needs_the_page_token_and_a_local_host(running: Running) -> No
     assert "Subject: [TEST] First subject: Lanterns over the harbour" in sent
     status, headers, _ = _request(running.port, "POST", "/send-test", f"csrf={csrf}&to=not-an-address".encode(), form)
     assert "is not a valid address" in unquote(headers["Location"])
+
+
+def test_the_editor_shapes_the_issue_from_the_preview_with_the_page_token(running: Running) -> None:
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    _, _, page = _request(running.port, "GET", "/")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)  # type: ignore[union-attr]
+
+    def post(action: str, article: str = "", text: str = "", token: str = csrf) -> str:
+        body = urlencode({"csrf": token, "action": action, "article": article, "text": text}).encode()
+        status, headers, _ = _request(running.port, "POST", "/issue", body, form)
+        assert status == 303, status
+        return unquote(headers["Location"])
+
+    def chosen() -> list[str]:
+        _, _, now = _request(running.port, "GET", "/")
+        listing = now.split('id="chosen"')[1].split("</ol>")[0]
+        return re.findall(r'aria-label="Leave out: ([^"]+)"', listing)
+
+    def article_id(title: str) -> str:
+        _, _, now = _request(running.port, "GET", "/")
+        item = next(li for li in now.split("<li>") if li.startswith(f"{title} ") or f">{title}</a>" in li)
+        return re.search(r'name="article" value="([^"]+)"', item).group(1)  # type: ignore[union-attr]
+
+    # Without the page's token nothing changes.
+    assert _request(running.port, "POST", "/issue", b"action=reset", form)[0] == 403
+    assert chosen() == ["Lanterns over the harbour", "A very old bridge"]
+    post("pin", article_id("A very old bridge"))
+    assert chosen() == ["A very old bridge", "Lanterns over the harbour"]
+    assert "pinned as the lead story by the editor" in _request(running.port, "GET", "/")[2]
+    post("down", article_id("A very old bridge"))  # moves below the other; the pin still leads
+    post("unpin")
+    assert chosen() == ["Lanterns over the harbour", "A very old bridge"]
+    post("up", article_id("A very old bridge"))
+    assert chosen() == ["A very old bridge", "Lanterns over the harbour"]
+    assert post("subject", text="Chosen by hand") == "/?notice=issue 2025-W33: subject saved"
+    post("note", text="A word from the editor.")
+    post("drop", article_id("Lanterns over the harbour"))
+    _, _, page = _request(running.port, "GET", "/")
+    assert chosen() == ["A very old bridge"]
+    assert '<dd id="subject">Chosen by hand</dd>' in page and "A word from the editor." in page
+    assert 'aria-label="Put back: Lanterns over the harbour"' in page
+    # The choices are in the state, where the send reads them.
+    store = running.preview.store
+    assert store is not None
+    edits = store.edits.get("2025-W33")
+    assert (edits.subject, edits.note, len(edits.dropped)) == ("Chosen by hand", "A word from the editor.", 1)
+    post("undrop", article_id("Lanterns over the harbour"))
+    assert len(chosen()) == 2
+    post("reset")
+    assert store.edits.get("2025-W33").empty
 
 
 @pytest.fixture

@@ -165,6 +165,10 @@ def test_archive_lists_sent_issues_and_shows_one_without_personal_tokens(site: S
     status, listing = site.request("GET", "/archive")
     assert status == 200
     assert 'href="/archive/2025-W33"' in listing and "Test Weekly: One" in listing
+    # The index: subject, date and article count, a subscribe link, the feed advertised.
+    assert '<time datetime="2025-08-11">11 August 2025</time> · 1 article</span>' in listing
+    assert '<a class="subscribe" href="https://news.example.org">Subscribe</a>' in listing
+    assert '<link rel="alternate" type="application/atom+xml" title="Test Weekly" href="/archive/feed.xml">' in listing
     status, issue = site.request("GET", "/archive/2025-W33")
     assert status == 200 and "The lead of one." in issue
     status, plain = site.request("GET", "/archive/2025-W33.txt")
@@ -172,11 +176,32 @@ def test_archive_lists_sent_issues_and_shows_one_without_personal_tokens(site: S
     signer = token_signer(site.settings, site.store)
     for body in (issue, plain):
         assert TOKEN_MARK not in body and EMAIL_MARK not in body
-        assert "because you subscribed" in body
-        assert not re.search(r"token=[^\s\"'<&]", body)
+        # No footer text written to one person, no unsubscribe link that would carry no token.
+        assert "because you subscribed" not in body and "as you." not in body
+        assert "unsubscribe" not in body.lower()
+        assert "token=" not in body
         for address in SUBSCRIBERS:
             assert address not in body and signer.token(address) not in body
-    assert 'href="https://news.example.org/unsubscribe"' in issue
+    assert "1 Test Street, Testville" in issue and "1 Test Street, Testville" in plain
+    assert 'type="application/atom+xml"' in issue.split("</head>")[0]
     assert site.request("GET", "/archive/2099-W01")[0] == 404
     assert site.request("GET", "/archive/..%2F..%2Fetc")[0] == 404
     assert site.request("DELETE", "/archive")[0] == 405
+
+
+def test_the_archive_feed_is_atom_of_the_sent_issues(site: Site) -> None:
+    import xml.etree.ElementTree as ET
+
+    status, body = site.request("GET", "/archive/feed.xml")
+    assert status == 200
+    ns = {"a": "http://www.w3.org/2005/Atom"}
+    feed = ET.fromstring(body.encode("utf-8"))
+    assert feed.tag == "{http://www.w3.org/2005/Atom}feed"
+    assert feed.findtext("a:title", namespaces=ns) == "Test Weekly"
+    (entry,) = feed.findall("a:entry", ns)
+    assert entry.findtext("a:title", namespaces=ns) == "Test Weekly: One"
+    assert entry.find("a:link", ns).get("href") == "https://news.example.org/archive/2025-W33"  # type: ignore[union-attr]
+    assert entry.findtext("a:updated", namespaces=ns).endswith("Z")  # type: ignore[union-attr]
+    assert "1 article" in (entry.findtext("a:summary", namespaces=ns) or "")
+    for address in SUBSCRIBERS:
+        assert address not in body

@@ -12,6 +12,7 @@ import click
 from digest.cli.app import Context, cli, echo, pass_ctx, warn
 from digest.cli.progress import ProgressReporter
 from digest.errors import UsageError
+from digest.text import plural
 
 if TYPE_CHECKING:
     from digest.pipeline import SendReport, Slot
@@ -55,7 +56,7 @@ def build(c: Context, as_of: str | None, out: Path, do_ingest: bool) -> None:
     too_few = too_few_articles(n, c.settings.selection.min_articles)
     if too_few is not None:
         warn(f"{too_few}; this issue would be skipped")
-    echo(f"issue {slot.key}: {n} articles; subject: {built.rendered.subject}")
+    echo(f"issue {slot.key}: {plural(n, 'article')}; subject: {built.rendered.subject}")
     echo(f"wrote {paths.html}, {paths.text} and {paths.eml}")
 
 

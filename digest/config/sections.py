@@ -49,6 +49,8 @@ class NewsletterSettings(ConfigSection):
     unsubscribe_url: str | None = None
     unsubscribe_mailto: str | None = None
     archive_url: str | None = None
+    # Where readers of the web archive can sign up (default: site_url).
+    subscribe_url: str | None = None
     # The header shows this image (hosted: e-mail cannot carry it) instead of the title text.
     logo_url: str | None = None
     logo_alt: str | None = None
@@ -75,7 +77,7 @@ class NewsletterSettings(ConfigSection):
     def _editors(cls, v: list[str]) -> list[str]:
         return [_check_address(e, display_name=False) for e in v]
 
-    @field_validator("site_url", "unsubscribe_url", "archive_url", "logo_url")
+    @field_validator("site_url", "unsubscribe_url", "archive_url", "subscribe_url", "logo_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
         if v is not None and not v.startswith(("https://", "http://")):
@@ -115,6 +117,10 @@ class NewsletterSettings(ConfigSection):
     @property
     def archive_base(self) -> str:
         return self.archive_url or f"{self.site_url}/archive"
+
+    @property
+    def subscribe_link(self) -> str:
+        return self.subscribe_url or self.site_url
 
 
 #: The ``[[sources]] kind`` values. digest.sources.registry maps each to its source class (the

@@ -28,6 +28,7 @@ from digest.errors import DeliveryConfigError, DeliveryError
 from digest.models import DeliveryResult, Issue, RenderedIssue
 from digest.slots import Slot
 from digest.store import Store
+from digest.text import plural
 from digest.tokens import TokenSigner, signer_for
 
 log = logging.getLogger(__name__)
@@ -145,8 +146,8 @@ class Sender:
         return SendReport(
             issue.key,
             "dry-run",
-            f"dry run: issue {issue.key} with {len(issue.entries)} articles would go to {count} subscribers; "
-            f"{count} messages rendered, nothing sent",
+            f"dry run: issue {issue.key} with {plural(len(issue.entries), 'article')} would go to "
+            f"{plural(count, 'subscriber')}; {plural(count, 'message')} rendered, nothing sent",
             {"pending": count},
         )
 

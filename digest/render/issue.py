@@ -38,6 +38,9 @@ MAX_SECTION = 60
 MAX_TEASER = 1200
 MAX_NOTE = 4000
 MAX_PREHEADER = 150
+# The default subject, "<title>: <lead story>", stays this short before " and N more": inboxes
+# cut longer subjects, and RFC 5322 recommends lines of at most 78 characters.
+MAX_SUBJECT_HEAD = 78
 # What a marker may grow to once filled in, for the size guard: a token for the longest
 # possible address (254 characters), and that address HTML-escaped.
 _TOKEN_ROOM = 400
@@ -49,8 +52,9 @@ def personalise(rendered: RenderedIssue, *, email: str, token: str) -> tuple[str
     return rendered.personalise(email=email, token=token)
 
 
-def _editor_note(nl: NewsletterSettings) -> list[str]:
-    text = nl.editor_note
+def _editor_note(nl: NewsletterSettings, issue: Issue) -> list[str]:
+    # The note set for this issue (digest issue note) wins over the configured one.
+    text = issue.note or nl.editor_note
     if text is None and nl.editor_note_file is not None:
         try:
             text = Path(nl.editor_note_file).read_text(encoding="utf-8")
@@ -80,6 +84,7 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
         teaser_html = Markup(e.teaser.html) if len(e.teaser.text) <= MAX_TEASER else escape(teaser)
         entries.append(
             {
+                "id": a.id,
                 "title": title,
                 "url": safe_url(a.url),
                 "teaser": teaser,
@@ -105,6 +110,20 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
         entry["position"] = position
         if entry["url"]:
             entry["url"] = tag_url(entry["url"], links, issue=issue.key, position=position)
+    # The lead story the default subject names: the pinned article, else the first in reading
+    # order that is a story. A note with neither a URL nor a date of its own (a sponsorship line
+    # dropped into the content folder) is dated when first seen, so it sorts newest and used to
+    # lead, and name the issue; it is no story to name.
+    notes = {e.article.id for e in issue.entries if e.article.date_is_first_seen and not safe_url(e.article.url)}
+    lead = (
+        next((e for e in entries if issue.pinned and e["id"] == issue.pinned), None)
+        or next((e for e in entries if e["id"] not in notes), None)
+        or (entries[0] if entries else None)
+    )
+    if lead is not None:
+        room = max(MAX_SUBJECT_HEAD - len(one_line(nl.title)) - 2, 20)
+        lead = {**lead, "short_title": one_line(lead["title"], room)}
+    others = [e for e in entries if lead is None or e["id"] != lead["id"]]
     logo = None
     if nl.logo_url:
         logo = {"url": nl.logo_url, "alt": one_line(nl.logo_alt, MAX_TITLE) or nl.title, "width": nl.logo_width}
@@ -116,9 +135,11 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
         "newsletter": nl,
         "site_url": tag_url(nl.site_url, links, issue=issue.key),
         "logo": logo,
-        "editor_note": _editor_note(nl),
+        "editor_note": _editor_note(nl, issue),
         "issue": {"key": issue.key, "date": issue.slot.astimezone(tz), "count": len(entries)},
         "entries": entries,
+        "lead": lead,
+        "others": others,
         "sections": sections,
         "unsubscribe_url": nl.unsubscribe_link(TOKEN_MARK),
         "archive_url": f"{nl.archive_base}/{issue.key}",
@@ -140,7 +161,7 @@ def _render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> s
 
 def _render_once(issue: Issue, settings: Settings, env: jinja2.Environment) -> RenderedIssue:
     ctx = issue_context(issue, settings)
-    subject = one_line(_render(env, "subject.j2", ctx), MAX_SUBJECT)
+    subject = one_line(issue.subject or _render(env, "subject.j2", ctx), MAX_SUBJECT)
     ctx["subject"] = subject
     preheader = one_line(_render(env, "preheader.j2", ctx), MAX_PREHEADER)
     ctx["preheader"] = preheader

@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 
 from digest.models import RenderedIssue
-from digest.store.records import HoldRecord, IssueRecord, IssueSummary, ReviewRecord, record_from_row
+from digest.store.records import ArchivedIssue, HoldRecord, IssueRecord, IssueSummary, ReviewRecord, record_from_row
 from digest.store.repository import Repository
 from digest.store.schema import UTCDateTime, deliveries, holds, issue_articles, issues, reviews, subscribers
 
@@ -120,6 +120,21 @@ class IssuesRepository(Repository):
     def published(self) -> list[IssueSummary]:
         """Issues that went out (or are going out) to subscribers, newest slot first."""
         return self._summaries(self._summary_query().where(issues.c.status.in_(PUBLISHED)))
+
+    def archived(self, *, sent_only: bool = False) -> list[ArchivedIssue]:
+        """Issues that went out (``sent_only``: finished sending), newest slot first, each with
+        the number of articles it carried."""
+        count = (
+            sa.select(sa.func.count())
+            .where(issue_articles.c.issue_key == issues.c.key)
+            .scalar_subquery()
+            .label("articles")
+        )
+        cols = [issues.c[f] for f in ("key", "slot", "status", "subject", "preheader", "created_at", "finished_at")]
+        statuses = ("sent",) if sent_only else PUBLISHED
+        q = sa.select(*cols, count).where(issues.c.status.in_(statuses)).order_by(issues.c.slot.desc())
+        with self.engine.connect() as conn:
+            return [record_from_row(ArchivedIssue, r) for r in conn.execute(q)]
 
     def recent(self, limit: int = 20) -> list[IssueSummary]:
         """The latest issues of any status, newest slot first."""

@@ -61,6 +61,20 @@ class IssueSummary:
 
 
 @dataclass(frozen=True)
+class ArchivedIssue:
+    """An issue in the public archive: what its index and feed show."""
+
+    key: str
+    slot: datetime
+    status: str
+    subject: str | None
+    preheader: str | None
+    created_at: datetime
+    finished_at: datetime | None
+    articles: int
+
+
+@dataclass(frozen=True)
 class HoldRecord:
     issue_key: str
     created_at: datetime

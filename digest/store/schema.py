@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -186,6 +186,20 @@ reviews = sa.Table(
     sa.Column("recipients", sa.Text, nullable=False),
 )
 
+# The editor's choices for an upcoming issue (`digest issue pin|drop|order|subject|note`, or the
+# preview page): one row per issue; the lists are JSON arrays of article ids.
+issue_edits = sa.Table(
+    "issue_edits",
+    metadata,
+    sa.Column("issue_key", sa.String(64), primary_key=True),
+    sa.Column("pinned", sa.String(255)),
+    sa.Column("dropped", sa.Text, nullable=False, default="[]"),
+    sa.Column("ordered", sa.Text, nullable=False, default="[]"),
+    sa.Column("subject", sa.Text),
+    sa.Column("note", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+)
+
 
 def _add_summary_by_editor(conn: Connection) -> None:
     kind = sa.Boolean().compile(dialect=conn.dialect)
@@ -198,9 +212,15 @@ def _add_summary_by_editor(conn: Connection) -> None:
     conn.execute(articles.update().where(articles.c.summary.is_not(None), editor_files).values(summary_by_editor=True))
 
 
+def _add_issue_edits(conn: Connection) -> None:
+    # Version 3: the table of per-issue editorial choices; nothing earlier to carry over.
+    issue_edits.create(conn, checkfirst=True)
+
+
 #: The step that brings a database to each version from the one before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_summary_by_editor,
+    3: _add_issue_edits,
 }
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+from digest import editorial
 from digest.build_files import SAMPLE_RECIPIENT
 from digest.config import Settings, load_config
 from digest.errors import ConfigError, DigestError
@@ -44,7 +45,7 @@ from digest.pipeline import (
 )
 from digest.render.environment import DEFAULT_TEMPLATES
 from digest.render.issue import personalise
-from digest.select import too_few_articles
+from digest.select import LEFT_OUT, too_few_articles
 from digest.sources.health import source_health
 from digest.store import Store
 from digest.web.wsgi import (
@@ -79,6 +80,9 @@ class ArticleLine:
     published: str
     url: str | None
     why: str
+    #: The article's id, for the editor's forms; ``editor``: pinned, or left out, by the editor.
+    id: str = ""
+    editor: bool = False
 
 
 @dataclass(frozen=True)
@@ -175,12 +179,25 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
             a.source,
             when(a),
             a.url,
-            f"published inside this issue's window ({window}), not in an earlier issue; {i} of at most {cap}, newest first",
+            "pinned as the lead story by the editor"
+            if a.id == issue.pinned
+            else f"published inside this issue's window ({window}), not in an earlier issue; {i} of at most {cap}",
+            a.id,
+            a.id == issue.pinned,
         )
         for i, a in enumerate(issue.articles, start=1)
     )
     left = tuple(
-        ArticleLine(s.article.title, s.article.source, when(s.article), s.article.url, s.reason) for s in issue.skipped
+        ArticleLine(
+            s.article.title,
+            s.article.source,
+            when(s.article),
+            s.article.url,
+            s.reason,
+            s.article.id,
+            s.reason == LEFT_OUT,
+        )
+        for s in issue.skipped
     )
     return chosen, left
 
@@ -269,6 +286,13 @@ class Preview:
         if self.store is not None:
             self.store.close()
 
+    def rebuild_now(self) -> None:
+        """Rebuild at once, without re-reading content (after the editor changed the issue)."""
+        with self._lock:
+            self._rebuild(read_content=False)
+        with self._changed:
+            self._changed.notify_all()
+
     def _rebuild(self, *, read_content: bool = True) -> None:
         version = self.snapshot.version + 1
         now = self.clock()
@@ -352,6 +376,8 @@ class PreviewApp:
         path, method = request.path, request.method
         if method == "POST" and path == "/send-test":
             return self.send_test(request)
+        if method == "POST" and path == "/issue":
+            return self.edit_issue(request)
         if method not in ("GET", "HEAD"):
             raise BadRequest(405, "method not allowed")
         if path == "/":
@@ -381,10 +407,51 @@ class PreviewApp:
             return as_json({"version": self.preview.wait_for_change(seen, WAIT_SECONDS)})
         raise BadRequest(404, "not found")
 
-    def send_test(self, request: Request) -> Response:
+    def _checked_form(self, request: Request) -> dict[str, str]:
         form = request.form()
         if not hmac.compare_digest(form.get("csrf", ""), self.csrf):
             raise BadRequest(403, "this form is stale or came from another site; reload the preview and try again")
+        return form
+
+    def edit_issue(self, request: Request) -> Response:
+        """The editor's forms: pin, leave out, move, subject, note (digest issue … on the page)."""
+        form = self._checked_form(request)
+        snap = self.preview.snapshot
+        store = self.preview.store
+        if snap.settings is None or snap.slot is None or snap.built is None or store is None:
+            return redirect("/?notice=" + quote("nothing changed: the preview did not build"))
+        settings, slot, now = snap.settings, snap.slot, self.preview.clock()
+        action, article = form.get("action", ""), form.get("article", "")
+        ids = [e.article.id for e in snap.built.issue.entries]
+        try:
+            if action == "pin":
+                editorial.pin(settings, store, slot, article, now=now)
+            elif action == "unpin":
+                editorial.pin(settings, store, slot, None, now=now)
+            elif action in ("drop", "undrop"):
+                editorial.drop(settings, store, slot, [article], undo=action == "undrop", now=now)
+            elif action in ("up", "down") and article in ids:
+                i = ids.index(article)
+                j = i - 1 if action == "up" else i + 1
+                if 0 <= j < len(ids):
+                    ids[i], ids[j] = ids[j], ids[i]
+                editorial.order(settings, store, slot, ids, now=now)
+            elif action == "subject":
+                editorial.set_subject(store, slot, form.get("text"), now=now)
+            elif action == "note":
+                editorial.set_note(store, slot, form.get("text"), now=now)
+            elif action == "reset":
+                editorial.clear(store, slot, now=now)
+            else:
+                raise BadRequest(400, f"unknown action {action!r}")
+            notice = f"issue {slot.key}: {action} saved"
+        except DigestError as exc:
+            notice = f"nothing changed: {exc}"
+        self.preview.rebuild_now()
+        return redirect("/?notice=" + quote(notice))
+
+    def send_test(self, request: Request) -> Response:
+        form = self._checked_form(request)
         snap = self.preview.snapshot
         to = form.get("to", "").strip()
         if snap.settings is None or snap.slot is None or self.preview.store is None:

@@ -8,8 +8,10 @@ A small WSGI app, meant to sit behind the publication's web server (``digest ser
 - ``POST /unsubscribe`` with ``List-Unsubscribe=One-Click`` in the body (RFC 8058, sent by the mail
   provider's unsubscribe button) or with the confirmation form unsubscribes at once. The token is
   signed; a tampered one gets 400 and changes nothing; a repeat is answered the same way.
-- ``/archive`` lists the issues that went out; ``/archive/<key>`` shows one with the per-recipient
-  markers taken out, so no token or address of anyone is in it.
+- ``/archive`` lists the issues that went out (subject, date, article count) with a subscribe link;
+  ``/archive/feed.xml`` is an Atom feed of the sent issues, advertised by both pages;
+  ``/archive/<key>`` shows one issue as anyone may read it: the personal footer text, the
+  unsubscribe link and the tracking pixel are taken out, so no token or address of anyone is in it.
 """
 
 from __future__ import annotations
@@ -17,13 +19,17 @@ from __future__ import annotations
 import html as htmllib
 import logging
 import re
-from collections.abc import Callable, Iterable
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote
 
 from digest.config import NewsletterSettings, Settings
 from digest.models import EMAIL_MARK, TOKEN_MARK, RenderedIssue
 from digest.store import Store
+from digest.store.records import ArchivedIssue
+from digest.text import plural
 from digest.tokens import TokenSigner
 from digest.web.wsgi import BadRequest, Request, Response, StartResponse, make_wsgi_server, page, redirect, text
 
@@ -40,20 +46,85 @@ ARCHIVE_CSP = [("Content-Security-Policy", "script-src 'none'; object-src 'none'
 _KEY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+FEED_PATH = "/archive/feed.xml"
+ATOM = "http://www.w3.org/2005/Atom"
+
+_EMAIL_FORMS = (EMAIL_MARK, htmllib.escape(EMAIL_MARK), quote(EMAIL_MARK, safe=""), quote(EMAIL_MARK))
+_PERSONAL_MARK = "|".join(re.escape(f) for f in (*_EMAIL_FORMS, TOKEN_MARK))
+# The paragraph that speaks to one recipient ("…you subscribed … as <address>.").
+_PERSONAL_P = re.compile(rf"<p\b[^>]*>(?:(?!</p>).)*?(?:{_PERSONAL_MARK})(?:(?!</p>).)*?</p>", re.S)
+# A link or image that carries the recipient's token (unsubscribe, tracking pixel), with the
+# " · " that joined the link to its neighbour.
+_LINK = rf"<a\b[^>]*{re.escape(TOKEN_MARK)}[^>]*>.*?</a>"
+_TOKEN_LINK = re.compile(rf"{_LINK}\s*·\s*|\s*·\s*{_LINK}|{_LINK}", re.S)
+_TOKEN_IMG = re.compile(rf"<img\b[^>]*{re.escape(TOKEN_MARK)}[^>]*>", re.S)
+
+
+def _public_html(body: str) -> str:
+    body = _TOKEN_IMG.sub("", body)
+    body = _TOKEN_LINK.sub("", body)
+    body = _PERSONAL_P.sub("", body)
+    return _leftover_markers(body)
+
+
+def _public_text(body: str) -> str:
+    # Paragraphs (blank-line separated) that name the recipient go whole; lines with a token go.
+    paragraphs = [p for p in re.split(r"\n[ \t]*\n", body) if not any(f in p for f in _EMAIL_FORMS)]
+    kept = "\n\n".join(paragraphs)
+    return _leftover_markers("\n".join(line for line in kept.split("\n") if TOKEN_MARK not in line))
+
+
+def _leftover_markers(body: str) -> str:
+    # Markers a user's template put somewhere else: no token, and the address becomes "you".
+    body = body.replace(TOKEN_MARK, "")
+    for form in _EMAIL_FORMS:
+        body = body.replace(form, "you")
+    return body
+
+
 def public_copy(rendered: RenderedIssue, nl: NewsletterSettings) -> tuple[str, str]:
-    """The issue's HTML and text for anyone to read: the unsubscribe link loses its token, and the
-    recipient's address becomes "you". Markers anywhere else are removed."""
+    """The issue's HTML and text for anyone to read: the footer text that speaks to one recipient,
+    the unsubscribe link (it would have no token) and the tracking pixel are taken out. Markers a
+    custom template put anywhere else are removed (the address becomes "you")."""
+    return _public_html(rendered.html), _public_text(rendered.text)
 
-    def strip(body: str) -> str:
-        link = f"{nl.unsubscribe_base}?token={TOKEN_MARK}"
-        for form in (link, htmllib.escape(link)):
-            body = body.replace(form, nl.unsubscribe_base)
-        body = body.replace(TOKEN_MARK, "")
-        for form in (EMAIL_MARK, htmllib.escape(EMAIL_MARK), quote(EMAIL_MARK, safe=""), quote(EMAIL_MARK)):
-            body = body.replace(form, "you")
-        return body
 
-    return strip(rendered.html), strip(rendered.text)
+def _atom_time(value: datetime) -> str:
+    return value.astimezone(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def atom_feed(nl: NewsletterSettings, sent: Sequence[ArchivedIssue], *, now: datetime) -> bytes:
+    """An Atom feed (RFC 4287) of the sent issues, newest first, each linking to its archived copy."""
+    ET.register_namespace("", ATOM)
+
+    def add(parent: ET.Element, tag: str, text: str | None = None, **attrs: str) -> ET.Element:
+        el = ET.SubElement(parent, f"{{{ATOM}}}{tag}", attrs)
+        el.text = text
+        return el
+
+    feed = ET.Element(f"{{{ATOM}}}feed", {"xml:lang": nl.language})
+    add(feed, "id", f"{nl.archive_base}/feed.xml")
+    add(feed, "title", nl.title)
+    if nl.description:
+        add(feed, "subtitle", nl.description)
+    updated = [i.finished_at or i.slot for i in sent]
+    add(feed, "updated", _atom_time(max(updated) if updated else now))
+    add(feed, "link", rel="self", type="application/atom+xml", href=f"{nl.archive_base}/feed.xml")
+    add(feed, "link", rel="alternate", type="text/html", href=nl.archive_base)
+    author = add(feed, "author")
+    add(author, "name", nl.title)
+    for issue in sent:
+        url = f"{nl.archive_base}/{issue.key}"
+        entry = add(feed, "entry")
+        add(entry, "id", url)
+        add(entry, "title", issue.subject or issue.key)
+        add(entry, "link", rel="alternate", type="text/html", href=url)
+        add(entry, "published", _atom_time(issue.slot))
+        add(entry, "updated", _atom_time(issue.finished_at or issue.slot))
+        summary = plural(issue.articles, "article")
+        add(entry, "summary", f"{issue.preheader} ({summary})" if issue.preheader else summary)
+    body: bytes = ET.tostring(feed, encoding="utf-8", xml_declaration=False)
+    return b'<?xml version="1.0" encoding="utf-8"?>\n' + body
 
 
 class SubscriberApp:
@@ -95,6 +166,8 @@ class SubscriberApp:
             return redirect(f"{request.base}/archive")
         if path == "/archive":
             return self.archive_list(request)
+        if path == FEED_PATH:
+            return self.archive_feed()
         if path.startswith("/archive/"):
             return self.archive_issue(path.removeprefix("/archive/"))
         return self._message(404, "Not found", "There is no page here.")
@@ -169,10 +242,28 @@ class SubscriberApp:
     def archive_list(self, request: Request) -> Response:
         tz = self.settings.newsletter.tz
         issues = [
-            {"key": r.key, "subject": r.subject or r.key, "date": r.slot.astimezone(tz).strftime("%-d %B %Y")}
-            for r in self.store.issues.published()
+            {
+                "key": r.key,
+                "subject": r.subject or r.key,
+                "date": r.slot.astimezone(tz).strftime("%-d %B %Y"),
+                "iso_date": r.slot.astimezone(tz).date().isoformat(),
+                "articles": r.articles,
+            }
+            for r in self.store.issues.archived()
         ]
-        return page("archive.html", 200, newsletter=self.settings.newsletter, issues=issues, base=request.base)
+        return page(
+            "archive.html",
+            200,
+            newsletter=self.settings.newsletter,
+            issues=issues,
+            base=request.base,
+            feed_url=f"{request.base}{FEED_PATH}",
+        )
+
+    def archive_feed(self) -> Response:
+        now = self.clock() if self.clock else datetime.now(timezone.utc)
+        body = atom_feed(self.settings.newsletter, self.store.issues.archived(sent_only=True), now=now)
+        return Response(200, body, "application/atom+xml; charset=utf-8")
 
     def archive_issue(self, name: str) -> Response:
         key, as_text = (name.removesuffix(".txt"), True) if name.endswith(".txt") else (name, False)
@@ -183,6 +274,8 @@ class SubscriberApp:
         html, plain = public_copy(rendered, self.settings.newsletter)
         if as_text:
             return text(plain)
+        feed = f'<link rel="alternate" type="application/atom+xml" title="{htmllib.escape(self.settings.newsletter.title)}" href="{FEED_PATH}">'
+        html = html.replace("</head>", f"{feed}\n</head>", 1)
         return Response(200, html.encode("utf-8"), headers=list(ARCHIVE_CSP))
 
 
