@@ -132,6 +132,8 @@ class SourceSettings(ConfigSection):
     fetch_full: bool = False
     # For a site that refuses the default User-Agent ([fetch] user_agent applies otherwise).
     user_agent: str | None = None
+    # Folder sources: a file larger than this is skipped (and reported), never read whole.
+    max_file_mb: float = Field(5.0, gt=0, allow_inf_nan=False)
 
     @field_validator("kind")
     @classmethod

@@ -23,6 +23,8 @@ MARKDOWN_SUFFIXES = {".md", ".markdown"}
 TEXT_SUFFIXES = {".txt"}
 HTML_SUFFIXES = {".html", ".htm"}
 ARTICLE_SUFFIXES = MARKDOWN_SUFFIXES | TEXT_SUFFIXES | HTML_SUFFIXES
+#: The default largest article file read (a folder source's ``max_file_mb``).
+MAX_FILE_BYTES = 5 * 1024 * 1024
 
 
 class FolderSource(Source):
@@ -35,18 +37,29 @@ class FolderSource(Source):
             raise SourceError(f"source {self.name!r}: folder {folder} does not exist; fix sources.path in the config")
         found: list[Article] = []
         problems: list[str] = []
+        max_bytes = int(self.settings.max_file_mb * 1024 * 1024)
         for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in ARTICLE_SUFFIXES):
             if any(part.startswith(".") for part in path.relative_to(folder).parts):
                 continue
             try:
-                found.append(read_article_file(path, source=self.name, tz=self.tz, root=folder))
+                found.append(read_article_file(path, source=self.name, tz=self.tz, root=folder, max_bytes=max_bytes))
             except (ValueError, OSError, UnicodeDecodeError) as exc:
-                problems.append(f"{path}: skipped: {exc}")
+                reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+                problems.append(f"{path}: skipped: {reason}")
+            except (MemoryError, RecursionError) as exc:
+                # One bad file never stops its folder.
+                problems.append(f"{path}: skipped: too large or too deeply nested to read ({exc.__class__.__name__})")
         return SourceResult(tuple(found), problems=tuple(problems))
 
 
 def read_article_file(
-    path: Path, *, source: str, tz: Any, root: Path | None = None, require_date: bool = True
+    path: Path,
+    *,
+    source: str,
+    tz: Any,
+    root: Path | None = None,
+    require_date: bool = True,
+    max_bytes: int = MAX_FILE_BYTES,
 ) -> Article:
     """Read one article file of any supported format. Raises ValueError naming what is wrong.
 
@@ -54,8 +67,9 @@ def read_article_file(
     undated file is read too: its date is the file's modification time, marked as first seen.
     """
     suffix = path.suffix.lower()
+    raw = _read_at_most(path, max_bytes)
     # HTML says its own encoding; Markdown and text files must be UTF-8.
-    text = decode_document(path.read_bytes()).text if suffix in HTML_SUFFIXES else path.read_text(encoding="utf-8")
+    text = decode_document(raw).text if suffix in HTML_SUFFIXES else raw.decode("utf-8")
     undated = None if require_date else _file_time(path, tz)
     rel = path.relative_to(root).as_posix() if root else path.name
     fallback_id = f"file:{source}/{rel}"
@@ -105,6 +119,19 @@ def read_article_file(
             meta, extracted.body, path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated
         )
     raise ValueError(f"unsupported file type {suffix!r}")
+
+
+def _read_at_most(path: Path, max_bytes: int) -> bytes:
+    """The file's bytes, or ValueError when it is larger than ``max_bytes`` (never read past that)."""
+    with path.open("rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        size = path.stat().st_size
+        raise ValueError(
+            f"{size / (1024 * 1024):.1f} MB, over the {max_bytes / (1024 * 1024):g} MB limit; "
+            "raise max_file_mb for this source if the file is really an article"
+        )
+    return data
 
 
 def _file_time(path: Path, tz: Any) -> datetime:
