@@ -80,7 +80,7 @@ def fetcher_from_settings(settings: Settings) -> Fetcher:
         user_agent=f.user_agent or default_user_agent(settings.newsletter.site_url),
         read_timeout=f.timeout,
         connect_timeout=min(10.0, f.timeout),
-        deadline=max(f.timeout * 4, 60.0),
+        deadline=f.deadline or max(f.timeout * 4, 60.0),
         max_bytes=int(f.max_response_mb * 1024 * 1024),
         retries=f.retries,
         max_retry_after=f.max_retry_after,

@@ -161,6 +161,9 @@ class FetchSettings(ConfigSection):
     # Default: "digest/<version> (newsletter digest generator; +<newsletter.site_url>)".
     user_agent: str | None = None
     timeout: float = Field(30.0, gt=0)
+    # Wall-clock limit for one whole response, however slowly it arrives (default: 4 × timeout,
+    # at least 60 s).
+    deadline: float | None = Field(None, gt=0, allow_inf_nan=False)
     max_response_mb: float = Field(10.0, gt=0)
     host_delay: float = Field(1.0, ge=0)
     workers: int = Field(8, ge=1, le=64)
