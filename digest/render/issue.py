@@ -73,7 +73,7 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     entries: list[dict[str, Any]] = []
     for e in issue.entries:
         a = e.article
-        title = one_line(a.title, MAX_TITLE) or "Untitled"
+        title = one_line(a.display_title, MAX_TITLE) or "Untitled"
         teaser = one_line(e.teaser.text, MAX_TEASER)
         # The teaser's HTML form is trusted markup (the teaser stage escapes it); an oversized
         # one is replaced by the clipped plain text, escaped here.
@@ -190,7 +190,7 @@ def _fit(
                 "issue %s: dropped %d trailing article(s) to fit the size limit: %s",
                 issue.key,
                 len(dropped),
-                "; ".join(one_line(s.article.title, 80) for s in dropped),
+                "; ".join(one_line(s.article.display_title, 80) for s in dropped),
             )
             issue = dataclasses.replace(issue, entries=issue.entries[:kept], skipped=issue.skipped + dropped)
     if size > limits.max_html_bytes:

@@ -187,9 +187,8 @@ def _from_front_matter(
     for key in meta:
         if key not in known:
             log.debug("%s: front matter key %r ignored", path, key)
+    # No title is fine (wire copy): readers see Article.display_title, the teaser needs none.
     title = normalise_space(str(meta.get("title") or ""))
-    if not title:
-        raise ValueError("front matter has no title")
     published = _date(meta["date"], tz, "date") if meta.get("date") is not None else undated
     if published is None:
         raise ValueError("front matter has no date")

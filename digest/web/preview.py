@@ -143,7 +143,7 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     for a in built.issue.articles:
         if a.image and not a.image_alt:
             out.append(
-                f"“{a.title}” has an image without alt text (image_alt); readers who cannot see it get the title instead"
+                f"“{a.display_title}” has an image without alt text (image_alt); readers who cannot see it get the title instead"
             )
     scan = _ImagesWithoutAlt()
     scan.feed(html)
@@ -171,7 +171,7 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
 
     chosen = tuple(
         ArticleLine(
-            a.title,
+            a.display_title,
             a.source,
             when(a),
             a.url,
@@ -180,7 +180,8 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
         for i, a in enumerate(issue.articles, start=1)
     )
     left = tuple(
-        ArticleLine(s.article.title, s.article.source, when(s.article), s.article.url, s.reason) for s in issue.skipped
+        ArticleLine(s.article.display_title, s.article.source, when(s.article), s.article.url, s.reason)
+        for s in issue.skipped
     )
     return chosen, left
 
