@@ -47,6 +47,8 @@ class SourceOutcome:
     not_modified: bool = False
     duplicates: int = 0
     undated: int = 0
+    #: Articles dated after the read: stored, and held out of every issue until their date.
+    future: int = 0
     moved_to: str | None = None
     problems: tuple[str, ...] = ()
 
@@ -62,6 +64,8 @@ class SourceOutcome:
             parts.append(f"{self.duplicates} already stored from another source")
         if self.undated:
             parts.append(f"{self.undated} undated, dated when first seen")
+        if self.future:
+            parts.append(f"{self.future} dated in the future, held until their date")
         return f"{self.seen} articles ({', '.join(parts)})"
 
 
@@ -161,6 +165,7 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
                     updated=stored.updated,
                     duplicates=stored.duplicates,
                     undated=sum(1 for a in result.articles if a.date_is_first_seen),
+                    future=sum(1 for a in result.articles if a.published > now),
                     moved_to=result.moved_to,
                     problems=result.problems,
                 )

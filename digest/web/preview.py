@@ -23,7 +23,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -130,6 +130,10 @@ class _ImagesWithoutAlt(HTMLParser):
                 self.missing.append(a.get("src") or "(no src)")
 
 
+#: How far past an issue's slot the preview looks for articles held until their date.
+FUTURE_LOOKAHEAD = timedelta(days=3660)
+
+
 def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIssue, html: str) -> list[str]:
     """What an editor should know before the issue goes: size, alt text, a thin week, failing
     sources, and whether the issue is held or already gone."""
@@ -149,6 +153,12 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     scan.feed(html)
     for src in scan.missing:
         out.append(f"an image in the HTML has no alt attribute: {src}")
+    tz = settings.newsletter.tz
+    for a in reversed(store.articles.published_between(slot.at, slot.at + FUTURE_LOOKAHEAD)):
+        out.append(
+            f"“{a.display_title}” ({a.source}) is dated {a.published.astimezone(tz):%a %-d %b %Y %H:%M}, "
+            "after this issue: it is held until then"
+        )
     for source in source_health(settings.sources, store.sources.all()):
         if source.failing and source.record is not None:
             out.append(f"source {source.name!r} is failing ({source.runs_in_a_row}): {source.record.last_error}")
