@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -149,3 +150,59 @@ def test_ingest_of_a_folder_with_an_alias_bomb_under_a_memory_cap(
     bomb_lines = [line for line in proc.stderr.splitlines() if "bomb.md" in line]
     assert len(bomb_lines) == 1 and "expands to more than 10000 values" in bomb_lines[0], proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+# --- folder sources: base_url and url_pattern ---------------------------------------------------
+
+
+def test_a_folder_file_without_a_url_links_under_the_base_url(tmp_path: Path) -> None:
+    write_article(tmp_path / "notes", "2025-08-01-harbour-lights.md", title="Harbour", date="2025-08-01", body="A.")
+    write_article(
+        tmp_path, "own.md", title="Own", date="2025-08-01", body="B.", extra="url: https://elsewhere.example.org/own\n"
+    )
+    (tmp_path / "page.txt").write_text("A headline\nA dek.\nJuly 25, 2025\nA body paragraph that goes on.\n")
+    settings = SourceSettings(
+        name="f",
+        kind="folder",
+        path=tmp_path,
+        base_url="https://news.example.org/blog",
+        url_pattern="{year}/{month}/{slug}",
+    )
+    found = {a.title: a for a in FolderSource(settings, tz=UTC).collect(datetime(2025, 8, 2, tzinfo=UTC)).articles}
+    assert found["Harbour"].url == "https://news.example.org/blog/2025/08/harbour-lights"
+    assert found["Own"].url == "https://elsewhere.example.org/own"
+    assert found["A headline"].url == "https://news.example.org/blog/2025/07/page"
+    # The id stays the file's: adding base_url later does not make stored articles new.
+    assert found["Harbour"].id == "file:f/notes/2025-08-01-harbour-lights.md"
+    plain = SourceSettings(name="f", kind="folder", path=tmp_path, base_url="https://news.example.org/")
+    found = {a.title: a for a in FolderSource(plain, tz=UTC).collect(datetime(2025, 8, 2, tzinfo=UTC)).articles}
+    assert found["Harbour"].url == "https://news.example.org/notes/2025-08-01-harbour-lights"
+
+
+@pytest.mark.parametrize(
+    "extra, complaint",
+    [
+        ({"base_url": "https://"}, "base_url must be an http(s) URL with a host"),
+        ({"base_url": 'https://a.example.org/"x'}, "base_url must be an http(s) URL with a host"),
+        ({"base_url": "ftp://a.example.org/"}, "base_url must be an http(s) URL with a host"),
+        ({"base_url": "https://a.example.org/", "url_pattern": "{title}"}, "unknown placeholder {title}"),
+        ({"base_url": "https://a.example.org/", "url_pattern": "{slug"}, "url_pattern '{slug'"),
+    ],
+)
+def test_bad_base_url_or_pattern_is_refused_at_load(tmp_path: Path, extra: dict[str, str], complaint: str) -> None:
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=re.escape(complaint)):
+        SourceSettings(name="f", kind="folder", path=tmp_path, **extra)  # type: ignore[arg-type]
+
+
+def test_every_article_of_the_sample_newsletter_links_somewhere() -> None:
+    from conftest import ROOT
+
+    from digest.config import load_config
+    from digest.sources.registry import source_from_settings
+
+    settings = load_config(ROOT / "config" / "digest.toml")
+    (cfg,) = settings.sources
+    found = source_from_settings(cfg, tz=UTC).collect(datetime(2025, 8, 11, tzinfo=UTC)).articles
+    assert found and all(a.url and a.url.startswith("https://review.example.org/") for a in found)

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urljoin
 
 from digest.errors import SourceError
 from digest.models import Article, Block
@@ -42,7 +45,18 @@ class FolderSource(Source):
             if any(part.startswith(".") for part in path.relative_to(folder).parts):
                 continue
             try:
-                found.append(read_article_file(path, source=self.name, tz=self.tz, root=folder, max_bytes=max_bytes))
+                found.append(
+                    read_article_file(
+                        path,
+                        source=self.name,
+                        tz=self.tz,
+                        root=folder,
+                        max_bytes=max_bytes,
+                        link=FolderLinks(self.settings.base_url, self.settings.url_pattern)
+                        if self.settings.base_url
+                        else None,
+                    )
+                )
             except (ValueError, OSError, UnicodeDecodeError) as exc:
                 reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
                 problems.append(f"{path}: skipped: {reason}")
@@ -60,6 +74,7 @@ def read_article_file(
     root: Path | None = None,
     require_date: bool = True,
     max_bytes: int = MAX_FILE_BYTES,
+    link: FolderLinks | None = None,
 ) -> Article:
     """Read one article file of any supported format. Raises ValueError naming what is wrong.
 
@@ -73,6 +88,42 @@ def read_article_file(
     undated = None if require_date else _file_time(path, tz)
     rel = path.relative_to(root).as_posix() if root else path.name
     fallback_id = f"file:{source}/{rel}"
+    article = _read_text(text, suffix, path=path, source=source, tz=tz, fallback_id=fallback_id, undated=undated)
+    if article.url is None and link is not None:
+        # The id stays the file's, so setting base_url later does not make stored articles new.
+        article = replace(article, url=link.url_for(rel, article.published))
+    return article
+
+
+@dataclass(frozen=True)
+class FolderLinks:
+    """Where a folder's files are published: ``base_url`` joined with ``pattern`` (see
+    digest.config.FOLDER_URL_FIELDS)."""
+
+    base_url: str
+    pattern: str = "{path}"
+
+    def url_for(self, rel: str, published: datetime) -> str:
+        path = rel.rsplit(".", 1)[0] if "." in rel.rsplit("/", 1)[-1] else rel
+        name = path.rsplit("/", 1)[-1]
+        fields = {
+            "path": quote(path),
+            "name": quote(name),
+            "slug": quote(_DATED_NAME.sub("", name) or name),
+            "year": f"{published.year:04d}",
+            "month": f"{published.month:02d}",
+            "day": f"{published.day:02d}",
+        }
+        base = self.base_url if self.base_url.endswith("/") else self.base_url + "/"
+        return urljoin(base, self.pattern.format(**fields).lstrip("/"))
+
+
+_DATED_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}[-_]")
+
+
+def _read_text(
+    text: str, suffix: str, *, path: Path, source: str, tz: Any, fallback_id: str, undated: datetime | None
+) -> Article:
     if suffix in TEXT_SUFFIXES:
         page = parse_text_page(text)
         published = as_aware(page.date, tz) if page.date else undated
