@@ -42,6 +42,8 @@ class Article:
     summary: str | None = None
     image: str | None = None
     image_alt: str | None = None
+    #: The image's natural width in pixels, when known: it is shown no wider (up to the column).
+    image_width: int | None = None
     tags: tuple[str, ...] = ()
     section: str | None = None
     language: str | None = None

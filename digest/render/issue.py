@@ -65,6 +65,10 @@ def _editor_note(nl: NewsletterSettings) -> list[str]:
     return [p for p in paragraphs if p]
 
 
+#: The width an article's image may take: the 600 px body less the card's 24 px padding each side.
+IMAGE_COLUMN_PX = 552
+
+
 def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     nl = settings.newsletter
     links = settings.links
@@ -87,6 +91,8 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
                 "author": one_line(a.author, MAX_AUTHOR) or None,
                 "published": a.published.astimezone(tz),
                 "image": safe_url(a.image),
+                # Natural width up to the column; unknown: the column's width.
+                "image_width": min(a.image_width, IMAGE_COLUMN_PX) if a.image_width else None,
                 "image_alt": one_line(a.image_alt, MAX_TITLE) or title,
                 "section": one_line(a.section, MAX_SECTION) or None,
             }

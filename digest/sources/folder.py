@@ -8,13 +8,14 @@ from dataclasses import dataclass, replace
 from datetime import date, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urljoin
+from urllib.parse import quote, urljoin, urlsplit
 
 from digest.errors import SourceError
 from digest.models import Article, Block
 from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.encoding import decode_document
 from digest.sources.identity import canonical_url
+from digest.sources.images import file_image_width
 from digest.sources.markup import markdown_blocks, split_front_matter
 from digest.sources.text import as_aware, parse_loose_date
 from digest.sources.textpage import parse_text_page
@@ -55,6 +56,7 @@ class FolderSource(Source):
                         link=FolderLinks(self.settings.base_url, self.settings.url_pattern)
                         if self.settings.base_url
                         else None,
+                        problems=problems,
                     )
                 )
             except (ValueError, OSError, UnicodeDecodeError) as exc:
@@ -75,6 +77,7 @@ def read_article_file(
     require_date: bool = True,
     max_bytes: int = MAX_FILE_BYTES,
     link: FolderLinks | None = None,
+    problems: list[str] | None = None,
 ) -> Article:
     """Read one article file of any supported format. Raises ValueError naming what is wrong.
 
@@ -92,7 +95,7 @@ def read_article_file(
     if article.url is None and link is not None:
         # The id stays the file's, so setting base_url later does not make stored articles new.
         article = replace(article, url=link.url_for(rel, article.published))
-    return article
+    return _with_image(article, path, problems)
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,56 @@ def _read_at_most(path: Path, max_bytes: int) -> bytes:
     return data
 
 
+def _width(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 100_000:
+        return value
+    if isinstance(value, str) and value.strip().removesuffix("px").isdigit():
+        return _width(int(value.strip().removesuffix("px")))
+    raise ValueError(f"image_width: expected a width in pixels such as 320, got {value!r}")
+
+
+#: Characters that have no place in an image address put into an e-mail's HTML.
+_NOT_IN_URL = frozenset("\"'<>\\`")
+
+
+def _usable_image_url(url: str) -> bool:
+    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F or c in _NOT_IN_URL for c in url):
+        return False
+    parts = urlsplit(url)
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _with_image(article: Article, path: Path, problems: list[str] | None) -> Article:
+    """The article with its image resolved against its URL and checked, and its width read from the
+    local file's header when the image is a file beside the article; an image that cannot be used
+    is dropped (with a line in ``problems``), so nothing is said about it later."""
+    image = (article.image or "").strip()
+    if not image:
+        return article
+    width = article.image_width
+    if not urlsplit(image).scheme and not image.startswith("//"):
+        local = path.parent / image.split("?", 1)[0].split("#", 1)[0]
+        if width is None and local.is_file():
+            width = file_image_width(local)
+        if article.url is None:
+            if problems is not None:
+                problems.append(
+                    f"{path}: image {image!r} is relative and the article has no url; "
+                    "give the article a url or the source a base_url"
+                )
+            return replace(article, image=None, image_width=None)
+        image = urljoin(article.url, image)
+    elif image.startswith("//"):
+        image = "https:" + image
+    if not _usable_image_url(image):
+        if problems is not None:
+            problems.append(f"{path}: image {article.image!r} is not an http(s) address; it is left out")
+        return replace(article, image=None, image_width=None)
+    return replace(article, image=image, image_width=width)
+
+
 def _file_time(path: Path, tz: Any) -> datetime:
     return datetime.fromtimestamp(path.stat().st_mtime, tz)
 
@@ -228,6 +281,7 @@ def _from_front_matter(
         "dek",
         "image",
         "image_alt",
+        "image_width",
         "tags",
         "section",
         "lang",
@@ -262,6 +316,7 @@ def _from_front_matter(
         summary_by_editor=summary_by_editor and summary is not None,
         image=str(meta["image"]) if meta.get("image") else None,
         image_alt=normalise_space(str(meta["image_alt"])) if meta.get("image_alt") else None,
+        image_width=_width(meta.get("image_width")),
         tags=tuple(normalise_space(str(t)) for t in tags if str(t).strip()),
         section=normalise_space(str(meta["section"])) if meta.get("section") else None,
         language=str(meta.get("language") or meta.get("lang") or "") or None,

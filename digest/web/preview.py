@@ -44,6 +44,7 @@ from digest.pipeline import (
 )
 from digest.render.environment import DEFAULT_TEMPLATES
 from digest.render.issue import personalise
+from digest.render.links import safe_url
 from digest.select import too_few_articles
 from digest.sources.health import source_health
 from digest.store import Store
@@ -145,7 +146,8 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     if size > CLIP_BYTES:
         out.append(f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides the rest")
     for a in built.issue.articles:
-        if a.image and not a.image_alt:
+        # Only about images the e-mail shows (render drops an address it cannot use).
+        if safe_url(a.image) and not a.image_alt:
             out.append(
                 f"“{a.display_title}” has an image without alt text (image_alt); readers who cannot see it get the title instead"
             )
