@@ -206,3 +206,17 @@ def test_every_article_of_the_sample_newsletter_links_somewhere() -> None:
     (cfg,) = settings.sources
     found = source_from_settings(cfg, tz=UTC).collect(datetime(2025, 8, 11, tzinfo=UTC)).articles
     assert found and all(a.url and a.url.startswith("https://review.example.org/") for a in found)
+
+
+def test_a_local_feed_file_over_the_cap_fails_its_source_in_one_line(tmp_path: Path) -> None:
+    from digest.errors import SourceError
+    from digest.sources.feed import FeedSource
+
+    big = tmp_path / "feed.xml"
+    big.write_bytes(b"<rss><channel>" + b" " * 2_000_000 + b"</channel></rss>")
+    src = FeedSource(SourceSettings(name="local", kind="feed", path=big, max_file_mb=1), tz=UTC)
+    with pytest.raises(SourceError) as refused:
+        src.collect(datetime(2025, 8, 2, tzinfo=UTC))
+    assert str(refused.value) == (
+        f"source 'local': {big} is larger than the 1 MB limit; raise max_file_mb for this source if it is really a feed or page"
+    )
