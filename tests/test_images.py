@@ -138,3 +138,21 @@ def test_the_preview_warns_only_about_images_in_the_email(write_config, tmp_path
         ]
     finally:
         preview.close()
+
+
+def test_a_feed_images_declared_width_is_kept() -> None:
+    from digest.sources.feed import feed_articles
+    from digest.sources.feed_items import parse_feed
+
+    rss = b"""<?xml version="1.0"?>
+<rss version="2.0" xmlns:media="http://search.yahoo.com/mrss/"><channel><title>T</title><link>https://example.org/</link>
+<item><title>With width</title><link>https://example.org/a</link><pubDate>Tue, 05 Aug 2025 08:00:00 GMT</pubDate>
+<description>Text of a.</description><media:content url="https://cdn.example.org/a.jpg" medium="image" width="240"/></item>
+<item><title>Without</title><link>https://example.org/b</link><pubDate>Tue, 05 Aug 2025 08:00:00 GMT</pubDate>
+<description>Text of b.</description><media:content url="https://cdn.example.org/b.jpg" medium="image"/></item>
+</channel></rss>"""
+    found = feed_articles(parse_feed(rss, url="https://example.org/feed"), source="s", now=NOW)[0]
+    assert [(a.image, a.image_width) for a in found] == [
+        ("https://cdn.example.org/a.jpg", 240),
+        ("https://cdn.example.org/b.jpg", None),
+    ]

@@ -124,6 +124,7 @@ def item_article(item: FeedItem, *, source: str, now: datetime, trusted_guid: st
         author=item.author,
         summary=summary,
         image=item.image,
+        image_width=item.image_width,
         tags=item.tags,
         language=item.language,
         body=body,
