@@ -23,7 +23,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -369,6 +369,15 @@ def main(argv: list[str] | None = None) -> int:
         ("odd lines", lambda i: i % 2 == 1),
     ):
         print_table(summarise(rows, keep), args.max_chars, label)
+    # The same files with their titles removed (wire copy, micro-blog posts): the teaser needs none.
+    untitled = [(row, replace(article, title="")) for row, article in pairs]
+    titled_t = summarise(rows, lambda i: True)[METHODS[0].name]
+    untitled_t = summarise(score(untitled, args.max_chars, METHODS[:1]), lambda i: True)[METHODS[0].name]
+    print(
+        f"\nours without titles: R1 {untitled_t['R1']:.1f}, R2 {untitled_t['R2']:.1f}, RL {untitled_t['RL']:.1f}"
+        f" (with titles: RL {titled_t['RL']:.1f}); over {untitled_t['over']}, mid-word {untitled_t['mid-word']},"
+        f" boilerplate {untitled_t['boilerplate']}, empty {untitled_t['empty']}"
+    )
     if args.tune:
         tune(pairs, args.max_chars)
     for row, article in pairs[: args.show]:

@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
+from digest.text import title_from_lead
+
 BlockKind = Literal["p", "h"]
 
 # Placeholders the rendered issue carries where each recipient's unsubscribe token and address go.
@@ -40,6 +42,8 @@ class Article:
     summary: str | None = None
     image: str | None = None
     image_alt: str | None = None
+    #: The image's natural width in pixels, when known: it is shown no wider (up to the column).
+    image_width: int | None = None
     tags: tuple[str, ...] = ()
     section: str | None = None
     language: str | None = None
@@ -53,6 +57,16 @@ class Article:
     @property
     def paragraphs(self) -> tuple[str, ...]:
         return tuple(b.text for b in self.body if b.kind == "p")
+
+    @property
+    def display_title(self) -> str:
+        """The title readers see: the article's own, else the first sentence of its lead, else
+        the source's name and the date. Only for showing: ``title`` stays empty, so the teaser
+        does not take the lead's first sentence for a repeat of the headline."""
+        if self.title.strip():
+            return self.title
+        lead = next(iter(self.paragraphs), "")
+        return title_from_lead(lead) or f"{self.source}, {self.published:%d %B %Y}"
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,8 @@ class SourceOutcome:
     not_modified: bool = False
     duplicates: int = 0
     undated: int = 0
+    #: Articles dated after the read: stored, and held out of every issue until their date.
+    future: int = 0
     moved_to: str | None = None
     problems: tuple[str, ...] = ()
 
@@ -63,6 +65,8 @@ class SourceOutcome:
             parts.append(f"{self.duplicates} already stored from another source")
         if self.undated:
             parts.append(f"{self.undated} undated, dated when first seen")
+        if self.future:
+            parts.append(f"{self.future} dated in the future, held until their date")
         return f"{plural(self.seen, 'article')} ({', '.join(parts)})"
 
 
@@ -81,7 +85,7 @@ def fetcher_from_settings(settings: Settings) -> Fetcher:
         user_agent=f.user_agent or default_user_agent(settings.newsletter.site_url),
         read_timeout=f.timeout,
         connect_timeout=min(10.0, f.timeout),
-        deadline=max(f.timeout * 4, 60.0),
+        deadline=f.deadline or max(f.timeout * 4, 60.0),
         max_bytes=int(f.max_response_mb * 1024 * 1024),
         retries=f.retries,
         max_retry_after=f.max_retry_after,
@@ -162,6 +166,7 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
                     updated=stored.updated,
                     duplicates=stored.duplicates,
                     undated=sum(1 for a in result.articles if a.date_is_first_seen),
+                    future=sum(1 for a in result.articles if a.published > now),
                     moved_to=result.moved_to,
                     problems=result.problems,
                 )

@@ -41,7 +41,12 @@ def select_articles(
             continue
         seen.add(a.id)
         if a.published > as_of:
-            skipped.append(Skipped(a, f"published after this issue's moment ({as_of.isoformat(timespec='minutes')})"))
+            skipped.append(
+                Skipped(
+                    a,
+                    f"dated after this issue's moment ({as_of.isoformat(timespec='minutes')}): held until its date",
+                )
+            )
         elif a.published <= window_start:
             skipped.append(Skipped(a, f"published before the window ({window_start.isoformat(timespec='minutes')})"))
         elif a.id in already_sent:

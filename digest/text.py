@@ -216,3 +216,17 @@ def one_line(value: str | None, limit: int | None = None) -> str:
 def plural(count: int, word: str, words: str | None = None) -> str:
     """``count`` and the word in the right number: "1 article", "2 articles", "0 articles"."""
     return f"{count} {word if count == 1 else (words or word + 's')}"
+
+
+#: A title made from an article's lead when it has none, at most this long.
+DERIVED_TITLE_CHARS = 90
+
+
+def title_from_lead(first_paragraph: str) -> str:
+    """A title for an article that has none (wire copy, micro-blog posts): the first sentence of
+    its lead, cut between words to DERIVED_TITLE_CHARS with an ellipsis."""
+    sentence = re.split(r"(?<=[.!?])\s", normalise_space(first_paragraph), maxsplit=1)[0]
+    if len(sentence) <= DERIVED_TITLE_CHARS:
+        return sentence
+    cut = sentence[: DERIVED_TITLE_CHARS - 1].rsplit(" ", 1)[0]
+    return cut.rstrip(" ,;:-") + ELLIPSIS

@@ -23,6 +23,8 @@ class Reply:
     gzip: bool = False
     # Send the body in chunks with no Content-Length (Transfer-Encoding: chunked).
     chunked: bool = False
+    # Seconds between two bytes of the body: a server that trickles (0: all at once).
+    trickle: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,7 @@ class TestServer:
         self.active = 0
         self.max_active = 0
         self._lock = threading.Lock()
+        self.stopping = threading.Event()
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -90,7 +93,13 @@ class TestServer:
                     if "Content-Length" not in headers:
                         self.send_header("Content-Length", str(len(body)))
                     self.end_headers()
-                    if reply.status not in (204, 304):
+                    if reply.trickle:
+                        for i in range(len(body)):
+                            if server.stopping.wait(reply.trickle):
+                                return
+                            self.wfile.write(body[i : i + 1])
+                            self.wfile.flush()
+                    elif reply.status not in (204, 304):
                         self.wfile.write(body)
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -109,6 +118,7 @@ class TestServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.stopping.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

@@ -383,3 +383,56 @@ def test_one_host_gets_one_request_at_a_time(write_config) -> None:
     assert all(o.new == 1 for o in report.sources)
     assert server.max_active == 1
     assert fake.sleeps.count(1.5) == 3, "each request after the first waited for the host delay"
+
+
+# --- a server that trickles: the wall-clock deadline holds per read -------------------------------
+
+TRICKLED_FEED = (
+    b'<?xml version="1.0"?><rss version="2.0"><channel><title>Slow</title>' + b" " * 200 + b"</channel></rss>"
+)
+
+
+def test_a_feed_trickling_a_byte_a_second_is_given_up_at_the_deadline() -> None:
+    import time
+
+    with TestServer({"/feed.xml": lambda req: Reply(200, TRICKLED_FEED, trickle=1.0)}) as server:
+        f = Fetcher(FetchPolicy(deadline=2, read_timeout=30, host_delay=0, retries=0))
+        started = time.monotonic()
+        with pytest.raises(FetchError, match="took longer than 2 s to send; gave up"):
+            f.get(server.url("/feed.xml"), source="slow")
+        assert time.monotonic() - started < 2 + 5
+
+
+def test_digest_ingest_gives_up_on_a_trickling_feed_within_the_deadline(tmp_path: Path, write_config) -> None:  # type: ignore[no-untyped-def]
+    import os
+    import subprocess
+    import sys
+    import time
+
+    with TestServer({"/feed.xml": lambda req: Reply(200, TRICKLED_FEED, trickle=1.0)}) as server:
+        cfg = write_config(
+            f"""
+            [[sources]]
+            name = "slow"
+            kind = "feed"
+            url = "{server.url("/feed.xml")}"
+
+            [fetch]
+            timeout = 30
+            deadline = 3
+            retries = 0
+            host_delay = 0
+            """
+        )
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-m", "digest", "--config", str(cfg), "ingest"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=300,
+        )
+        took = time.monotonic() - started
+    assert "took longer than 3 s to send; gave up" in proc.stderr, proc.stderr
+    assert took < 3 + 5, f"digest ingest took {took:.1f} s"

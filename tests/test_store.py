@@ -33,7 +33,7 @@ from digest.store.records import (
     SourceRecord,
     SubscriberRecord,
 )
-from digest.store.schema import SCHEMA_VERSION, metadata
+from digest.store.schema import MIGRATIONS, SCHEMA_VERSION, metadata
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -393,6 +393,22 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         store.articles.apply(plan_of(article("new", summary="By the editor.", summary_by_editor=True)))
     with Store(url) as again:  # opening an up-to-date database changes nothing
         assert {a.id: a.summary_by_editor for a in again.articles.all()} == {"old": False, "edited": True, "new": True}
+
+
+def test_a_version_2_database_gains_image_width(tmp_path: Path) -> None:
+    url = version_1_database(tmp_path / "v2.sqlite3")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:  # brought to version 2 as version 2 did it
+        MIGRATIONS[2](conn)
+        conn.execute(sa.text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
+        conn.execute(sa.text("UPDATE articles SET image = 'https://news.example.org/old.png' WHERE id = 'old'"))
+    engine.dispose()
+    with Store(url) as store:
+        assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
+        old = next(a for a in store.articles.all() if a.id == "old")
+        assert (old.image, old.image_width) == ("https://news.example.org/old.png", None)
+        store.articles.apply(plan_of(article("new", image="https://news.example.org/new.png", image_width=200)))
+        assert {a.id: a.image_width for a in store.articles.all()} == {"old": None, "edited": None, "new": 200}
 
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:

@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from email.utils import parseaddr
 from pathlib import Path
+from string import Formatter
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -128,6 +131,11 @@ class NewsletterSettings(ConfigSection):
 SOURCE_KINDS = ("feed", "page", "folder")
 
 
+#: The placeholders of a folder source's ``url_pattern``: the file's path in the folder without its
+#: suffix, its name without the suffix, that name without a leading YYYY-MM-DD- date, and the date.
+FOLDER_URL_FIELDS = ("path", "name", "slug", "year", "month", "day")
+
+
 class SourceSettings(ConfigSection):
     name: str
     # One of SOURCE_KINDS.
@@ -138,6 +146,13 @@ class SourceSettings(ConfigSection):
     fetch_full: bool = False
     # For a site that refuses the default User-Agent ([fetch] user_agent applies otherwise).
     user_agent: str | None = None
+    # Folder sources: a file larger than this is skipped (and reported), never read whole.
+    max_file_mb: float = Field(5.0, gt=0, allow_inf_nan=False)
+    # Folder sources: where a file without its own url is published, so it still links somewhere
+    # (and its relative images resolve): base_url joined with url_pattern, whose placeholders are
+    # FOLDER_URL_FIELDS.
+    base_url: str | None = None
+    url_pattern: str = "{path}"
 
     @field_validator("kind")
     @classmethod
@@ -156,6 +171,22 @@ class SourceSettings(ConfigSection):
             raise ValueError(f"fetch_full applies to feed sources only, not kind = {self.kind!r}")
         if self.user_agent is not None and not self.user_agent.strip():
             raise ValueError("user_agent is empty; remove it to use [fetch] user_agent")
+        if self.base_url is not None:
+            if self.kind != "folder":
+                raise ValueError(f"base_url applies to folder sources only, not kind = {self.kind!r}")
+            parts = urlsplit(self.base_url)
+            if parts.scheme not in ("http", "https") or not parts.hostname or re.search(r"[\s\"'<>\\]", self.base_url):
+                raise ValueError(f"base_url must be an http(s) URL with a host, got {self.base_url!r}")
+        try:
+            fields = {name for _text, name, _spec, _conv in Formatter().parse(self.url_pattern) if name is not None}
+        except ValueError as exc:
+            raise ValueError(f"url_pattern {self.url_pattern!r}: {exc}") from None
+        unknown = sorted(fields - set(FOLDER_URL_FIELDS))
+        if unknown:
+            raise ValueError(
+                f"url_pattern {self.url_pattern!r}: unknown placeholder {{{unknown[0]}}}; use "
+                + ", ".join(f"{{{f}}}" for f in FOLDER_URL_FIELDS)
+            )
         return self
 
 
@@ -165,6 +196,9 @@ class FetchSettings(ConfigSection):
     # Default: "digest/<version> (newsletter digest generator; +<newsletter.site_url>)".
     user_agent: str | None = None
     timeout: float = Field(30.0, gt=0)
+    # Wall-clock limit for one whole response, however slowly it arrives (default: 4 × timeout,
+    # at least 60 s).
+    deadline: float | None = Field(None, gt=0, allow_inf_nan=False)
     max_response_mb: float = Field(10.0, gt=0)
     host_delay: float = Field(1.0, ge=0)
     workers: int = Field(8, ge=1, le=64)

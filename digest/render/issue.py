@@ -69,6 +69,10 @@ def _editor_note(nl: NewsletterSettings, issue: Issue) -> list[str]:
     return [p for p in paragraphs if p]
 
 
+#: The width an article's image may take: the 600 px body less the card's 24 px padding each side.
+IMAGE_COLUMN_PX = 552
+
+
 def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     nl = settings.newsletter
     links = settings.links
@@ -77,7 +81,7 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
     entries: list[dict[str, Any]] = []
     for e in issue.entries:
         a = e.article
-        title = one_line(a.title, MAX_TITLE) or "Untitled"
+        title = one_line(a.display_title, MAX_TITLE) or "Untitled"
         teaser = one_line(e.teaser.text, MAX_TEASER)
         # The teaser's HTML form is trusted markup (the teaser stage escapes it); an oversized
         # one is replaced by the clipped plain text, escaped here.
@@ -92,6 +96,8 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
                 "author": one_line(a.author, MAX_AUTHOR) or None,
                 "published": a.published.astimezone(tz),
                 "image": safe_url(a.image),
+                # Natural width up to the column; unknown: the column's width.
+                "image_width": min(a.image_width, IMAGE_COLUMN_PX) if a.image_width else None,
                 "image_alt": one_line(a.image_alt, MAX_TITLE) or title,
                 "section": one_line(a.section, MAX_SECTION) or None,
             }
@@ -211,7 +217,7 @@ def _fit(
                 "issue %s: dropped %d trailing article(s) to fit the size limit: %s",
                 issue.key,
                 len(dropped),
-                "; ".join(one_line(s.article.title, 80) for s in dropped),
+                "; ".join(one_line(s.article.display_title, 80) for s in dropped),
             )
             issue = dataclasses.replace(issue, entries=issue.entries[:kept], skipped=issue.skipped + dropped)
     if size > limits.max_html_bytes:

@@ -100,12 +100,20 @@ class Source(ABC):
     def read_file(self) -> bytes:
         """The bytes of the source's local file."""
         assert self.settings.path is not None
+        cap = int(self.settings.max_file_mb * 1024 * 1024)
         try:
-            return self.settings.path.read_bytes()
+            with self.settings.path.open("rb") as fh:
+                data = fh.read(cap + 1)
         except OSError as exc:
             raise SourceError(
                 f"source {self.name!r}: cannot read {self.settings.path}: {exc.strerror or exc}"
             ) from None
+        if len(data) > cap:
+            raise SourceError(
+                f"source {self.name!r}: {self.settings.path} is larger than the {self.settings.max_file_mb:g} MB "
+                "limit; raise max_file_mb for this source if it is really a feed or page"
+            )
+        return data
 
     def read(self, now: datetime) -> list[Article]:
         """Every article this source offers now, ignoring any remembered state; problems with

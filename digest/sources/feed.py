@@ -9,7 +9,6 @@ the summary kept only when it is more than the body's first words.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -21,7 +20,7 @@ from digest.sources.feed_items import FeedError, FeedItem, ParsedFeed, parse_fee
 from digest.sources.identity import article_id, article_key, trusted_guids
 from digest.sources.markup import html_blocks, text_blocks, without_title
 from digest.sources.text import as_aware
-from digest.text import is_body_opening
+from digest.text import is_body_opening, title_from_lead
 
 # The feed items' types are re-exported: a feed is one thing to its readers.
 __all__ = [
@@ -42,8 +41,6 @@ FEED_ACCEPT = (
     "application/rss+xml, application/atom+xml, application/feed+json, application/rdf+xml;q=0.9, "
     "application/xml;q=0.8, application/json;q=0.8, text/xml;q=0.8, */*;q=0.5"
 )
-# A title made from the body when an item has none (micro-blog posts), at most this long.
-DERIVED_TITLE_CHARS = 90
 # fetch_full: at most this many item pages per source and run, newest first (the rest keep their stub).
 FULL_PAGES_PER_RUN = 25
 
@@ -53,13 +50,8 @@ def _blocks(value: str, is_html: bool) -> tuple[Block, ...]:
 
 
 def derived_title(body: Sequence[Block]) -> str:
-    """A title for an item that has none: its first sentence, cut at a word within bounds."""
-    first = next((b.text for b in body if b.kind == "p"), "")
-    sentence = re.split(r"(?<=[.!?])\s", first, maxsplit=1)[0]
-    if len(sentence) <= DERIVED_TITLE_CHARS:
-        return sentence
-    cut = sentence[: DERIVED_TITLE_CHARS - 1].rsplit(" ", 1)[0]
-    return cut.rstrip(" ,;:-") + "…"
+    """A title for an item that has none (micro-blog posts): see :func:`digest.text.title_from_lead`."""
+    return title_from_lead(next((b.text for b in body if b.kind == "p"), ""))
 
 
 def feed_articles(
@@ -132,6 +124,7 @@ def item_article(item: FeedItem, *, source: str, now: datetime, trusted_guid: st
         author=item.author,
         summary=summary,
         image=item.image,
+        image_width=item.image_width,
         tags=item.tags,
         language=item.language,
         body=body,

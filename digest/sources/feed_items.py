@@ -52,6 +52,8 @@ class FeedItem:
     content: str = ""
     content_is_html: bool = True
     image: str | None = None
+    #: The image's width in pixels as the feed declares it (media:content / media:thumbnail).
+    image_width: int | None = None
     tags: tuple[str, ...] = ()
     language: str | None = None
 
@@ -166,6 +168,7 @@ def _parse_xml(data: bytes, *, url: str | None, charset: str | None) -> ParsedFe
                 content=_best_content(e),
                 content_is_html=_is_html(_best_content_detail(e)),
                 image=_absolute(_entry_image(e), _content_base(e) or _absolute(link, base) or base),
+                image_width=_declared_width(e, _entry_image(e)),
                 tags=_unique(clean_text(t.get("term") or t.get("label")) for t in e.get("tags") or []),
                 language=_entry_language(e) or language,
             )
@@ -330,6 +333,17 @@ def _entry_language(e: Any) -> str | None:
         detail = v[0] if isinstance(v, list) and v else v
         if isinstance(detail, dict) and detail.get("language"):
             return str(detail["language"])
+    return None
+
+
+def _declared_width(e: Any, url: str | None) -> int | None:
+    """The width a Media RSS element gives the chosen image, when it gives one."""
+    if not url:
+        return None
+    for m in [*(e.get("media_content") or []), *(e.get("media_thumbnail") or [])]:
+        width = str(m.get("width") or "").strip()
+        if _address(m, "url") == url and width.isdigit() and 0 < int(width) < 100_000:
+            return int(width)
     return None
 
 

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.structures import CaseInsensitiveDict
 
 from digest import __version__
@@ -280,7 +281,21 @@ class Fetcher:
                     )
                 chunks: list[bytes] = []
                 size = 0
-                for chunk in resp.iter_content(_CHUNK):
+                raw = resp.raw
+                while True:
+                    # Per read, not per 64 KiB: a server trickling a byte a second cannot hold us
+                    # past the deadline, and the socket never waits longer than the time left.
+                    left = p.deadline - (self.clock() - started)
+                    if left <= 0:
+                        raise FetchError(
+                            f"source {source!r}: {url} took longer than {p.deadline:g} s to send; gave up",
+                            url=url,
+                            status=200,
+                        )
+                    _wait_at_most(raw, min(p.read_timeout, left))
+                    chunk = raw.read1(_CHUNK, decode_content=True)
+                    if not chunk:
+                        break
                     size += len(chunk)
                     if size > p.max_bytes:
                         raise FetchError(
@@ -288,15 +303,13 @@ class Fetcher:
                             url=url,
                             status=200,
                         )
-                    if self.clock() - started > p.deadline:
-                        raise FetchError(
-                            f"source {source!r}: {url} took longer than {p.deadline:g} s to send; gave up",
-                            url=url,
-                            status=200,
-                        )
                     chunks.append(chunk)
                 return 200, resp_headers, b"".join(chunks)
-        except requests.Timeout:
+        except (requests.Timeout, urllib3.exceptions.TimeoutError):
+            if self.clock() - started >= p.deadline:
+                raise FetchError(
+                    f"source {source!r}: {url} took longer than {p.deadline:g} s to send; gave up", url=url
+                ) from None
             raise FetchError(
                 f"source {source!r}: {url} did not answer within {p.read_timeout:g} s (timed out)", url=url
             ) from None
@@ -308,10 +321,22 @@ class Fetcher:
                     f"source {source!r}: {url} stopped sending for {p.read_timeout:g} s (timed out)", url=url
                 ) from None
             raise FetchError(f"source {source!r}: cannot connect to {url}: {_short_reason(reason)}", url=url) from None
+        except urllib3.exceptions.HTTPError as exc:
+            raise FetchError(
+                f"source {source!r}: {url} broke off while sending: {_short_reason(exc)}", url=url, status=200
+            ) from None
         except requests.RequestException as exc:
             raise FetchError(
                 f"source {source!r}: cannot fetch {url}: {exc.__class__.__name__}: {_short_reason(exc)}", url=url
             ) from None
+
+
+def _wait_at_most(raw: urllib3.HTTPResponse, seconds: float) -> None:
+    """Make the response's next socket read give up after ``seconds``."""
+    conn = raw.connection
+    sock = getattr(conn, "sock", None) if conn is not None else None
+    if sock is not None:
+        sock.settimeout(max(seconds, 0.001))
 
 
 def _short_reason(reason: object) -> str:

@@ -26,7 +26,7 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     if not m:
         return {}, text
     try:
-        data = yaml.safe_load(m.group(1)) or {}
+        data = _bounded_yaml(m.group(1)) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 2})" if mark is not None else ""
@@ -34,6 +34,48 @@ def split_front_matter(text: str) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
         raise ValueError("front matter must be a mapping of keys to values")
     return data, text[m.end() :]
+
+
+#: Front matter is a handful of keys: more values than this (aliases counted as often as they
+#: are used), or deeper nesting, is not an article's metadata but an attack (a "billion laughs").
+MAX_FRONT_MATTER_NODES = 10_000
+MAX_FRONT_MATTER_DEPTH = 32
+
+
+def _bounded_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that refuses, before building anything, a document whose aliases would
+    expand to more than MAX_FRONT_MATTER_NODES values or that nests deeper than MAX_FRONT_MATTER_DEPTH
+    (a self-referencing alias counts as endlessly deep)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        sizes: dict[int, int] = {}
+
+        def expanded(n: yaml.Node, depth: int) -> int:
+            if depth > MAX_FRONT_MATTER_DEPTH:
+                raise ValueError(f"front matter nests deeper than {MAX_FRONT_MATTER_DEPTH} levels; refused")
+            if id(n) in sizes:
+                return sizes[id(n)]
+            size = 1
+            if isinstance(n, yaml.SequenceNode):
+                size += sum(expanded(child, depth + 1) for child in n.value)
+            elif isinstance(n, yaml.MappingNode):
+                size += sum(expanded(k, depth + 1) + expanded(v, depth + 1) for k, v in n.value)
+            if size > MAX_FRONT_MATTER_NODES:
+                raise ValueError(
+                    f"front matter expands to more than {MAX_FRONT_MATTER_NODES} values (YAML aliases); refused"
+                )
+            sizes[id(n)] = size
+            return size
+
+        expanded(node, 0)
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ValueError("front matter nests too deeply; refused") from None
+    finally:
+        loader.dispose()
 
 
 def _inline(text: str) -> str:

@@ -40,6 +40,7 @@ def _article(row: Any) -> Article:
         summary=m["summary"],
         image=m["image"],
         image_alt=m["image_alt"],
+        image_width=m["image_width"],
         tags=tuple(json.loads(m["tags"] or "[]")),
         section=m["section"],
         language=m["language"],

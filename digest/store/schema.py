@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StateError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -59,6 +59,8 @@ articles = sa.Table(
     sa.Column("summary", sa.Text),
     sa.Column("image", sa.Text),
     sa.Column("image_alt", sa.Text),
+    # The image's natural width in pixels, when the source or the image's header said (version 3).
+    sa.Column("image_width", sa.Integer),
     sa.Column("tags", sa.Text, nullable=False, default="[]"),
     sa.Column("section", sa.Text),
     sa.Column("language", sa.String(32)),
@@ -217,10 +219,17 @@ def _add_issue_edits(conn: Connection) -> None:
     issue_edits.create(conn, checkfirst=True)
 
 
+def _add_image_width(conn: Connection) -> None:
+    # Nullable: the rows stored before are shown as before (at the column's width).
+    kind = sa.Integer().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE articles ADD COLUMN image_width {kind}"))
+
+
 #: The step that brings a database to each version from the one before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_summary_by_editor,
     3: _add_issue_edits,
+    4: _add_image_width,
 }
 
 

@@ -23,7 +23,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ from digest.pipeline import (
 )
 from digest.render.environment import DEFAULT_TEMPLATES
 from digest.render.issue import personalise
+from digest.render.links import safe_url
 from digest.select import LEFT_OUT, too_few_articles
 from digest.sources.health import source_health
 from digest.store import Store
@@ -134,6 +135,10 @@ class _ImagesWithoutAlt(HTMLParser):
                 self.missing.append(a.get("src") or "(no src)")
 
 
+#: How far past an issue's slot the preview looks for articles held until their date.
+FUTURE_LOOKAHEAD = timedelta(days=3660)
+
+
 def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIssue, html: str) -> list[str]:
     """What an editor should know before the issue goes: size, alt text, a thin week, failing
     sources, and whether the issue is held or already gone."""
@@ -145,14 +150,21 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     if size > CLIP_BYTES:
         out.append(f"the HTML is {size / 1024:.0f} KB; Gmail clips messages over 102 KB and hides the rest")
     for a in built.issue.articles:
-        if a.image and not a.image_alt:
+        # Only about images the e-mail shows (render drops an address it cannot use).
+        if safe_url(a.image) and not a.image_alt:
             out.append(
-                f"“{a.title}” has an image without alt text (image_alt); readers who cannot see it get the title instead"
+                f"“{a.display_title}” has an image without alt text (image_alt); readers who cannot see it get the title instead"
             )
     scan = _ImagesWithoutAlt()
     scan.feed(html)
     for src in scan.missing:
         out.append(f"an image in the HTML has no alt attribute: {src}")
+    tz = settings.newsletter.tz
+    for a in reversed(store.articles.published_between(slot.at, slot.at + FUTURE_LOOKAHEAD)):
+        out.append(
+            f"“{a.display_title}” ({a.source}) is dated {a.published.astimezone(tz):%a %-d %b %Y %H:%M}, "
+            "after this issue: it is held until then"
+        )
     for source in source_health(settings.sources, store.sources.all()):
         if source.failing and source.record is not None:
             out.append(f"source {source.name!r} is failing ({source.runs_in_a_row}): {source.record.last_error}")
@@ -175,7 +187,7 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
 
     chosen = tuple(
         ArticleLine(
-            a.title,
+            a.display_title,
             a.source,
             when(a),
             a.url,
@@ -189,7 +201,7 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
     )
     left = tuple(
         ArticleLine(
-            s.article.title,
+            s.article.display_title,
             s.article.source,
             when(s.article),
             s.article.url,
