@@ -14,16 +14,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 
 from digest.config import load_config
 from digest.models import IssueEdits
 from digest.pipeline import due_slot, run_once
 from digest.render.issue import render_issue
 from digest.store import Store
-from digest.store.schema import SCHEMA_VERSION, metadata
+from digest.store.schema import SCHEMA_VERSION
 from tests.conftest import write_article
 from tests.renderdata import make_article, make_issue, make_settings
+from tests.schemas import database_at_version
 
 AS_OF = "2025-08-11T09:00"
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
@@ -156,12 +156,7 @@ def test_the_default_subject_stays_short_and_names_a_story(tmp_path: Path) -> No
 
 
 def test_a_version_2_database_gains_the_issue_choices_table(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'v2.sqlite3'}"
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t.name != "issue_edits"])
-        conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('schema_version', '2')"))
-    engine.dispose()
+    url = database_at_version(tmp_path / "v2.sqlite3", 2)
     with Store(url) as store:
         assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
         store.edits.save(IssueEdits("2025-W33", dropped=("a", "b"), order=("c",), note="Hi"), now=NOW)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from schemas import database_at_version
 
 from digest.errors import StateError
 from digest.models import (
@@ -33,7 +34,7 @@ from digest.store.records import (
     SourceRecord,
     SubscriberRecord,
 )
-from digest.store.schema import MIGRATIONS, SCHEMA_VERSION, metadata
+from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -323,42 +324,11 @@ def test_the_secret_is_made_once_and_shared(store: Store, tmp_path: Path) -> Non
 
 # --- schema versions ------------------------------------------------------------------------------
 
-# The articles table as schema version 1 made it (before summary_by_editor).
-V1_ARTICLES = """
-CREATE TABLE articles (
-    id VARCHAR(255) NOT NULL,
-    source VARCHAR(255) NOT NULL,
-    title TEXT NOT NULL,
-    url TEXT,
-    published DATETIME NOT NULL,
-    updated DATETIME,
-    author TEXT,
-    dek TEXT,
-    summary TEXT,
-    image TEXT,
-    image_alt TEXT,
-    tags TEXT NOT NULL,
-    section TEXT,
-    language VARCHAR(32),
-    body TEXT NOT NULL,
-    origin TEXT,
-    date_is_first_seen BOOLEAN NOT NULL,
-    first_seen DATETIME NOT NULL,
-    content_hash VARCHAR(64) NOT NULL,
-    PRIMARY KEY (id)
-)
-"""
-
 
 def version_1_database(path: Path) -> str:
-    url = f"sqlite:///{path}"
+    url = database_at_version(path, 1)
     engine = sa.create_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text(V1_ARTICLES))
-        conn.execute(sa.text("CREATE INDEX ix_articles_published ON articles (published)"))
-        # Every other table is as version 1 had it.
-        metadata.create_all(conn, tables=[t for t in metadata.sorted_tables if t.name != "articles"])
-        conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('schema_version', '1')"))
         conn.execute(
             sa.text(
                 "INSERT INTO articles (id, source, title, published, tags, body, date_is_first_seen, first_seen,"
@@ -395,12 +365,13 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         assert {a.id: a.summary_by_editor for a in again.articles.all()} == {"old": False, "edited": True, "new": True}
 
 
-def test_a_version_2_database_gains_image_width(tmp_path: Path) -> None:
+def test_a_version_3_database_gains_image_width(tmp_path: Path) -> None:
     url = version_1_database(tmp_path / "v2.sqlite3")
     engine = sa.create_engine(url)
-    with engine.begin() as conn:  # brought to version 2 as version 2 did it
-        MIGRATIONS[2](conn)
-        conn.execute(sa.text("UPDATE meta SET value = '2' WHERE key = 'schema_version'"))
+    with engine.begin() as conn:  # brought to version 3 as versions 2 and 3 did it
+        for step in (2, 3):
+            MIGRATIONS[step](conn)
+        conn.execute(sa.text("UPDATE meta SET value = '3' WHERE key = 'schema_version'"))
         conn.execute(sa.text("UPDATE articles SET image = 'https://news.example.org/old.png' WHERE id = 'old'"))
     engine.dispose()
     with Store(url) as store:
