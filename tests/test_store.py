@@ -381,7 +381,7 @@ def version_1_database(path: Path) -> str:
 def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
     url = version_1_database(tmp_path / "v1.sqlite3")
     with Store(url) as store:
-        assert store.meta.get("schema_version") == "2"
+        assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
         old, edited = sorted(store.articles.all(), key=lambda a: a.id != "old")
         assert edited.summary_by_editor  # a Markdown file's summary stays the editor's
         assert (old.id, old.title, old.body, old.summary_by_editor) == (
@@ -393,6 +393,23 @@ def test_a_version_1_database_is_upgraded_in_place(tmp_path: Path) -> None:
         store.articles.apply(plan_of(article("new", summary="By the editor.", summary_by_editor=True)))
     with Store(url) as again:  # opening an up-to-date database changes nothing
         assert {a.id: a.summary_by_editor for a in again.articles.all()} == {"old": False, "edited": True, "new": True}
+
+
+def test_a_version_2_database_gains_the_feedback_tables(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'v2.sqlite3'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        metadata.create_all(
+            conn, tables=[t for t in metadata.sorted_tables if t.name not in ("feedback", "webhook_tokens")]
+        )
+        conn.execute(sa.text("INSERT INTO meta (key, value) VALUES ('schema_version', '2')"))
+    engine.dispose()
+    with Store(url) as store:
+        assert store.meta.get("schema_version") == "3"
+        assert store.feedback.first_use("mailgun:abc")
+        assert not store.feedback.first_use("mailgun:abc")
+        store.feedback.record(email="a@example.org", kind="complaint", origin="mailbox", issue_key="2025-W33")
+        assert store.feedback.counts("2025-W33") == {"complaint": 1}
 
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:

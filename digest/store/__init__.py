@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from digest.errors import StateError
 from digest.store.articles import ArticlesRepository
 from digest.store.deliveries import DeliveriesRepository
+from digest.store.feedback import FeedbackRepository
 from digest.store.issues import IssuesRepository
 from digest.store.jobs import scheduler_job_store
 from digest.store.leases import LeasesRepository, MetaRepository
@@ -64,6 +65,7 @@ class Store:
         self.sources = SourcesRepository(self.engine)
         self.leases = LeasesRepository(self.engine)
         self.meta = MetaRepository(self.engine)
+        self.feedback = FeedbackRepository(self.engine)
 
     @property
     def safe_url(self) -> str:

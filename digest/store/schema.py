@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StateError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -187,6 +187,35 @@ reviews = sa.Table(
 )
 
 
+# What came back after a send: bounces, complaints and unsubscribes, from an e-mail service's
+# webhook, the bounce mailbox or the unsubscribe link; matched to the issue when it can be.
+# kind: hard-bounce | soft-bounce | complaint | unsubscribe
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_key", sa.String(64), index=True),
+    sa.Column("email", sa.String(320), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("origin", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+# Webhook tokens already seen (Mailgun's one-time token): a replayed request is refused.
+webhook_tokens = sa.Table(
+    "webhook_tokens",
+    metadata,
+    sa.Column("token", sa.String(128), primary_key=True),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
+
+def _add_feedback_tables(conn: Connection) -> None:
+    feedback.create(conn, checkfirst=True)
+    webhook_tokens.create(conn, checkfirst=True)
+
+
 def _add_summary_by_editor(conn: Connection) -> None:
     kind = sa.Boolean().compile(dialect=conn.dialect)
     false = sa.false().compile(dialect=conn.dialect)
@@ -201,6 +230,7 @@ def _add_summary_by_editor(conn: Connection) -> None:
 #: The step that brings a database to each version from the one before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_summary_by_editor,
+    3: _add_feedback_tables,
 }
 
 
