@@ -24,8 +24,8 @@ class FeedbackRepository(Repository):
             ).first()
         return None if row is None else (row.issue_key, row.email)
 
-    def latest_issue_for(self, email: str, *, before: datetime | None = None) -> str | None:
-        """The last issue sent to ``email`` (before ``before``), for feedback that names no issue."""
+    def latest_issue_for(self, email: str) -> str | None:
+        """The last issue sent to ``email``, for feedback that names no issue."""
         q = (
             sa.select(deliveries.c.issue_key)
             .join(issues, issues.c.key == deliveries.c.issue_key)
@@ -33,8 +33,6 @@ class FeedbackRepository(Repository):
             .order_by(issues.c.slot.desc())
             .limit(1)
         )
-        if before is not None:
-            q = q.where(deliveries.c.updated_at <= before)
         with self.engine.connect() as conn:
             return conn.execute(q).scalar()
 
