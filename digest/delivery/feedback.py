@@ -37,9 +37,12 @@ class Feedback:
 
 def apply_feedback(store: Store, item: Feedback, *, now: datetime, soft_bounce_limit: int) -> str:
     """Record ``item`` and suppress the address when it calls for that. Returns what was done:
-    ``suppressed``, ``recorded`` (a soft bounce below the limit, or an address already off the list)."""
+    ``suppressed``, ``recorded`` (a soft bounce below the limit, or an address already off the
+    list) or ``unmatched`` (a report that names no address and returns no message of ours)."""
     found = store.feedback.delivery_for_message_id(item.message_id) if item.message_id else None
     email = found[1] if found else item.email
+    if not email:
+        return "unmatched"
     issue_key = found[0] if found else store.feedback.latest_issue_for(email)
     store.feedback.record(
         email=email, kind=item.kind, origin=item.origin, issue_key=issue_key, detail=item.detail, now=now
