@@ -13,7 +13,7 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 import pytest
-from conftest import free_port, write_article
+from conftest import CHROMIUM_ARGS, chromium_executable, free_port, write_article
 
 from digest.config import load_config
 from digest.pipeline import run_once, token_signer
@@ -171,3 +171,61 @@ def test_coming_back_after_leaving_goes_through_confirmation(site: Site) -> None
 def test_a_bad_address_gets_one_clear_line(site: Site) -> None:
     status, page = site.request("POST", "/subscribe", {"email": "not-an-address"})
     assert status == 400 and "not-an-address is not an e-mail address" in page
+
+
+def test_in_a_browser_sign_up_confirm_get_the_issue_leave_and_come_back(site: Site, tmp_path: Path) -> None:
+    """Debian's Chromium through playwright: the whole round, with the links taken from the mail."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing; run `make setup`")
+    executable = chromium_executable()
+    base = f"http://127.0.0.1:{site.port}"
+
+    def link_in_confirmation(address: str) -> str:
+        path = site.confirm_path(address)
+        site.confirmation(address).unlink()  # the next sign-up must bring a new one
+        return base + path
+
+    def sign_up(page, address: str) -> None:
+        page.goto(f"{base}/subscribe")
+        page.fill("#email", address)
+        page.fill("#name", "Nia")
+        page.click("button[type=submit]")
+        assert "Check your inbox" in page.inner_text("body")
+
+    def confirm(page, link: str) -> None:
+        page.goto(link)
+        page.click("text=Confirm subscription")
+        assert "is subscribed" in page.inner_text("body")
+
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page()
+            sign_up(page, "nia@example.org")
+            assert site.status("nia@example.org") is None
+            confirm(page, link_in_confirmation("nia@example.org"))
+            assert site.status("nia@example.org") == "active"
+
+            # The next issue goes to her.
+            write_article(
+                tmp_path / "content", "two.md", title="Two", date="2025-08-15T10:00:00+01:00", body="Lead two. More."
+            )
+            later = site.clock.now.replace(day=18)
+            _, report = run_once(site.settings, site.store, as_of=later, now=later)
+            assert report.outcome == "sent"
+            issue_mail = site.outbox / "2025-W34" / "nia@example.org.eml"
+            msg = email.message_from_bytes(issue_mail.read_bytes(), policy=policy.default)
+            unsubscribe = urlsplit(re.search(r"<(https://[^>]+)>", str(msg["List-Unsubscribe"])).group(1))  # type: ignore[union-attr]
+
+            # She leaves through the link in that issue...
+            page.goto(f"{base}{unsubscribe.path}?{unsubscribe.query}")
+            page.click("button[type=submit]")
+            assert "is unsubscribed" in page.inner_text("body")
+            assert site.status("nia@example.org") == "unsubscribed"
+
+            # ...and comes back: only through confirmation again.
+            sign_up(page, "nia@example.org")
+            assert site.status("nia@example.org") == "unsubscribed"
+            confirm(page, link_in_confirmation("nia@example.org"))
+            assert site.status("nia@example.org") == "active"
+        finally:
+            browser.close()
