@@ -239,6 +239,42 @@ def test_status_shows_what_came_back_and_the_complaint_rate(sent, tmp_path: Path
     assert "complaint rate: 20.00% (AT OR ABOVE Gmail's 0.3% line" in proc.stdout
 
 
+def test_with_verp_each_smtp_copy_has_its_own_return_path_and_its_bounce_finds_the_recipient(
+    write_config, tmp_path: Path, fixed_now
+) -> None:
+    from deliverykit import newsletter, smtp_toml
+    from smtpserver import SMTPServer
+
+    from digest.delivery.bounces import read_message
+    from digest.pipeline import send_issue
+
+    subs = ["ana@example.org", "bo+news@example.org"]
+    with SMTPServer() as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, more="verp = true"), subscribers=subs, now=fixed_now
+        )
+        assert send_issue(settings, store, slot, now=fixed_now).outcome == "sent"
+        return_paths = {r.rcpt_tos[0]: r.mail_from for r in server.received}
+        store.close()
+    assert return_paths == {
+        "ana@example.org": "digest+ana=example.org@news.example.org",
+        "bo+news@example.org": "digest+bo+news=example.org@news.example.org",
+    }
+    bounce = email.message_from_bytes(
+        dsn(
+            to=f"<{return_paths['bo+news@example.org']}>",
+            recipient="someone.else@forward.example.net",
+            status="5.1.1",
+            diagnostic="550 no such user",
+            returned_headers="Subject: x\r\n",
+            own_id="<dsn-9@mx.example.org>",
+        ),
+        policy=policy.default,
+    )
+    (found,) = read_message(bounce, "digest@news.example.org")  # type: ignore[arg-type]
+    assert (found.email, found.kind) == ("bo+news@example.org", "hard-bounce")
+
+
 @pytest.mark.parametrize(("complaints", "over"), [(2, False), (3, True)])
 def test_the_complaint_line_is_three_per_thousand(complaints: int, over: bool) -> None:
     from digest.delivery.status import IssueStatus

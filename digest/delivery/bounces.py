@@ -30,11 +30,9 @@ from pathlib import Path
 
 from digest.config import Settings
 from digest.delivery.feedback import Feedback, Kind, apply_feedback
+from digest.delivery.verp import recipient_from_verp
 from digest.errors import DigestError
 from digest.store import Store
-
-# bounces+ana=example.org@news.example.org → ana@example.org
-_VERP = re.compile(r"^[^+@]+\+(?P<local>[^=@]+)=(?P<domain>[^=@]+)@", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -127,9 +125,9 @@ def _bare(message_id: object) -> str | None:
 def _verp_address(msg: Message) -> str | None:
     for field in ("X-Original-To", "Delivered-To", "To"):
         for _, addr in getaddresses([str(v) for v in msg.get_all(field, [])]):
-            m = _VERP.match(addr)
-            if m:
-                return f"{m['local']}@{m['domain']}"
+            found = recipient_from_verp(addr)
+            if found:
+                return found
     return None
 
 
