@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from datetime import datetime, timedelta
 from email import policy
 from pathlib import Path
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import unquote, urlencode, urlsplit
 
 import pytest
 from conftest import CHROMIUM_ARGS, chromium_executable, free_port, write_article
@@ -62,7 +62,13 @@ class Site:
 
 
 @pytest.fixture
-def site(write_config, tmp_path: Path, fixed_now) -> Iterator[Site]:
+def signup_extra() -> str:
+    """More [signup] keys for a test (parametrize over this name to set them)."""
+    return ""
+
+
+@pytest.fixture
+def site(write_config, tmp_path: Path, fixed_now, signup_extra: str) -> Iterator[Site]:
     write_article(
         tmp_path / "content", "one.md", title="One", date="2025-08-08T10:00:00+01:00", body="The lead of one. More."
     )
@@ -74,7 +80,8 @@ def site(write_config, tmp_path: Path, fixed_now) -> Iterator[Site]:
             confirm_url = "http://127.0.0.1:{port}/confirm"
             per_address_per_hour = 2
             per_ip_per_hour = 6
-            """,
+            """
+            + signup_extra,
             subscribers=["ana@example.org"],
         )
     )
@@ -106,8 +113,6 @@ def test_sign_up_sends_a_confirmation_and_only_the_confirm_post_subscribes(site:
     assert status == 200 and "Confirm subscription" in page
     assert site.status("new@example.org") is None
     token = path.split("token=", 1)[1]
-    from urllib.parse import unquote
-
     status, page = site.request("POST", "/confirm", {"token": unquote(token)})
     assert status == 200 and "is subscribed" in page
     assert site.status("new@example.org") == "active"
@@ -125,8 +130,6 @@ def test_the_answer_is_the_same_for_known_and_unknown_addresses(site: Site) -> N
 def test_a_tampered_or_expired_token_is_refused(site: Site) -> None:
     site.request("POST", "/subscribe", {"email": "late@example.org"})
     token = site.confirm_path("late@example.org").split("token=", 1)[1]
-    from urllib.parse import unquote
-
     token = unquote(token)
     status, page = site.request("POST", "/confirm", {"token": token[:-2] + "xx"})
     assert status == 400 and "not valid" in page
@@ -161,8 +164,6 @@ def test_coming_back_after_leaving_goes_through_confirmation(site: Site) -> None
     site.store.subscribers.unsubscribe("ana@example.org")
     site.request("POST", "/subscribe", {"email": "ana@example.org"})
     assert site.status("ana@example.org") == "unsubscribed"
-    from urllib.parse import unquote
-
     token = unquote(site.confirm_path("ana@example.org").split("token=", 1)[1])
     status, _ = site.request("POST", "/confirm", {"token": token})
     assert status == 200 and site.status("ana@example.org") == "active"
@@ -229,3 +230,15 @@ def test_in_a_browser_sign_up_confirm_get_the_issue_leave_and_come_back(site: Si
             assert site.status("nia@example.org") == "active"
         finally:
             browser.close()
+
+
+@pytest.mark.parametrize("signup_extra", ["welcome = true"])
+def test_a_welcome_mail_follows_the_confirmation_when_asked_for(site: Site) -> None:
+    site.request("POST", "/subscribe", {"email": "wen@example.org"})
+    assert not (site.outbox / "notice-signup-welcome").exists()  # not before confirming
+    token = unquote(site.confirm_path("wen@example.org").split("token=", 1)[1])
+    assert site.request("POST", "/confirm", {"token": token})[0] == 200
+    welcome = site.outbox / "notice-signup-welcome" / "wen@example.org.eml"
+    msg = email.message_from_bytes(welcome.read_bytes(), policy=policy.default)
+    assert msg["Subject"] == "Welcome to Test Weekly"
+    assert "https://news.example.org/archive" in msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
