@@ -36,11 +36,13 @@ class Site:
     def __init__(self, settings, store: Store, port: int, outbox: Path, clock: Clock) -> None:
         self.settings, self.store, self.port, self.outbox, self.clock = settings, store, port, outbox, clock
 
-    def request(self, method: str, path: str, fields: dict[str, str] | None = None) -> tuple[int, str]:
+    def request(
+        self, method: str, path: str, fields: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, str]:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
         try:
             body = urlencode(fields).encode() if fields is not None else None
-            conn.request(method, path, body=body, headers=FORM if body is not None else {})
+            conn.request(method, path, body=body, headers={**(FORM if body is not None else {}), **(headers or {})})
             r = conn.getresponse()
             return r.status, r.read().decode("utf-8")
         finally:
@@ -242,3 +244,17 @@ def test_a_welcome_mail_follows_the_confirmation_when_asked_for(site: Site) -> N
     msg = email.message_from_bytes(welcome.read_bytes(), policy=policy.default)
     assert msg["Subject"] == "Welcome to Test Weekly"
     assert "https://news.example.org/archive" in msg.get_body(preferencelist=("plain",)).get_content()  # type: ignore[union-attr]
+
+
+def test_behind_a_local_proxy_each_forwarded_client_has_its_own_budget(site: Site) -> None:
+    """digest serve sits behind the publication's web server: every request comes from
+    127.0.0.1, and the client is the address the proxy appended to X-Forwarded-For."""
+    for n in range(6):
+        via = {"X-Forwarded-For": f"203.0.113.9, 198.51.100.{n % 2}"}
+        assert site.request("POST", "/subscribe", {"email": f"p{n}@example.org"}, via)[0] == 200
+    other = {"X-Forwarded-For": "198.51.100.7"}
+    assert site.request("POST", "/subscribe", {"email": "q@example.org"}, other)[0] == 200
+    for n in range(3):
+        site.request("POST", "/subscribe", {"email": f"r{n}@example.org"}, {"X-Forwarded-For": "198.51.100.0"})
+    status, _ = site.request("POST", "/subscribe", {"email": "s@example.org"}, {"X-Forwarded-For": "198.51.100.0"})
+    assert status == 429

@@ -252,3 +252,13 @@ def test_soft_bounces_suppress_after_the_limit_of_issues_in_a_row(site: Site, tm
     soft = postmark_bounce("di@example.org", "SoftBounce", event_id=77)
     assert site.post("/webhooks/postmark", soft, postmark_auth()) == 200
     assert site.statuses()["di@example.org"] == "bounced"
+
+
+def test_sendgrid_key_may_also_be_given_as_pem(site: Site, monkeypatch) -> None:
+    pem = site.sendgrid_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    monkeypatch.setenv("TEST_SENDGRID_KEY", pem.decode().replace("\n", "\\n"))  # as an env file carries it
+    body = sendgrid_events({"email": "ana@example.org", "event": "spamreport", "sg_event_id": "ev5"})
+    assert site.post("/webhooks/sendgrid", body, sendgrid_headers(site, body)) == 200
+    assert site.statuses()["ana@example.org"] == "complained"

@@ -11,6 +11,7 @@ mail-bombing out. The limits are counted in this process's memory: they guard on
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import threading
 from collections import defaultdict, deque
@@ -29,6 +30,16 @@ log = logging.getLogger(__name__)
 
 HONEYPOT = "website"
 PRIVATE = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer"), ("X-Robots-Tag", "noindex")]
+
+
+def client_address(request: Request) -> str:
+    """Who is asking: the peer, or — when the peer is a proxy on this machine (``digest serve``
+    behind the publication's web server) — the address that proxy put last in X-Forwarded-For."""
+    peer = str(request.environ.get("REMOTE_ADDR", ""))
+    forwarded = request.header("X-Forwarded-For")
+    if forwarded and ipaddress.ip_address(peer or "0.0.0.0").is_loopback:
+        return forwarded.split(",")[-1].strip()
+    return peer
 
 
 class RateLimit:
@@ -91,7 +102,7 @@ class Signup:
         if fields.get(HONEYPOT):
             log.info("sign-up ignored: the honeypot field was filled in")
             return answer
-        client = str(request.environ.get("REMOTE_ADDR", ""))
+        client = client_address(request)
         if not self.per_ip.allow(client):
             raise BadRequest(429, "Too many sign-ups from your network; try again in an hour.")
         if self.store.subscribers.status_of(email) == "active":

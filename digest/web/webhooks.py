@@ -170,14 +170,17 @@ class Webhooks:
         from cryptography.exceptions import InvalidSignature
         from cryptography.hazmat.primitives import hashes
         from cryptography.hazmat.primitives.asymmetric import ec
-        from cryptography.hazmat.primitives.serialization import load_der_public_key
+        from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
         key_text = _secret(self.settings.webhooks.sendgrid_public_key_env, "SendGrid")
         signature, timestamp = request.header(SENDGRID_SIGNATURE), request.header(SENDGRID_TIMESTAMP)
         if not signature or not timestamp:
             raise BadRequest(401, "no SendGrid signature in the request")
         try:
-            public_key = load_der_public_key(base64.b64decode(key_text))
+            if "BEGIN PUBLIC KEY" in key_text:
+                public_key = load_pem_public_key(key_text.replace("\\n", "\n").encode())
+            else:  # the dashboard shows the DER key in base64, without PEM's armour
+                public_key = load_der_public_key(base64.b64decode(key_text))
             raw_signature = base64.b64decode(signature, validate=True)
         except (ValueError, binascii.Error):
             raise BadRequest(401, "the SendGrid signature or public key is not valid base64 DER") from None
