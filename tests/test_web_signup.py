@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import http.client
+import logging
 import re
 import threading
 from collections.abc import Iterator
@@ -258,3 +259,12 @@ def test_behind_a_local_proxy_each_forwarded_client_has_its_own_budget(site: Sit
         site.request("POST", "/subscribe", {"email": f"r{n}@example.org"}, {"X-Forwarded-For": "198.51.100.0"})
     status, _ = site.request("POST", "/subscribe", {"email": "s@example.org"}, {"X-Forwarded-For": "198.51.100.0"})
     assert status == 429
+
+
+def test_a_confirmation_that_cannot_be_sent_gets_the_same_answer_and_a_log_line(site: Site, caplog) -> None:
+    caplog.set_level(logging.WARNING, logger="digest")
+    site.outbox.mkdir(exist_ok=True)
+    (site.outbox / "notice-signup-confirm").write_text("a file where the folder should be")
+    status, page = site.request("POST", "/subscribe", {"email": "nomail@example.org"})
+    assert status == 200 and "Check your inbox" in page
+    assert "confirm e-mail to nomail@example.org not sent" in caplog.text

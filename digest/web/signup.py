@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from urllib.parse import quote
 
 from digest.config import Settings
+from digest.errors import DigestError
 from digest.models import RenderedIssue
 from digest.store import Store
 from digest.subscribers import normalise_address
@@ -121,9 +122,14 @@ class Signup:
         context["hours"] = self.settings.signup.confirm_hours
         text = pages.get_template(f"{kind}_email.txt").render(**context)
         html = pages.get_template(f"{kind}_email.html").render(**context)
-        result = send_notice(
-            self.settings, self.store, RenderedIssue(f"signup-{kind}", subject, subject, html, text), email, now=now
-        )
+        notice = RenderedIssue(f"signup-{kind}", subject, subject, html, text)
+        try:
+            result = send_notice(self.settings, self.store, notice, email, now=now)
+        except (DigestError, OSError) as exc:
+            # The visitor gets the same answer (it must not tell whether mail went out); the
+            # operator gets the reason in the log.
+            log.warning("%s e-mail to %s not sent: %s", kind, email, exc)
+            return
         if result.status != "sent":
             log.warning("%s e-mail to %s not delivered: %s", kind, email, result.detail)
 
