@@ -396,6 +396,24 @@ def send_copies(
     )
 
 
+def send_notice(
+    settings: Settings,
+    store: Store,
+    notice: RenderedIssue,
+    to: str,
+    *,
+    now: datetime,
+    backend: Backend | None = None,
+) -> DeliveryResult:
+    """Send one e-mail that is not an issue (a sign-up confirmation, a welcome) to ``to`` through
+    the configured backend, outside the delivery ledger; ``notice.key`` names it (the outbox
+    backend keeps it in the folder ``notice-KEY``)."""
+    (result,) = _sender(settings, store, now, backend).send_copies(
+        notice.key, notice, [to], now=now, subject_prefix="", folder="notice"
+    )
+    return result
+
+
 def send_test_copy(
     settings: Settings, store: Store, slot: Slot, to: str, *, now: datetime, backend: Backend | None = None
 ) -> str:
@@ -420,6 +438,7 @@ __all__ = [
     "send_copies",
     "send_issue",
     "send_issue_exclusive",
+    "send_notice",
     "send_test_copy",
     "sync_subscribers",
     "token_signer",

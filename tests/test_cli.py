@@ -21,6 +21,7 @@ COMMANDS = [
     ["subscribers", "list"],
     ["subscribers", "export"],
 ]
+COMMANDS += [["bounces"], ["bounces", "process"]]
 COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
 COMMANDS += [["issue"], *(["issue", c] for c in ("show", "pin", "drop", "order", "subject", "note", "reset"))]
 

@@ -151,3 +151,12 @@ def test_each_service_backend_reads_its_own_secret(write_config, monkeypatch: py
         match='delivery.mailgun.token: secrets do not belong in the config file; .*api_key_env = "MAILGUN_API_KEY"',
     ):
         load_config(path)
+
+
+def test_signup_and_webhook_settings_are_checked(write_config) -> None:
+    path = write_config('[signup]\nconfirm_url = "ftp://x"\n\n[webhooks]\nsoft_bounce_limt = 2\n')
+    with pytest.raises(ConfigError) as e:
+        load_config(path)
+    message = str(e.value)
+    assert "signup.confirm_url: expected an http(s) URL, got 'ftp://x'" in message
+    assert "webhooks.soft_bounce_limt: unknown key (check the spelling)" in message

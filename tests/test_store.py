@@ -382,6 +382,16 @@ def test_a_version_3_database_gains_image_width(tmp_path: Path) -> None:
         assert {a.id: a.image_width for a in store.articles.all()} == {"old": None, "edited": None, "new": 200}
 
 
+def test_a_version_4_database_gains_the_feedback_tables(tmp_path: Path) -> None:
+    url = database_at_version(tmp_path / "v4.sqlite3", 4)
+    with Store(url) as store:
+        assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
+        assert store.feedback.first_use("mailgun:abc")
+        assert not store.feedback.first_use("mailgun:abc")
+        store.feedback.record(email="a@example.org", kind="complaint", origin="mailbox", issue_key="2025-W33")
+        assert store.feedback.counts("2025-W33") == {"complaint": 1}
+
+
 def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'future.sqlite3'}"
     Store(url).close()

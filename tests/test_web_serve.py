@@ -96,11 +96,14 @@ def test_one_click_post_unsubscribes_and_the_next_send_leaves_the_address_out(
         "bo@example.org": "unsubscribed",
         "cy@example.org": "active",
     }
+    # Counted against the issue it came from, for `digest status ISSUE`.
+    assert site.store.feedback.counts("2025-W33") == {"unsubscribe": 1}
     # A repeat (mail providers retry) is harmless.
     status, page = site.request(
         "POST", path, b"List-Unsubscribe=One-Click", {"Content-Type": "application/x-www-form-urlencoded"}
     )
     assert status == 200 and "is unsubscribed" in page
+    assert site.store.feedback.counts("2025-W33") == {"unsubscribe": 1}  # and counted once
     # The next issue goes to the others only, even though the CSV still lists bo.
     write_article(
         tmp_path / "content", "two.md", title="Two", date="2025-08-15T10:00:00+01:00", body="The lead of two. More."

@@ -172,7 +172,9 @@ def _reset_failed(c: Context, key: str, now: datetime) -> str:
 @click.argument("issue", required=False, metavar="[ISSUE]")
 @pass_ctx
 def status(c: Context, issue: str | None) -> None:
-    """Show issues and their deliveries: counts, failures with the server's words, retries."""
+    """Show issues and their deliveries: counts, failures with the server's words, retries; for
+    one ISSUE also what came back (bounced, complained, unsubscribed from this issue) and the
+    complaint rate against Gmail's 0.3% line."""
     from digest.delivery.status import STATUS_ORDER, issue_status, recent_issues
 
     if issue is None:
@@ -194,6 +196,19 @@ def status(c: Context, issue: str | None) -> None:
         echo(
             f"  interrupted: {found.interrupted} deliveries were in flight when a sender stopped (at most that many duplicates)"
         )
+    fb = found.feedback
+    echo(
+        f"  delivered {found.delivered}, bounced {found.bounced} ({fb.get('hard-bounce', 0)} hard, "
+        f"{fb.get('soft-bounce', 0)} soft), complained {fb.get('complaint', 0)}, "
+        f"unsubscribed from this issue {fb.get('unsubscribe', 0)}"
+    )
+    if found.complaint_rate is not None:
+        verdict = (
+            "AT OR ABOVE Gmail's 0.3% line: mailbox providers throttle or block senders past it"
+            if found.over_complaint_line
+            else "below Gmail's 0.3% line"
+        )
+        echo(f"  complaint rate: {found.complaint_rate:.2%} ({verdict})")
     for d in found.failed:
         echo(f"  failed: {d.email}: {d.detail or ''}")
     for d in found.retrying:

@@ -78,9 +78,10 @@ def preview(c: Context, host: str, port: int, as_of: str | None) -> None:
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
 @pass_ctx
 def serve(c: Context, host: str, port: int) -> None:
-    """Serve the subscribers' endpoints: one-click unsubscribe (/unsubscribe, RFC 8058) and the
-    archive of sent issues (/archive, the view-in-browser link). Meant to sit behind the
-    publication's web server."""
+    """Serve the subscribers' endpoints: sign-up with double opt-in (/subscribe, /confirm),
+    one-click unsubscribe (/unsubscribe, RFC 8058), the archive of sent issues (/archive, the
+    view-in-browser link) and the e-mail services' webhooks (/webhooks/mailgun, sendgrid,
+    postmark). Meant to sit behind the publication's web server."""
     from digest.web.serve import run_serve
 
     _daemon_logging(c.debug)

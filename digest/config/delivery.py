@@ -45,6 +45,9 @@ class SMTPSettings(ConfigSection):
     connections: int = Field(2, ge=1, le=64)
     # A CA bundle for a relay with a private certificate; certificates are always checked.
     ca_file: Path | None = None
+    # A Return-Path per recipient (VERP: sender+ana=example.org@domain), so the bounce mailbox
+    # knows whom each bounce is about; the relay must deliver sender+anything to the sender's box.
+    verp: bool = False
     # Filled from the environment variable named by password_env; never read from the file.
     password: SecretStr | None = Field(None, exclude=True, repr=False)
 

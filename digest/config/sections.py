@@ -308,3 +308,39 @@ class RenderSettings(ConfigSection):
 
 class SecuritySettings(ConfigSection):
     secret_env: str = "DIGEST_SECRET"
+
+
+class WebhookSettings(ConfigSection):
+    """E-mail services' event webhooks on ``digest serve``. Each names the environment variable
+    that holds its secret; a webhook whose secret is not set answers 403 to every request."""
+
+    mailgun_signing_key_env: str | None = None
+    sendgrid_public_key_env: str | None = None
+    postmark_username: str | None = None
+    postmark_password_env: str | None = None
+    # Mailgun's signed timestamp may be this old at most (seconds); older requests are refused.
+    max_age_seconds: int = Field(900, ge=60)
+    # An address is taken off the list after this many issues in a row bounced softly.
+    soft_bounce_limit: int = Field(3, ge=1)
+
+
+class SignupSettings(ConfigSection):
+    """Sign-up with double opt-in on ``digest serve`` (GET/POST /subscribe, /confirm)."""
+
+    enabled: bool = True
+    # Where the confirmation link points (default: the site's /confirm); digest serve answers there.
+    confirm_url: str | None = None
+    # How long the link in the confirmation e-mail works.
+    confirm_hours: int = Field(48, ge=1)
+    # Send a welcome e-mail once the address is confirmed.
+    welcome: bool = False
+    # Sign-up requests per hour from one client address, and confirmation e-mails per hour to one address.
+    per_ip_per_hour: int = Field(20, ge=1)
+    per_address_per_hour: int = Field(3, ge=1)
+
+    @field_validator("confirm_url")
+    @classmethod
+    def _confirm_url(cls, v: str | None) -> str | None:
+        if v is not None and not v.startswith(("https://", "http://")):
+            raise ValueError(f"expected an http(s) URL, got {v!r}")
+        return v

@@ -30,11 +30,13 @@ from digest.config.sections import (
     ScheduleSettings,
     SecuritySettings,
     SelectionSettings,
+    SignupSettings,
     SourceSettings,
     StateSettings,
     SubscriberSettings,
     TeaserSettings,
     TemplateSettings,
+    WebhookSettings,
 )
 from digest.errors import ConfigError
 
@@ -53,6 +55,8 @@ class Settings(ConfigSection):
     security: SecuritySettings = SecuritySettings()
     links: LinkSettings = LinkSettings()
     render: RenderSettings = RenderSettings()
+    webhooks: WebhookSettings = WebhookSettings()
+    signup: SignupSettings = SignupSettings()
     # Where the settings came from; relative paths above are already resolved against its folder.
     config_path: Path = Field(Path("."), exclude=True)
 

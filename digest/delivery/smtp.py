@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from digest.config import DeliverySettings, NewsletterSettings, SMTPSettings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.delivery.dkim import signer_from_settings
+from digest.delivery.verp import verp_address
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 
@@ -147,6 +148,9 @@ class SMTPBackend(Backend):
             sign=signer.sign if signer is not None else None,
         )
 
+    def _return_path(self, m: OutgoingMessage) -> str:
+        return verp_address(m.envelope_from, m.recipient) if self.settings.verp else m.envelope_from
+
     @property
     def _where(self) -> str:
         return f"{self.settings.host}:{self.settings.port}"
@@ -254,7 +258,7 @@ class SMTPBackend(Backend):
                 if refused is not None:
                     return refused
             else:
-                code, resp = conn.mail(m.envelope_from)
+                code, resp = conn.mail(self._return_path(m))
                 if code != 250:
                     return self._refused(lane, conn, m, code, resp, "MAIL")
                 code, resp = conn.rcpt(m.recipient)
@@ -284,7 +288,7 @@ class SMTPBackend(Backend):
         """MAIL, RCPT and DATA in one write (RFC 2920), then their three replies in order: two
         round trips fewer per message. None when the server is ready for the message."""
         conn.send(
-            f"MAIL FROM:{smtplib.quoteaddr(m.envelope_from)}\r\nRCPT TO:{smtplib.quoteaddr(m.recipient)}\r\nDATA\r\n".encode(
+            f"MAIL FROM:{smtplib.quoteaddr(self._return_path(m))}\r\nRCPT TO:{smtplib.quoteaddr(m.recipient)}\r\nDATA\r\n".encode(
                 "ascii"
             )
         )

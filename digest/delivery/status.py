@@ -10,6 +10,10 @@ from digest.store import Store
 # The order ``digest status ISSUE`` lists the delivery states in: done first, then what is left.
 STATUS_ORDER = ("sent", "failed", "retry", "pending", "inflight", "skipped")
 
+# Gmail's bulk-sender guidelines: keep the spam rate reported in Postmaster Tools below 0.3%
+# (https://support.google.com/a/answer/81126); Yahoo draws the same line.
+COMPLAINT_LINE = 0.003
+
 
 @dataclass(frozen=True)
 class IssueSummary:
@@ -36,10 +40,30 @@ class IssueStatus:
     interrupted: int
     failed: tuple[DeliveryLine, ...]
     retrying: tuple[DeliveryLine, ...]
+    #: What came back: addresses per kind (hard-bounce, soft-bounce, complaint, unsubscribe).
+    feedback: dict[str, int]
 
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def delivered(self) -> int:
+        return self.counts.get("sent", 0)
+
+    @property
+    def bounced(self) -> int:
+        return self.feedback.get("hard-bounce", 0) + self.feedback.get("soft-bounce", 0)
+
+    @property
+    def complaint_rate(self) -> float | None:
+        """Complaints per delivered message; None before anything was delivered."""
+        return self.feedback.get("complaint", 0) / self.delivered if self.delivered else None
+
+    @property
+    def over_complaint_line(self) -> bool:
+        rate = self.complaint_rate
+        return rate is not None and rate >= COMPLAINT_LINE
 
 
 def recent_issues(store: Store) -> list[IssueSummary]:
@@ -67,4 +91,5 @@ def issue_status(store: Store, key: str) -> IssueStatus | None:
         store.deliveries.interrupted_total(key),
         lines("failed"),
         lines("retry"),
+        store.feedback.counts(key),
     )

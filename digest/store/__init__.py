@@ -20,6 +20,7 @@ from digest.errors import StateError
 from digest.store.articles import ArticlesRepository
 from digest.store.deliveries import DeliveriesRepository
 from digest.store.edits import EditsRepository
+from digest.store.feedback import FeedbackRepository
 from digest.store.issues import IssuesRepository
 from digest.store.jobs import scheduler_job_store
 from digest.store.leases import LeasesRepository, MetaRepository
@@ -66,6 +67,7 @@ class Store:
         self.leases = LeasesRepository(self.engine)
         self.meta = MetaRepository(self.engine)
         self.edits = EditsRepository(self.engine)
+        self.feedback = FeedbackRepository(self.engine)
 
     @property
     def safe_url(self) -> str:

@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StateError
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -203,6 +203,35 @@ issue_edits = sa.Table(
 )
 
 
+# What came back after a send: bounces, complaints and unsubscribes, from an e-mail service's
+# webhook, the bounce mailbox or the unsubscribe link; matched to the issue when it can be.
+# kind: hard-bounce | soft-bounce | complaint | unsubscribe
+feedback = sa.Table(
+    "feedback",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("issue_key", sa.String(64), index=True),
+    sa.Column("email", sa.String(320), nullable=False, index=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("origin", sa.String(32), nullable=False),
+    sa.Column("detail", sa.Text),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+# Webhook tokens already seen (Mailgun's one-time token): a replayed request is refused.
+webhook_tokens = sa.Table(
+    "webhook_tokens",
+    metadata,
+    sa.Column("token", sa.String(128), primary_key=True),
+    sa.Column("seen_at", UTCDateTime, nullable=False),
+)
+
+
+def _add_feedback_tables(conn: Connection) -> None:
+    feedback.create(conn, checkfirst=True)
+    webhook_tokens.create(conn, checkfirst=True)
+
+
 def _add_summary_by_editor(conn: Connection) -> None:
     kind = sa.Boolean().compile(dialect=conn.dialect)
     false = sa.false().compile(dialect=conn.dialect)
@@ -230,6 +259,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_summary_by_editor,
     3: _add_issue_edits,
     4: _add_image_width,
+    5: _add_feedback_tables,
 }
 
 

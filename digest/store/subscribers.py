@@ -101,3 +101,31 @@ class SubscribersRepository(Repository):
                 return "unsubscribed"
             exists = conn.execute(sa.select(subscribers.c.email).where(same_address)).first()
         return "already" if exists else "unknown"
+
+    def activate(self, email: str, name: str | None, *, now: datetime | None = None) -> str:
+        """Put a confirmed sign-up on the list: ``added`` when the address is new,
+        ``resubscribed`` when it had left (or bounced), ``already`` when it is active. Matched
+        case-insensitively; the stored spelling is kept."""
+        now = now or utcnow()
+        same_address = sa.func.lower(subscribers.c.email) == email.lower()
+        with self.engine.begin() as conn:
+            found = conn.execute(sa.select(subscribers.c.email, subscribers.c.status).where(same_address)).first()
+            if found is None:
+                conn.execute(
+                    subscribers.insert().values(email=email, name=name, status="active", created_at=now, updated_at=now)
+                )
+                return "added"
+            if found.status == "active":
+                return "already"
+            values: dict[str, Any] = {"status": "active", "updated_at": now}
+            if name:
+                values["name"] = name
+            conn.execute(subscribers.update().where(subscribers.c.email == found.email).values(**values))
+        return "resubscribed"
+
+    def status_of(self, email: str) -> str | None:
+        """The status of an address (matched case-insensitively), or None when it is not on the list."""
+        with self.engine.connect() as conn:
+            return conn.execute(
+                sa.select(subscribers.c.status).where(sa.func.lower(subscribers.c.email) == email.lower())
+            ).scalar()

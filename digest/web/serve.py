@@ -1,4 +1,5 @@
-"""The subscribers' endpoints: one-click unsubscribe and the archive (the view-in-browser link).
+"""The subscribers' endpoints: sign-up, one-click unsubscribe, the archive (the view-in-browser
+link) and the e-mail services' webhooks.
 
 A small WSGI app, meant to sit behind the publication's web server (``digest serve`` runs it on
 127.0.0.1 by default; any WSGI server can run :func:`make_serve_app`).
@@ -8,6 +9,8 @@ A small WSGI app, meant to sit behind the publication's web server (``digest ser
 - ``POST /unsubscribe`` with ``List-Unsubscribe=One-Click`` in the body (RFC 8058, sent by the mail
   provider's unsubscribe button) or with the confirmation form unsubscribes at once. The token is
   signed; a tampered one gets 400 and changes nothing; a repeat is answered the same way.
+- ``/subscribe`` and ``/confirm``: sign-up with double opt-in (digest.web.signup).
+- ``POST /webhooks/mailgun|sendgrid|postmark``: bounces and complaints (digest.web.webhooks).
 - ``/archive`` lists the issues that went out (subject, date, article count) with a subscribe link;
   ``/archive/feed.xml`` is an Atom feed of the sent issues, advertised by both pages;
   ``/archive/<key>`` shows one issue as anyone may read it: the personal footer text, the
@@ -30,7 +33,9 @@ from digest.models import EMAIL_MARK, TOKEN_MARK, RenderedIssue
 from digest.store import Store
 from digest.store.records import ArchivedIssue
 from digest.text import plural
-from digest.tokens import TokenSigner
+from digest.tokens import ConfirmSigner, TokenSigner, secret_for
+from digest.web.signup import Signup
+from digest.web.webhooks import Webhooks
 from digest.web.wsgi import BadRequest, Request, Response, StartResponse, make_wsgi_server, page, redirect, text
 
 log = logging.getLogger(__name__)
@@ -135,6 +140,10 @@ class SubscriberApp:
         self.store = store
         self.signer = signer
         self.clock = clock
+        now: Callable[[], datetime] = clock or (lambda: datetime.now(timezone.utc))
+        secret = secret_for(settings.security.secret_env, store.meta.secret)
+        self.signup = Signup(settings, store, ConfirmSigner(secret), now)
+        self.webhooks = Webhooks(settings, store, now)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         request = Request(environ)
@@ -160,6 +169,14 @@ class SubscriberApp:
             if request.method == "POST":
                 return self.unsubscribe(request)
             return self._not_allowed("GET, POST")
+        if path in ("/subscribe", "/confirm") and self.settings.signup.enabled:
+            if request.method in ("GET", "HEAD"):
+                return self.signup.form(request) if path == "/subscribe" else self.signup.confirm_page(request)
+            if request.method == "POST":
+                return self.signup.subscribe(request) if path == "/subscribe" else self.signup.confirm(request)
+            return self._not_allowed("GET, POST")
+        if path.startswith("/webhooks/"):
+            return self.webhooks.handle(path.removeprefix("/webhooks/"), request)
         if request.method not in ("GET", "HEAD"):
             return self._not_allowed("GET")
         if path == "/":
@@ -230,7 +247,13 @@ class SubscriberApp:
                 400,
                 "Nothing was changed: an unsubscribe request needs List-Unsubscribe=One-Click or the confirmation form.",
             )
-        outcome = self.store.subscribers.unsubscribe(email, now=self.clock() if self.clock else None)
+        now = self.clock() if self.clock else datetime.now(timezone.utc)
+        outcome = self.store.subscribers.unsubscribe(email, now=now)
+        if outcome == "unsubscribed":
+            # Counted against the issue it came from, for `digest status ISSUE`.
+            issue = self.store.feedback.latest_issue_for(email)
+            origin = "one-click" if one_click else "form"
+            self.store.feedback.record(email=email, kind="unsubscribe", origin=origin, issue_key=issue, now=now)
         log.info("unsubscribe (%s): %s", "one-click" if one_click else "form", outcome)
         title = self.settings.newsletter.title
         if outcome == "unknown":

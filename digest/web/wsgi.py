@@ -63,18 +63,26 @@ class Request:
     def header(self, name: str) -> str | None:
         return self.environ.get("HTTP_" + name.upper().replace("-", "_"))
 
-    def form(self) -> dict[str, str]:
-        """The POST body's fields: application/x-www-form-urlencoded or multipart/form-data (RFC
-        8058 says one-click unsubscribe POSTs should be multipart)."""
-        if "digest.form" in self.environ:
-            return self.environ["digest.form"]  # type: ignore[no-any-return]
+    def body(self) -> bytes:
+        """The raw request body (read once), at most MAX_BODY bytes."""
+        if "digest.body" in self.environ:
+            return self.environ["digest.body"]  # type: ignore[no-any-return]
         try:
             length = int(self.environ.get("CONTENT_LENGTH") or 0)
         except ValueError:
             raise BadRequest(400, "bad Content-Length") from None
         if length > MAX_BODY:
             raise BadRequest(413, "request body too large")
-        body = self.environ["wsgi.input"].read(length) if length > 0 else b""
+        body: bytes = self.environ["wsgi.input"].read(length) if length > 0 else b""
+        self.environ["digest.body"] = body
+        return body
+
+    def form(self) -> dict[str, str]:
+        """The POST body's fields: application/x-www-form-urlencoded or multipart/form-data (RFC
+        8058 says one-click unsubscribe POSTs should be multipart)."""
+        if "digest.form" in self.environ:
+            return self.environ["digest.form"]  # type: ignore[no-any-return]
+        body = self.body()
         ctype = str(self.environ.get("CONTENT_TYPE", ""))
         fields: dict[str, str] = {}
         if ctype.lower().startswith("multipart/form-data"):
