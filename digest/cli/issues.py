@@ -76,13 +76,23 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_fai
 
     An interrupted send resumes where it stopped; a finished one sends nothing again.
     """
-    from digest.pipeline import due_slot, send_issue_exclusive, sync_subscribers
+    from digest.pipeline import due_slot
 
     now = c.now()
-    slot = due_slot(c.settings, c.moment(as_of) or now)
-    if to:
-        _send_test(c, slot, to, now)
+    if to is not None:
+        # A test copy is its own path: an empty --to (an unset shell variable) is a usage error,
+        # never a fall-through into the real send.
+        if dry_run or retry_failed:
+            raise UsageError("--to sends one test copy; it does not go with --dry-run or --retry-failed")
+        _send_test(c, due_slot(c.settings, c.moment(as_of) or now), to, now)
         return
+    _send_everyone(c, due_slot(c.settings, c.moment(as_of) or now), now, dry_run=dry_run, retry_failed=retry_failed)
+
+
+def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retry_failed: bool) -> None:
+    """The real send, through the ledger, to every active subscriber."""
+    from digest.pipeline import send_issue_exclusive, sync_subscribers
+
     if retry_failed:
         if dry_run:
             raise UsageError("--retry-failed and --dry-run do not go together")
@@ -101,6 +111,8 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_fai
 def _send_test(c: Context, slot: Slot, to: str, now: datetime) -> None:
     from digest.pipeline import send_test_copy
 
+    if not to.strip():
+        raise UsageError("--to: give the address for the test copy (it is empty; is the shell variable set?)")
     try:
         address = send_test_copy(c.settings, c.store, slot, to, now=now)
     except ValueError as exc:
