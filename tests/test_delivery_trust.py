@@ -3,7 +3,10 @@ promise "each subscriber gets exactly one copy, and secrets are never printed"."
 
 from __future__ import annotations
 
+import email
+from email import policy
 from pathlib import Path
+from typing import Any
 
 import pytest
 from deliverykit import addresses, newsletter, smtp_toml
@@ -38,3 +41,84 @@ def test_empty_or_invalid_to_is_a_usage_error_and_sends_nothing(
     assert err.startswith("digest: error: --to") and err.count("\n") == 1
     assert handler.received == []
     assert store.issues.get(slot.key) is None  # the ledger was not touched
+
+
+# --- 2: a non-ASCII address never crashes a batch ---------------------------------------------------
+
+JOSE = "josé@example.org"
+
+
+def _utf8_message(raw: bytes) -> Any:
+    """An RFC 6532 message parsed as a mail system reads it: UTF-8 header fields."""
+    return email.message_from_string(raw.decode("utf-8"), policy=policy.default)
+
+
+IDN = "ana@bücher.example"
+
+
+def _list_with_jose(write_config, tmp_path: Path, port: int, now):  # type: ignore[no-untyped-def]
+    subs = addresses(60)
+    settings, store, slot, cfg = newsletter(write_config, tmp_path, extra=smtp_toml(port), subscribers=subs, now=now)
+    store.subscribers.add([(JOSE, "José Núñez"), (IDN, "Ana Díaz")], now=now)
+    return subs, store, slot, cfg
+
+
+def test_without_smtputf8_only_that_delivery_fails_and_nobody_gets_two(
+    write_config, tmp_path: Path, fixed_now, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = RecordingHandler()
+    with SMTPServer(handler) as server:
+        subs, store, slot, cfg = _list_with_jose(write_config, tmp_path, server.port, fixed_now)
+        args = ("--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+        first = run_cli(capsys, *args)
+        again = run_cli(capsys, *args)
+    # Everyone else received exactly one copy; the IDN domain went out in punycode.
+    per = handler.per_recipient()
+    assert set(per) == {*subs, "ana@xn--bcher-kva.example"} and set(per.values()) == {1}
+    counts = store.deliveries.counts(slot.key)
+    assert counts == {"sent": 61, "failed": 1}
+    assert f"failed: {JOSE}: the address needs SMTPUTF8" in first[1]
+    assert "Traceback" not in first[2] + again[2]
+    assert "nothing to send" in again[1]
+
+
+def test_with_smtputf8_the_address_goes_out_with_utf8_headers_and_the_name(
+    write_config, tmp_path: Path, fixed_now, capsys: pytest.CaptureFixture[str]
+) -> None:
+    handler = RecordingHandler()
+    with SMTPServer(handler, smtputf8=True) as server:
+        _subs, store, slot, cfg = _list_with_jose(write_config, tmp_path, server.port, fixed_now)
+        code, out, err = run_cli(capsys, "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+    assert code == 0, err
+    assert store.deliveries.counts(slot.key) == {"sent": 62}
+    (jose,) = [r for r in handler.received if r.rcpt_tos == [JOSE]]
+    assert b'To: "Jos\xc3\xa9 N\xc3\xba\xc3\xb1ez" <jos\xc3\xa9@example.org>\r\n' in jose.raw  # RFC 6532, not 2047
+    to = _utf8_message(jose.raw)["To"]
+    assert to.addresses[0].addr_spec == JOSE and to.addresses[0].display_name == "José Núñez"
+    (ana,) = [r for r in handler.received if r.rcpt_tos == ["ana@xn--bcher-kva.example"]]
+    assert ana.message["To"].addresses[0].display_name == "Ana Díaz"
+    assert ana.raw.isascii() or b"=?" not in ana.raw.split(b"\r\n\r\n")[0]
+
+
+def test_the_sample_eml_of_digest_build_has_parseable_to_and_list_unsubscribe() -> None:
+    from datetime import datetime, timezone
+
+    from digest.config import NewsletterSettings
+    from digest.delivery.mime import build_message
+    from digest.models import RenderedIssue
+
+    nl = NewsletterSettings(
+        title="Weekly",
+        sender="Weekly <digest@news.example.org>",
+        site_url="https://news.example.org",
+        postal_address="x",
+    )
+    rendered = RenderedIssue(key="2025-W33", subject="s", preheader="p", html="<p>h</p>", text="t\n")
+    raw = build_message(
+        rendered, nl, to=JOSE, token="TOK", now=datetime(2025, 8, 11, tzinfo=timezone.utc), name="José"
+    ).as_bytes()
+    head = raw.split(b"\r\n\r\n")[0]
+    assert b"=?" not in head  # no RFC 2047 encoded-words around the address
+    msg = _utf8_message(raw)
+    assert msg["To"].addresses[0].addr_spec == JOSE
+    assert "<https://news.example.org/unsubscribe?token=TOK>" in str(msg["List-Unsubscribe"])

@@ -30,7 +30,7 @@ import secrets
 from datetime import datetime
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid
 
 from digest.config import NewsletterSettings
 from digest.models import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, RenderedIssue
@@ -65,6 +65,41 @@ class _FoldingPolicy(EmailPolicy):
 
 
 POLICY = _FoldingPolicy(linesep="\r\n")
+# RFC 6532: header fields in UTF-8, for a message to an address whose local part is not ASCII.
+UTF8_POLICY = POLICY.clone(utf8=True)
+
+
+def wire_address(address: str) -> str:
+    """The address as it goes on the wire: an internationalised domain in its ASCII (IDNA,
+    punycode) form; the local part as it is. Raises ValueError when the domain cannot be encoded."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"{address!r} is not an address (no local part or domain)")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise ValueError(f"the domain {domain!r} cannot be written in IDNA ({exc})") from None
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether mail to ``address`` needs SMTPUTF8 (RFC 6531): a local part that is not ASCII."""
+    return not wire_address(address).isascii()
+
+
+def to_field(address: str, name: str | None) -> str:
+    """The To: value: the subscriber's name and the wire address. With an ASCII address the
+    name is quoted, or RFC 2047-encoded when not ASCII; with a UTF-8 one (RFC 6532) it is
+    written as UTF-8."""
+    wire = wire_address(address)
+    name = " ".join((name or "").split())
+    if not name:
+        return wire
+    if wire.isascii():
+        return formataddr((name, wire))
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{wire}>'
 
 
 def message_id(key: str, domain: str) -> str:
@@ -88,11 +123,12 @@ def build_message(
     token: str,
     now: datetime,
     subject_prefix: str = "",
+    name: str | None = None,
 ) -> EmailMessage:
     html, text = rendered.personalise(email=to, token=token)
-    msg = EmailMessage(policy=POLICY)
+    msg = EmailMessage(policy=POLICY if wire_address(to).isascii() else UTF8_POLICY)
     msg["From"] = nl.sender
-    msg["To"] = to
+    msg["To"] = to_field(to, name)
     if nl.reply_to:
         msg["Reply-To"] = nl.reply_to
     # Header values must never carry a line break or a control character: a subject could
@@ -319,40 +355,35 @@ class MessageTemplate:
     def new_message_id(self) -> str:
         return make_msgid(idstring=self.msgid_idstring, domain=self._msgid_domain)
 
-    def render(self, *, to: str, token: str, date: datetime, message_id: str) -> bytes:
-        """The whole message for one recipient, CRLF line ends, ready for SMTP DATA."""
-        if not (to.isascii() and token.isascii()):
-            # An internationalised address needs the email package's header handling.
-            msg = build_message(
-                self.rendered, self.nl, to=to, token=token, now=date, subject_prefix=self.subject_prefix
-            )
-            del msg["Message-ID"]
-            msg["Message-ID"] = message_id
-            data = msg.as_bytes()
-        else:
-            email = qp_piece(to)
-            escaped = htmllib.escape(to)
-            values = {
-                _TOKEN: qp_piece(token),
-                _EMAIL: email,
-                _EMAIL_HTML: email if escaped == to else qp_piece(escaped),
-            }
-            out = [
-                self._from,
-                b"To: " + to.encode("ascii") + CRLF,
-                self._reply_to,
-                self._subject,
-                self._date_field(date),
-                b"Message-ID: " + message_id.encode("ascii") + CRLF,
-                self._list_id,
-                fold_list_unsubscribe(self.unsubscribe_url(token), self.mailto),
-                self._post,
-                self._mime_head,
-                self._text_head,
-            ]
-            out.extend(values[p] if isinstance(p, int) else p for p in self._text)
-            out.append(self._html_head)
-            out.extend(values[p] if isinstance(p, int) else p for p in self._html)
-            out.append(self._close)
-            data = b"".join(out)
-        return data
+    def render(self, *, to: str, token: str, date: datetime, message_id: str, name: str | None = None) -> bytes:
+        """The whole message for one recipient, CRLF line ends, ready for SMTP DATA. An address
+        whose local part is not ASCII gets its To: field in UTF-8 (RFC 6532): such a message goes
+        out only with SMTPUTF8. Raises ValueError for an address that cannot be written at all."""
+        if not token.isascii():
+            raise ValueError("an unsubscribe token must be ASCII")
+        field = to_field(to, name)
+        email = qp_piece(to)
+        escaped = htmllib.escape(to)
+        values = {
+            _TOKEN: qp_piece(token),
+            _EMAIL: email,
+            _EMAIL_HTML: email if escaped == to else qp_piece(escaped),
+        }
+        out = [
+            self._from,
+            b"To: " + (field.encode("ascii") if field.isascii() else field.encode("utf-8")) + CRLF,
+            self._reply_to,
+            self._subject,
+            self._date_field(date),
+            b"Message-ID: " + message_id.encode("ascii") + CRLF,
+            self._list_id,
+            fold_list_unsubscribe(self.unsubscribe_url(token), self.mailto),
+            self._post,
+            self._mime_head,
+            self._text_head,
+        ]
+        out.extend(values[p] if isinstance(p, int) else p for p in self._text)
+        out.append(self._html_head)
+        out.extend(values[p] if isinstance(p, int) else p for p in self._html)
+        out.append(self._close)
+        return b"".join(out)

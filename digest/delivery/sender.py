@@ -222,8 +222,8 @@ class Sender:
                         self.sleep(wait)
                     continue
                 messages = [
-                    OutgoingMessage(email, template, self.signer.token(email), template.new_message_id(), moment)
-                    for email, _name, _attempts in claim.rows
+                    OutgoingMessage(email, template, self.signer.token(email), template.new_message_id(), moment, name)
+                    for email, name, _attempts in claim.rows
                 ]
                 try:
                     results = backend.send_batch(messages)

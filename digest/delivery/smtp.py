@@ -209,7 +209,7 @@ class SMTPBackend(Backend):
             for j in range(lane, len(messages), lanes):
                 if self._stop.is_set():
                     return
-                results[j] = self._send_one(lane, messages[j])
+                results[j] = self._send_guarded(lane, messages[j])
 
         errors: list[BaseException] = []
         if self._pool is None or lanes <= 1:
@@ -230,9 +230,15 @@ class SMTPBackend(Backend):
         return [r for r in results if r is not None]
 
     def _send_one(self, lane: int, m: OutgoingMessage) -> DeliveryResult:
-        data = m.as_bytes()
-        if self.sign is not None:
-            data = self.sign(data)  # DKIM goes here: the exact bytes that DATA carries
+        try:
+            utf8 = m.needs_smtputf8
+            data = m.as_bytes()
+            if self.sign is not None:
+                data = self.sign(data)  # DKIM goes here: the exact bytes that DATA carries
+        except Exception as exc:  # noqa: BLE001 - one recipient's problem never stops a batch
+            return DeliveryResult(
+                m.recipient, "failed", None, f"no message could be made for this address: {exc}", {"ours": "1"}
+            )
         self._pace()
         for attempt in (1, 2):
             try:
@@ -240,24 +246,56 @@ class SMTPBackend(Backend):
             except _CannotConnect as exc:
                 return DeliveryResult(m.recipient, "retry", None, str(exc))
             try:
-                return self._transaction(lane, conn, m, data)
+                return self._transaction(lane, conn, m, data, utf8=utf8)
+            except DeliveryConfigError:
+                raise
             except _Dropped as exc:
                 self._drop(lane)
                 if exc.handed_over or attempt == 2:
                     return DeliveryResult(m.recipient, "retry", None, f"connection to {self._where} lost: {exc}")
         raise AssertionError("unreachable")
 
-    def _transaction(self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, data: bytes) -> DeliveryResult:
+    def _send_guarded(self, lane: int, m: OutgoingMessage) -> DeliveryResult:
+        """:meth:`_send_one`, with anything unexpected turned into this one message's result, so
+        no recipient's problem stops the batch (and the connection, in an unknown state, is
+        dropped)."""
         try:
-            if conn.has_extn("pipelining"):
+            return self._send_one(lane, m)
+        except DeliveryConfigError:
+            raise
+        except smtplib.SMTPException as exc:
+            # A reply smtplib could not make sense of: transient, like a dropped connection.
+            self._drop(lane)
+            return DeliveryResult(m.recipient, "retry", None, f"SMTP server {self._where}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one recipient's problem never stops a batch
+            self._drop(lane)
+            return DeliveryResult(
+                m.recipient, "failed", None, f"not sent: {exc.__class__.__name__}: {exc}", {"ours": "1"}
+            )
+
+    def _transaction(
+        self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, data: bytes, *, utf8: bool
+    ) -> DeliveryResult:
+        if utf8 and not conn.has_extn("smtputf8"):
+            return DeliveryResult(
+                m.recipient,
+                "failed",
+                None,
+                f"the address needs SMTPUTF8 (RFC 6531), which SMTP server {self._where} does not offer",
+                {"ours": "1"},
+            )
+        try:
+            if conn.has_extn("pipelining") and not utf8:
                 refused = self._pipelined_envelope(lane, conn, m)
                 if refused is not None:
                     return refused
             else:
-                code, resp = conn.mail(m.envelope_from)
+                # RFC 6531: with SMTPUTF8 on MAIL, smtplib sends the envelope in UTF-8 and the
+                # message carries RFC 6532 header fields.
+                code, resp = conn.mail(m.envelope_from, ["SMTPUTF8"] if utf8 else [])
                 if code != 250:
                     return self._refused(lane, conn, m, code, resp, "MAIL")
-                code, resp = conn.rcpt(m.recipient)
+                code, resp = conn.rcpt(m.wire_recipient)
                 if code not in (250, 251):
                     return self._refused(lane, conn, m, code, resp, "RCPT")
                 conn.putcmd("data")
@@ -284,7 +322,7 @@ class SMTPBackend(Backend):
         """MAIL, RCPT and DATA in one write (RFC 2920), then their three replies in order: two
         round trips fewer per message. None when the server is ready for the message."""
         conn.send(
-            f"MAIL FROM:{smtplib.quoteaddr(m.envelope_from)}\r\nRCPT TO:{smtplib.quoteaddr(m.recipient)}\r\nDATA\r\n".encode(
+            f"MAIL FROM:{smtplib.quoteaddr(m.envelope_from)}\r\nRCPT TO:{smtplib.quoteaddr(m.wire_recipient)}\r\nDATA\r\n".encode(
                 "ascii"
             )
         )
