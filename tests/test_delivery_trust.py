@@ -9,10 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deliverykit import addresses, newsletter, smtp_toml
+from conftest import free_port
+from deliverykit import FakeClock, addresses, newsletter, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
 from digest.cli import main
+from digest.delivery.registry import backend_from_settings
+from digest.delivery.sender import Sender
+from digest.pipeline import send_issue
 
 
 def run_cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -122,3 +126,79 @@ def test_the_sample_eml_of_digest_build_has_parseable_to_and_list_unsubscribe() 
     msg = _utf8_message(raw)
     assert msg["To"].addresses[0].addr_spec == JOSE
     assert "<https://news.example.org/unsubscribe?token=TOK>" in str(msg["List-Unsubscribe"])
+
+
+# --- 5: an unreadable reply, a 421 greeting and a refused connection are transient ------------------
+
+
+class _OneLineServer:
+    """A TCP server on 127.0.0.1 that greets every connection with ``greeting`` and hangs up."""
+
+    def __init__(self, greeting: bytes) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.greeting = greeting
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(self.greeting)
+
+    def __enter__(self) -> _OneLineServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+
+
+@pytest.mark.parametrize("greeting", [b"421 4.3.2 Service not available, closing\r\n", b"what is this\r\n"])
+def test_a_busy_or_unreadable_server_at_connect_is_exit_3_with_when_to_retry(
+    write_config, tmp_path: Path, fixed_now, capsys: pytest.CaptureFixture[str], greeting: bytes
+) -> None:
+    with _OneLineServer(greeting) as server:
+        _, store, slot, cfg = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port), subscribers=addresses(3), now=fixed_now
+        )
+        code, _out, err = run_cli(capsys, "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+    assert code == 3, err
+    assert "try again after" in err and "check delivery.smtp" not in err and err.count("\n") == 1
+    assert store.deliveries.counts(slot.key) == {"pending": 3}
+
+
+def test_a_refused_connection_is_exit_3(write_config, tmp_path: Path, fixed_now, capsys) -> None:  # type: ignore[no-untyped-def]
+    _, store, slot, cfg = newsletter(
+        write_config, tmp_path, extra=smtp_toml(free_port()), subscribers=addresses(3), now=fixed_now
+    )
+    code, _out, err = run_cli(capsys, "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+    assert code == 3 and "try again after" in err, err
+    assert store.deliveries.counts(slot.key) == {"pending": 3}
+
+
+def test_an_unreadable_reply_mid_send_is_a_retry_not_a_permanent_failure(
+    write_config, tmp_path: Path, fixed_now
+) -> None:
+    subs = addresses(4)
+    handler = RecordingHandler(refuse={subs[1]: "gibberish without a code"})
+    with SMTPServer(handler) as server:
+        settings, store, slot, _cfg = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        clock = FakeClock(fixed_now)
+        backend = backend_from_settings(settings.delivery, issue_key=slot.key)
+        sender = Sender(settings, store, clock=clock.now, sleep=clock.sleep, backend=backend)
+        # Stop when the sender would wait for the retry: what matters is how the reply was recorded.
+        report = send_issue(settings, store, slot, now=fixed_now, sender=sender, stop=lambda: len(clock.sleeps) > 0)
+    assert store.deliveries.counts(slot.key) == {"sent": 3, "retry": 1}, report.message
+    (row,) = store.deliveries.with_status(slot.key, ["retry"])
+    assert row.email == subs[1] and "unreadable reply" in (row.detail or "")

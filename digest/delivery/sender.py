@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 
 from digest.config import Settings
@@ -24,7 +24,7 @@ from digest.delivery.ledger import Ledger
 from digest.delivery.mime import MessageTemplate
 from digest.delivery.ratelimit import Pace
 from digest.delivery.registry import backend_from_settings
-from digest.errors import DeliveryConfigError, DeliveryError
+from digest.errors import DeliveryConfigError, DeliveryError, DeliveryUnavailable
 from digest.models import DeliveryResult, Issue, RenderedIssue
 from digest.slots import Slot
 from digest.store import Store
@@ -208,7 +208,15 @@ class Sender:
         total = sum(counts.values())
         sent, failed = counts.get("sent", 0), counts.get("failed", 0)
         done = 0
-        with backend:
+        try:
+            backend.open()
+        except DeliveryUnavailable as exc:
+            when = self.clock() + timedelta(seconds=exc.retry_after)
+            raise DeliveryUnavailable(
+                f"{exc}; nothing was sent now; try again after {when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC",
+                retry_after=exc.retry_after,
+            ) from None
+        try:
             while stop is None or not stop():
                 moment = self.clock()
                 claim = ledger.claim(batch_size, moment)
@@ -244,6 +252,8 @@ class Sender:
                 done += tally.sent + tally.failed
                 if progress is not None:
                     progress(SendProgress(key, total, sent, failed, tally.retry, done))
+        finally:
+            backend.close()
         return self._closing_report(key, ledger, resumed=resumed)
 
     def _closing_report(self, key: str, ledger: Ledger, *, resumed: bool) -> SendReport:

@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from digest.config import DeliverySettings, NewsletterSettings, SMTPSettings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.delivery.dkim import signer_from_settings
-from digest.errors import DeliveryConfigError
+from digest.errors import DeliveryConfigError, DeliveryUnavailable
 from digest.models import DeliveryResult
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -48,7 +48,12 @@ class _Dropped(Exception):
 
 
 class _CannotConnect(Exception):
-    pass
+    """The server could not be reached or would not talk. ``unknown_host``: the name does not
+    resolve, which is a matter for the settings rather than for waiting."""
+
+    def __init__(self, message: str, *, unknown_host: bool = False) -> None:
+        super().__init__(message)
+        self.unknown_host = unknown_host
 
 
 def connect(s: SMTPSettings, ssl_context: ssl.SSLContext, local_hostname: str) -> smtplib.SMTP:
@@ -98,7 +103,9 @@ def connect(s: SMTPSettings, ssl_context: ssl.SSLContext, local_hostname: str) -
         ) from None
     except (OSError, smtplib.SMTPException) as exc:
         _abandon(conn)
-        raise _CannotConnect(f"cannot connect to SMTP server {where}: {exc}") from None
+        raise _CannotConnect(
+            f"cannot connect to SMTP server {where}: {exc}", unknown_host=isinstance(exc, socket.gaierror)
+        ) from None
 
 
 def _abandon(conn: smtplib.SMTP | None) -> None:
@@ -164,7 +171,10 @@ class SMTPBackend(Backend):
             # The first connection is made now, so wrong settings stop the send before any claim.
             self._conns[0] = self._connect()
         except _CannotConnect as exc:
-            raise DeliveryConfigError(f"{exc}; check delivery.smtp.host, port and security") from None
+            if exc.unknown_host:
+                raise DeliveryConfigError(f"{exc}; check delivery.smtp.host") from None
+            # Refused, busy (a 421 greeting) or unreadable: the server's state, not the settings'.
+            raise DeliveryUnavailable(str(exc)) from None
         self._counts[0] = 0
         if self.lanes > 1:
             self._pool = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="smtp")
@@ -346,6 +356,11 @@ class SMTPBackend(Backend):
         self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, code: int, resp: bytes, stage: str
     ) -> DeliveryResult:
         text = _words(code, resp)
+        if not 200 <= code <= 599:
+            # smtplib's -1: a reply it could not read. Nothing is known; the connection is not
+            # trusted again, and the message is tried later like after any transient failure.
+            self._drop(lane)
+            return DeliveryResult(m.recipient, "retry", None, f"unreadable reply from {self._where} at {stage}: {text}")
         enhanced = _ENHANCED.match(resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp))
         if code == 421:
             self._drop(lane)
