@@ -12,6 +12,8 @@ from collections.abc import Callable
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from digest import redact
+
 _SALT = "digest.unsubscribe"
 
 
@@ -32,4 +34,6 @@ class TokenSigner:
 
 
 def signer_for(secret_env: str, store_secret: Callable[[], str]) -> TokenSigner:
-    return TokenSigner(os.environ.get(secret_env) or store_secret())
+    secret = os.environ.get(secret_env)
+    redact.register(secret)
+    return TokenSigner(secret or store_secret())

@@ -202,3 +202,78 @@ def test_an_unreadable_reply_mid_send_is_a_retry_not_a_permanent_failure(
     assert store.deliveries.counts(slot.key) == {"sent": 3, "retry": 1}, report.message
     (row,) = store.deliveries.with_status(slot.key, ["retry"])
     assert row.email == subs[1] and "unreadable reply" in (row.detail or "")
+
+
+# --- 3: secrets are checked at config load and never printed ---------------------------------------
+
+
+def _mailgun_config(write_config) -> Path:  # type: ignore[no-untyped-def]
+    path = write_config('[delivery.mailgun]\ndomain = "mg.example.org"\n')
+    path.write_text(path.read_text().replace('backend = "outbox"', 'backend = "mailgun"'))
+    return path
+
+
+def test_a_secret_with_a_trailing_newline_is_stripped(write_config, monkeypatch: pytest.MonkeyPatch) -> None:
+    from digest.config import load_config
+
+    monkeypatch.setenv("MAILGUN_API_KEY", "key-3f9a8b7c6d5e\n")
+    key = load_config(_mailgun_config(write_config)).delivery.mailgun.api_key
+    assert key is not None and key.get_secret_value() == "key-3f9a8b7c6d5e"
+
+
+@pytest.mark.parametrize("value", ["key-3f9a\n8b7c6d5e", "key-3f9a\x1b8b7c6d5e"])
+def test_a_control_character_inside_a_secret_is_refused_naming_the_variable_not_the_value(
+    write_config, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], value: str
+) -> None:
+    monkeypatch.setenv("MAILGUN_API_KEY", value)
+    path = _mailgun_config(write_config)
+    code, out, err = run_cli(capsys, "--config", str(path), "send", "--dry-run")
+    assert code == 2
+    assert "MAILGUN_API_KEY holds a control character" in err and err.count("\n") == 1
+    assert "3f9a" not in out + err and "8b7c" not in out + err
+
+
+def test_a_non_ascii_smtp_password_is_refused_without_showing_any_of_it(
+    write_config, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("SMTP_PASS", "pässwörd-9431")
+    path = write_config(smtp_toml(free_port(), more='username = "u"\npassword_env = "SMTP_PASS"'))
+    path.write_text(path.read_text().replace('backend = "outbox"', 'backend = "smtp"'))
+    code, out, err = run_cli(capsys, "--config", str(path), "send", "--as-of", "2025-08-11T09:00")
+    assert code == 2 and "SMTP_PASS holds characters outside ASCII" in err, err
+    assert not any(ch in out + err for ch in "äö") and "9431" not in out + err and "position" not in err
+
+
+def test_secrets_are_masked_in_errors_logs_and_stored_failure_texts(
+    write_config,
+    tmp_path: Path,
+    fixed_now,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    secret = "s3cr3t-relay-pass"
+    monkeypatch.setenv("SMTP_PASS", secret + "\n")
+    subs = addresses(3)
+    # A server that echoes what it was given: here the secret ends up in a refusal text.
+    handler = RecordingHandler(refuse={subs[1]: f"550 5.1.1 no such user (auth was {secret})"})
+    with SMTPServer(handler) as server:
+        _, store, slot, cfg = newsletter(
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port, more='password_env = "SMTP_PASS"'),
+            subscribers=subs,
+            now=fixed_now,
+        )
+        code, out, err = run_cli(capsys, "--debug", "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+        logging.getLogger("digest.test").warning("the password is %s", secret)
+        status = run_cli(capsys, "--config", str(cfg), "status", slot.key)
+    assert code == 0, err
+    (row,) = store.deliveries.with_status(slot.key, ["failed"])
+    assert secret not in (row.detail or "") and "[secret]" in (row.detail or "")
+    everything = out + err + status[1] + status[2]
+    assert secret not in everything and "[secret]" in status[1]
+    # The CLI put the masking filter on the log handlers (here pytest's, which captures them).
+    assert "the password is [secret]" in caplog.text and secret not in caplog.text

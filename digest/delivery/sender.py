@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from functools import cached_property
 
@@ -26,6 +26,7 @@ from digest.delivery.ratelimit import Pace
 from digest.delivery.registry import backend_from_settings
 from digest.errors import DeliveryConfigError, DeliveryError, DeliveryUnavailable
 from digest.models import DeliveryResult, Issue, RenderedIssue
+from digest.redact import mask
 from digest.slots import Slot
 from digest.store import Store
 from digest.tokens import TokenSigner, signer_for
@@ -52,6 +53,12 @@ class SendProgress:
     failed: int
     retry: int
     done_this_run: int
+
+
+def _masked(results: Sequence[DeliveryResult]) -> list[DeliveryResult]:
+    """The results with any secret masked out of their texts, before they are stored (a server
+    may echo what it was sent)."""
+    return [replace(r, detail=mask(r.detail)) if r.detail else r for r in results]
 
 
 def token_signer(settings: Settings, store: Store) -> TokenSigner:
@@ -236,13 +243,13 @@ class Sender:
                 try:
                     results = backend.send_batch(messages)
                 except SendStopped as exc:
-                    ledger.record(claim, exc.done, self.clock())
+                    ledger.record(claim, _masked(exc.done), self.clock())
                     ledger.release(claim, self.clock())
                     raise
                 except DeliveryConfigError:
                     ledger.release(claim, self.clock())
                     raise
-                tally = ledger.record(claim, results, self.clock())
+                tally = ledger.record(claim, _masked(results), self.clock())
                 if tally.throttled:
                     self.pace.slow_down()
                 else:
