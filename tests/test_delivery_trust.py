@@ -81,7 +81,9 @@ def test_without_smtputf8_only_that_delivery_fails_and_nobody_gets_two(
     assert set(per) == {*subs, "ana@xn--bcher-kva.example"} and set(per.values()) == {1}
     counts = store.deliveries.counts(slot.key)
     assert counts == {"sent": 61, "failed": 1}
-    assert f"failed: {JOSE}: the address needs SMTPUTF8" in first[1]
+    assert f"failed: {JOSE}: not sent: the address needs SMTPUTF8" in first[1]
+    # Defect 8: a delivery we failed (not refused by the receiving side) is a non-zero exit.
+    assert first[0] == 4 and again[0] == 4
     assert "Traceback" not in first[2] + again[2]
     assert "nothing to send" in again[1]
 
@@ -277,3 +279,31 @@ def test_secrets_are_masked_in_errors_logs_and_stored_failure_texts(
     assert secret not in everything and "[secret]" in status[1]
     # The CLI put the masking filter on the log handlers (here pytest's, which captures them).
     assert "the password is [secret]" in caplog.text and secret not in caplog.text
+
+
+# --- 8: exit 0 only when every delivery was delivered or refused by the receiving side --------------
+
+
+@pytest.mark.parametrize(
+    ("reply", "status"),
+    [
+        ("550 5.1.1 Unknown user", 0),  # the receiving side refused that recipient: the send did its job
+        ("451 4.3.0 Try again later", 4),  # deferred until we gave up: a delivery we failed
+    ],
+)
+def test_exit_status_tells_refused_by_the_receiver_from_failed_by_us(
+    write_config, tmp_path: Path, fixed_now, capsys: pytest.CaptureFixture[str], reply: str, status: int
+) -> None:
+    subs = addresses(4)
+    handler = RecordingHandler(refuse={subs[0]: reply})
+    with SMTPServer(handler) as server:
+        _, store, slot, cfg = newsletter(
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port) + "[delivery.retry]\nmax_attempts = 1\n",
+            subscribers=subs,
+            now=fixed_now,
+        )
+        code, out, err = run_cli(capsys, "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+    assert store.deliveries.counts(slot.key) == {"sent": 3, "failed": 1}
+    assert code == status, out + err

@@ -104,8 +104,8 @@ def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retr
             c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress
         )
     _print_send(report)
-    if report.outcome == "incomplete":
-        sys.exit(3)
+    if report.exit_status:
+        sys.exit(report.exit_status)
 
 
 def _send_test(c: Context, slot: Slot, to: str, now: datetime) -> None:
@@ -138,8 +138,8 @@ def run(c: Context, as_of: str | None) -> None:
         else:
             echo(f"ingested {s.name}: {s.note}")
     _print_send(sent)
-    if sent.outcome == "incomplete":
-        sys.exit(3)
+    if sent.exit_status:
+        sys.exit(sent.exit_status)
 
 
 @cli.command(epilog="Examples:\n\n  digest hold 2025-W33\n\n  digest hold --release 2025-W33")

@@ -25,7 +25,7 @@ from digest.delivery.mime import MessageTemplate
 from digest.delivery.ratelimit import Pace
 from digest.delivery.registry import backend_from_settings
 from digest.errors import DeliveryConfigError, DeliveryError, DeliveryUnavailable
-from digest.models import DeliveryResult, Issue, RenderedIssue
+from digest.models import OUR_FAILURE, DeliveryResult, Issue, RenderedIssue, failed_on_our_side
 from digest.redact import mask
 from digest.slots import Slot
 from digest.store import Store
@@ -42,6 +42,17 @@ class SendReport:
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
 
+    @property
+    def exit_status(self) -> int:
+        """0 only when every delivery was delivered or refused for its recipient by the receiving
+        side; 3 when deliveries are left to send (run again); 4 when the send finished but some
+        deliveries failed on our side (see `digest status`, then `digest send --retry-failed`)."""
+        if self.outcome == "incomplete":
+            return 3
+        if any(failed_on_our_side(detail) for _email, detail in self.failures):
+            return 4
+        return 0
+
 
 @dataclass(frozen=True)
 class SendProgress:
@@ -55,10 +66,16 @@ class SendProgress:
     done_this_run: int
 
 
-def _masked(results: Sequence[DeliveryResult]) -> list[DeliveryResult]:
-    """The results with any secret masked out of their texts, before they are stored (a server
-    may echo what it was sent)."""
-    return [replace(r, detail=mask(r.detail)) if r.detail else r for r in results]
+def _for_ledger(results: Sequence[DeliveryResult]) -> list[DeliveryResult]:
+    """The results as they are stored: any secret masked out of their texts (a server may echo
+    what it was sent), and a failure of ours marked as such (see failed_on_our_side)."""
+    out = []
+    for r in results:
+        detail = mask(r.detail) if r.detail else r.detail
+        if r.status == "failed" and r.extra.get("ours") and not failed_on_our_side(detail):
+            detail = OUR_FAILURE + (detail or "")
+        out.append(r if detail == r.detail else replace(r, detail=detail))
+    return out
 
 
 def token_signer(settings: Settings, store: Store) -> TokenSigner:
@@ -118,6 +135,7 @@ class Sender:
                 f"issue {key} was already sent ({counts.get('sent', 0)} delivered"
                 f"{', ' + str(counts['failed']) + ' failed' if counts.get('failed') else ''}); nothing to send",
                 counts,
+                self.store.deliveries.failed(key),
             )
         if row is not None and row.status == "skipped":
             return SendReport(key, "skipped", f"issue {key} was skipped: {row.note}; nothing to send")
@@ -243,13 +261,13 @@ class Sender:
                 try:
                     results = backend.send_batch(messages)
                 except SendStopped as exc:
-                    ledger.record(claim, _masked(exc.done), self.clock())
+                    ledger.record(claim, _for_ledger(exc.done), self.clock())
                     ledger.release(claim, self.clock())
                     raise
                 except DeliveryConfigError:
                     ledger.release(claim, self.clock())
                     raise
-                tally = ledger.record(claim, _masked(results), self.clock())
+                tally = ledger.record(claim, _for_ledger(results), self.clock())
                 if tally.throttled:
                     self.pace.slow_down()
                 else:
