@@ -307,3 +307,44 @@ def test_exit_status_tells_refused_by_the_receiver_from_failed_by_us(
         code, out, err = run_cli(capsys, "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
     assert store.deliveries.counts(slot.key) == {"sent": 3, "failed": 1}
     assert code == status, out + err
+
+
+# --- 7: a send before any ingest marks nothing; a skipped slot can be sent on purpose ----------------
+
+
+def test_send_before_ingest_marks_nothing_and_force_sends_a_skipped_slot(
+    write_config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from conftest import write_article
+
+    from digest.config import load_config
+    from digest.store import Store
+
+    subs = addresses(3)
+    handler = RecordingHandler()
+    with SMTPServer(handler) as server:
+        cfg = write_config(smtp_toml(server.port), subscribers=subs)
+        cfg.write_text(
+            cfg.read_text()
+            .replace('backend = "outbox"', 'backend = "smtp"')
+            .replace("min_articles = 1", "min_articles = 2")
+        )
+        c = ("--config", str(cfg))
+        when = ("--as-of", "2025-08-11T09:00")
+        code, out, _err = run_cli(capsys, *c, "send", *when)
+        assert code == 1 and "no source has been read yet" in out and "digest ingest" in out
+        store = Store(load_config(cfg).state_url)
+        assert store.issues.get("2025-W33") is None  # nothing was recorded: the slot is still open
+
+        write_article(tmp_path / "content", "a.md", title="Only one", date="2025-08-06T10:00:00+01:00", body="Body.")
+        assert run_cli(capsys, *c, "ingest")[0] == 0
+        code, out, _err = run_cli(capsys, *c, "send", *when)
+        assert code == 0 and "not sent: " in out and handler.received == []
+        again = run_cli(capsys, *c, "send", *when)
+        assert "was skipped" in again[1] and handler.received == []
+        code, out, err = run_cli(capsys, *c, "send", "--force", *when)
+        assert code == 0, out + err
+        assert "sent: 3 delivered" in out
+        assert sorted(handler.per_recipient()) == subs
+        assert "already sent" in run_cli(capsys, *c, "send", "--force", *when)[1]
+    assert store.deliveries.counts("2025-W33") == {"sent": 3}

@@ -70,8 +70,9 @@ def _print_send(report: SendReport) -> None:
 @click.option("--dry-run", is_flag=True, help="Build and count recipients; connect to nothing, send nothing.")
 @click.option("--to", "to", metavar="ADDR", help="Send a test copy to ADDR only, marked [TEST], outside the ledger.")
 @click.option("--retry-failed", is_flag=True, help="Give the issue's failed deliveries another try, then send.")
+@click.option("--force", is_flag=True, help="Send a slot that was skipped (too few articles) after all.")
 @pass_ctx
-def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_failed: bool) -> None:
+def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_failed: bool, force: bool) -> None:
     """Send the due issue to every active subscriber (from stored articles; no ingest).
 
     An interrupted send resumes where it stopped; a finished one sends nothing again.
@@ -82,14 +83,15 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_fai
     if to is not None:
         # A test copy is its own path: an empty --to (an unset shell variable) is a usage error,
         # never a fall-through into the real send.
-        if dry_run or retry_failed:
-            raise UsageError("--to sends one test copy; it does not go with --dry-run or --retry-failed")
+        if dry_run or retry_failed or force:
+            raise UsageError("--to sends one test copy; it does not go with --dry-run, --retry-failed or --force")
         _send_test(c, due_slot(c.settings, c.moment(as_of) or now), to, now)
         return
-    _send_everyone(c, due_slot(c.settings, c.moment(as_of) or now), now, dry_run=dry_run, retry_failed=retry_failed)
+    slot = due_slot(c.settings, c.moment(as_of) or now)
+    _send_everyone(c, slot, now, dry_run=dry_run, retry_failed=retry_failed, force=force)
 
 
-def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retry_failed: bool) -> None:
+def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retry_failed: bool, force: bool) -> None:
     """The real send, through the ledger, to every active subscriber."""
     from digest.pipeline import send_issue_exclusive, sync_subscribers
 
@@ -101,7 +103,7 @@ def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retr
         sync_subscribers(c.settings, c.store, now=now)
     with ProgressReporter() as progress:
         report = send_issue_exclusive(
-            c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress
+            c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress, force=force
         )
     _print_send(report)
     if report.exit_status:

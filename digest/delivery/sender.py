@@ -37,7 +37,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SendReport:
     key: str
-    outcome: str  # sent | resumed | already-sent | skipped | dry-run | incomplete | claimed-elsewhere | held
+    outcome: (
+        str  # sent | resumed | already-sent | skipped | not-ingested | dry-run | incomplete | claimed-elsewhere | held
+    )
     message: str
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
@@ -47,6 +49,8 @@ class SendReport:
         """0 only when every delivery was delivered or refused for its recipient by the receiving
         side; 3 when deliveries are left to send (run again); 4 when the send finished but some
         deliveries failed on our side (see `digest status`, then `digest send --retry-failed`)."""
+        if self.outcome == "not-ingested":
+            return 1
         if self.outcome == "incomplete":
             return 3
         if any(failed_on_our_side(detail) for _email, detail in self.failures):
