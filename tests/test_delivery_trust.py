@@ -348,3 +348,71 @@ def test_send_before_ingest_marks_nothing_and_force_sends_a_skipped_slot(
         assert sorted(handler.per_recipient()) == subs
         assert "already sent" in run_cli(capsys, *c, "send", "--force", *when)[1]
     assert store.deliveries.counts("2025-W33") == {"sent": 3}
+
+
+# --- 6: a service batch answered 400 is resolved per recipient --------------------------------------
+
+
+def _sendgrid_refusing(bad: set[str]):  # type: ignore[no-untyped-def]
+    """SendGrid that answers 400 to any request carrying one of ``bad``, 202 otherwise."""
+    import json as jsonlib
+
+    from servicestub import Answer
+
+    def answer(req):  # type: ignore[no-untyped-def]
+        to = [p["to"][0]["email"] for p in jsonlib.loads(req.body)["personalizations"]]
+        if bad & set(to):
+            return Answer(
+                400, b'{"errors":[{"message":"Does not contain a valid address.","field":"personalizations.0.to"}]}'
+            )
+        return Answer(202, b"", {"X-Message-Id": "sg"})
+
+    return answer
+
+
+def _sendgrid_send(write_config, tmp_path, now, monkeypatch, subs, answer):  # type: ignore[no-untyped-def]
+    from servicestub import KEY, ServiceStub
+
+    monkeypatch.setenv("TEST_API_KEY", KEY)
+    with ServiceStub(answer) as stub:
+        settings, store, slot, _cfg = newsletter(
+            write_config,
+            tmp_path,
+            backend="sendgrid",
+            extra=f'[delivery.sendgrid]\nbase_url = "{stub.base_url}"\napi_key_env = "TEST_API_KEY"\n',
+            subscribers=subs,
+            now=now,
+        )
+        clock = FakeClock(now)
+        sender = Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        try:
+            report = send_issue(settings, store, slot, now=now, sender=sender)
+        except Exception as exc:  # noqa: BLE001 - the test looks at what was stopped
+            report = exc
+    return store, slot, report, stub
+
+
+def test_a_batch_answered_400_fails_only_the_malformed_recipient(
+    write_config, tmp_path: Path, fixed_now, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    subs = addresses(40)
+    store, slot, report, _stub = _sendgrid_send(
+        write_config, tmp_path, fixed_now, monkeypatch, subs, _sendgrid_refusing({subs[17]})
+    )
+    assert store.deliveries.counts(slot.key) == {"sent": 39, "failed": 1}
+    assert store.deliveries.failed(slot.key)[0][0] == subs[17]
+    assert "valid address" in store.deliveries.failed(slot.key)[0][1]
+    assert report.exit_status == 0  # type: ignore[union-attr]
+
+
+def test_a_batch_whose_every_message_is_refused_stops_the_send_with_nothing_failed(
+    write_config, tmp_path: Path, fixed_now, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from digest.delivery.base import SendStopped
+
+    subs = addresses(8)
+    store, slot, report, _stub = _sendgrid_send(
+        write_config, tmp_path, fixed_now, monkeypatch, subs, _sendgrid_refusing(set(subs))
+    )
+    assert isinstance(report, SendStopped) and "request itself is at fault" in str(report)
+    assert store.deliveries.counts(slot.key) == {"pending": 8}
