@@ -4,6 +4,7 @@ promise "each subscriber gets exactly one copy, and secrets are never printed"."
 from __future__ import annotations
 
 import email
+from dataclasses import dataclass
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -416,3 +417,40 @@ def test_a_batch_whose_every_message_is_refused_stops_the_send_with_nothing_fail
     )
     assert isinstance(report, SendStopped) and "request itself is at fault" in str(report)
     assert store.deliveries.counts(slot.key) == {"pending": 8}
+
+
+# --- 10: a connection dropped after the final dot counts as interrupted ----------------------------
+
+
+@dataclass
+class _DropsAfterKeeping(RecordingHandler):
+    """Keeps the first message for ``victim`` and then hangs up instead of answering."""
+
+    victim: str = ""
+    dropped: int = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.record(envelope)
+        if envelope.rcpt_tos == [self.victim] and not self.dropped:
+            self.dropped += 1
+            server.transport.abort()
+        return "250 Message accepted"
+
+
+def test_status_counts_a_connection_dropped_after_the_final_dot_as_interrupted(
+    write_config, tmp_path: Path, fixed_now, capsys: pytest.CaptureFixture[str]
+) -> None:
+    subs = addresses(3)
+    handler = _DropsAfterKeeping(victim=subs[1])
+    with SMTPServer(handler) as server:
+        settings, store, slot, cfg = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        clock = FakeClock(fixed_now)
+        sender = Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        send_issue(settings, store, slot, now=fixed_now, sender=sender)
+        _code, out, _err = run_cli(capsys, "--config", str(cfg), "status", slot.key)
+    duplicates = handler.per_recipient()[subs[1]] - 1
+    assert duplicates == 1 and store.deliveries.counts(slot.key) == {"sent": 3}
+    assert store.deliveries.interrupted_total(slot.key) >= duplicates
+    assert "interrupted: 1 deliveries" in out

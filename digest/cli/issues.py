@@ -205,7 +205,8 @@ def status(c: Context, issue: str | None) -> None:
             echo(f"  {name}: {found.counts[name]}")
     if found.interrupted:
         echo(
-            f"  interrupted: {found.interrupted} deliveries were in flight when a sender stopped (at most that many duplicates)"
+            f"  interrupted: {found.interrupted} deliveries were in flight when a sender stopped or lost its "
+            "connection after handing the message over (at most that many duplicates)"
         )
     for d in found.failed:
         echo(f"  failed: {d.email}: {d.detail or ''}")

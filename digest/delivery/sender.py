@@ -20,7 +20,7 @@ from functools import cached_property
 
 from digest.config import Settings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
-from digest.delivery.ledger import Ledger
+from digest.delivery.ledger import Claim, Ledger, Recorded
 from digest.delivery.mime import MessageTemplate
 from digest.delivery.ratelimit import Pace
 from digest.delivery.registry import backend_from_settings
@@ -265,13 +265,13 @@ class Sender:
                 try:
                     results = backend.send_batch(messages)
                 except SendStopped as exc:
-                    ledger.record(claim, _for_ledger(exc.done), self.clock())
+                    self._record(ledger, claim, exc.done)
                     ledger.release(claim, self.clock())
                     raise
                 except DeliveryConfigError:
                     ledger.release(claim, self.clock())
                     raise
-                tally = ledger.record(claim, _for_ledger(results), self.clock())
+                tally = self._record(ledger, claim, results)
                 if tally.throttled:
                     self.pace.slow_down()
                 else:
@@ -284,6 +284,14 @@ class Sender:
         finally:
             backend.close()
         return self._closing_report(key, ledger, resumed=resumed)
+
+    def _record(self, ledger: Ledger, claim: Claim, results: Sequence[DeliveryResult]) -> Recorded:
+        """Record a batch's results; those that may have arrived without an answer count as
+        interrupted, so `digest status` bounds the duplicates they may cause."""
+        tally = ledger.record(claim, _for_ledger(results), self.clock())
+        maybe = [r.recipient for r in results if r.extra.get("possibly_delivered")]
+        self.store.deliveries.count_interrupted(ledger.key, maybe, now=self.clock())
+        return tally
 
     def _closing_report(self, key: str, ledger: Ledger, *, resumed: bool) -> SendReport:
         """Finish the issue when nothing is left to try; otherwise say what is left."""

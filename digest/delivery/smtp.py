@@ -261,7 +261,16 @@ class SMTPBackend(Backend):
                 raise
             except _Dropped as exc:
                 self._drop(lane)
-                if exc.handed_over or attempt == 2:
+                if exc.handed_over:
+                    # The whole message went out and no answer came: it may have been delivered.
+                    return DeliveryResult(
+                        m.recipient,
+                        "retry",
+                        None,
+                        f"connection to {self._where} lost after the message was sent: {exc}",
+                        {"possibly_delivered": "1"},
+                    )
+                if attempt == 2:
                     return DeliveryResult(m.recipient, "retry", None, f"connection to {self._where} lost: {exc}")
         raise AssertionError("unreachable")
 
