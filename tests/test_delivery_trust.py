@@ -4,6 +4,9 @@ promise "each subscriber gets exactly one copy, and secrets are never printed"."
 from __future__ import annotations
 
 import email
+import os
+import subprocess
+import sys
 from dataclasses import dataclass
 from email import policy
 from pathlib import Path
@@ -454,3 +457,65 @@ def test_status_counts_a_connection_dropped_after_the_final_dot_as_interrupted(
     assert duplicates == 1 and store.deliveries.counts(slot.key) == {"sent": 3}
     assert store.deliveries.interrupted_total(slot.key) >= duplicates
     assert "interrupted: 1 deliveries" in out
+
+
+# --- 9: concurrent first sends and imports are serialised; no SQL or personal data in errors ---------
+
+
+def _digest_processes(cfg: Path, *commands: tuple[str, ...]) -> list[subprocess.CompletedProcess[str]]:
+    """Start one `digest` process per command at once; wait for all."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "digest", "--config", str(cfg), *c],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        for c in commands
+    ]
+    done = []
+    for p, c in zip(procs, commands, strict=True):
+        out, err = p.communicate(timeout=300)
+        done.append(subprocess.CompletedProcess(c, p.returncode, out, err))
+    return done
+
+
+def test_concurrent_first_sends_and_imports_serialise(write_config, tmp_path: Path, fixed_now) -> None:
+    from conftest import write_article
+
+    from digest.config import load_config
+    from digest.store import Store
+
+    subs = addresses(400)
+    cfg = write_config(subscribers=[])
+    (tmp_path / "subscribers.csv").write_text(
+        "email,name\n" + "".join(f"{s},Private Name {i}\n" for i, s in enumerate(subs))
+    )
+    write_article(tmp_path / "content", "a.md", title="One", date="2025-08-06T10:00:00+01:00", body="Body.")
+    store = Store(load_config(cfg).state_url)
+    imports = _digest_processes(cfg, *[("subscribers", "import", str(tmp_path / "subscribers.csv"))] * 3)
+    assert [p.returncode for p in imports] == [0, 0, 0], [p.stderr for p in imports]
+    added = [int(p.stdout.split(" added")[0].split()[-1]) for p in imports]
+    assert sum(added) == 400
+    _digest_processes(cfg, ("ingest",))
+    sends = _digest_processes(cfg, *[("send", "--as-of", "2025-08-11T09:00")] * 3)
+    for p in imports + sends:
+        assert p.stderr.count("digest:") <= 1 and "SQL" not in p.stderr and "Private Name" not in p.stderr, p.stderr
+    assert [p.returncode for p in sends] == [0, 0, 0], [p.stdout + p.stderr for p in sends]
+    assert store.deliveries.counts("2025-W33") == {"sent": 400}
+    outbox = sorted((tmp_path / "outbox").rglob("*.eml"))
+    assert len(outbox) == 400
+
+
+def test_a_database_conflict_is_one_line_without_sql_or_personal_data(tmp_path: Path, fixed_now) -> None:
+    from digest.store import Store, state_error_line
+
+    store = Store(f"sqlite:///{tmp_path / 's.db'}")
+    store.subscribers.add_new([("ana@example.org", "Ana Private")], now=fixed_now)
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - the store's own error type is SQLAlchemy's
+        store.subscribers.add_new([("ana@example.org", "Ana Private")], now=fixed_now)
+    assert "Ana Private" not in str(raised.value)  # the engine hides row values, also in --debug tracebacks
+    line = state_error_line(raised.value)
+    assert line is not None and "\n" not in line and "INSERT" not in line and "ana@" not in line

@@ -14,7 +14,7 @@ from digest import __version__
 from digest.config import Settings, config_path_from, load_config
 from digest.errors import ConfigError, DigestError, UsageError
 from digest.redact import MaskingFilter, mask
-from digest.store import Store
+from digest.store import Store, state_error_line
 
 
 class Context:
@@ -123,6 +123,10 @@ def main(argv: list[str] | None = None) -> None:
         click.echo("digest: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        state = state_error_line(exc)
+        if state is not None and not debug:
+            _error(f"digest: error: {state}")
+            sys.exit(1)
         if debug:
             import traceback
 
