@@ -519,3 +519,32 @@ def test_a_database_conflict_is_one_line_without_sql_or_personal_data(tmp_path: 
     assert "Ana Private" not in str(raised.value)  # the engine hides row values, also in --debug tracebacks
     line = state_error_line(raised.value)
     assert line is not None and "\n" not in line and "INSERT" not in line and "ana@" not in line
+
+
+def test_an_unexpected_error_for_one_message_neither_aborts_the_batch_nor_resends_the_others(
+    write_config, tmp_path: Path, fixed_now, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import smtplib
+
+    subs = addresses(10)
+    real_rcpt = smtplib.SMTP.rcpt
+
+    def rcpt(self: smtplib.SMTP, recip: str, options: Any = ()) -> tuple[int, bytes]:
+        if recip == subs[5]:
+            raise RuntimeError("something no one expected")
+        return real_rcpt(self, recip, options)
+
+    monkeypatch.setattr(smtplib.SMTP, "rcpt", rcpt)
+    handler = RecordingHandler()
+    with SMTPServer(handler) as server:
+        _, store, slot, cfg = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        args = ("--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+        first = run_cli(capsys, *args)
+        again = run_cli(capsys, *args)
+    assert store.deliveries.counts(slot.key) == {"sent": 9, "failed": 1}
+    assert f"failed: {subs[5]}: not sent: RuntimeError: something no one expected" in first[1]
+    assert first[0] == 4 and again[0] == 4 and "nothing to send" in again[1]
+    assert sorted(handler.per_recipient()) == [s for s in subs if s != subs[5]]
+    assert set(handler.per_recipient().values()) == {1}
