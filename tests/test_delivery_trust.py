@@ -548,3 +548,33 @@ def test_an_unexpected_error_for_one_message_neither_aborts_the_batch_nor_resend
     assert first[0] == 4 and again[0] == 4 and "nothing to send" in again[1]
     assert sorted(handler.per_recipient()) == [s for s in subs if s != subs[5]]
     assert set(handler.per_recipient().values()) == {1}
+
+
+def test_an_idn_sender_and_site_give_ascii_header_fields_in_the_sample_eml() -> None:
+    from datetime import datetime, timezone
+
+    from digest.config import NewsletterSettings
+    from digest.delivery.mime import MessageTemplate, build_message
+    from digest.models import RenderedIssue
+
+    nl = NewsletterSettings(
+        title="Weekly",
+        sender="Wöchentlich <digest@bücher.example>",
+        site_url="https://bücher.example",
+        postal_address="x",
+    )
+    rendered = RenderedIssue(key="2025-W33", subject="s", preheader="p", html="<p>h</p>", text="t\n")
+    now = datetime(2025, 8, 11, tzinfo=timezone.utc)
+    eml = build_message(rendered, nl, to="ana@example.org", token="TOK", now=now).as_bytes()
+    template = MessageTemplate(rendered, nl)
+    fast = template.render(to="ana@example.org", token="TOK", date=now, message_id=template.new_message_id())
+    for raw in (eml, fast):
+        head = raw.split(b"\r\n\r\n")[0]
+        assert head.isascii()
+        msg = _utf8_message(raw)
+        assert msg["From"].addresses[0].addr_spec == "digest@xn--bcher-kva.example"
+        assert str(msg["List-Unsubscribe"]) == (
+            "<https://xn--bcher-kva.example/unsubscribe?token=TOK>, "
+            "<mailto:digest@xn--bcher-kva.example?subject=unsubscribe>"
+        )
+    assert template.envelope_from == "digest@xn--bcher-kva.example"
