@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,11 @@ from deliverykit import FakeClock, addresses, newsletter, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
 from digest.cli import main
+from digest.config import NewsletterSettings
+from digest.delivery.mime import MessageTemplate, build_message
 from digest.delivery.registry import backend_from_settings
 from digest.delivery.sender import Sender
+from digest.models import RenderedIssue
 from digest.pipeline import send_issue
 
 
@@ -110,23 +114,17 @@ def test_with_smtputf8_the_address_goes_out_with_utf8_headers_and_the_name(
     assert ana.raw.isascii() or b"=?" not in ana.raw.split(b"\r\n\r\n")[0]
 
 
+NOW = datetime(2025, 8, 11, tzinfo=timezone.utc)
+RENDERED = RenderedIssue(key="2025-W33", subject="s", preheader="p", html="<p>h</p>", text="t\n")
+
+
+def _newsletter(sender: str, site: str) -> NewsletterSettings:
+    return NewsletterSettings(title="Weekly", sender=sender, site_url=site, postal_address="x")
+
+
 def test_the_sample_eml_of_digest_build_has_parseable_to_and_list_unsubscribe() -> None:
-    from datetime import datetime, timezone
-
-    from digest.config import NewsletterSettings
-    from digest.delivery.mime import build_message
-    from digest.models import RenderedIssue
-
-    nl = NewsletterSettings(
-        title="Weekly",
-        sender="Weekly <digest@news.example.org>",
-        site_url="https://news.example.org",
-        postal_address="x",
-    )
-    rendered = RenderedIssue(key="2025-W33", subject="s", preheader="p", html="<p>h</p>", text="t\n")
-    raw = build_message(
-        rendered, nl, to=JOSE, token="TOK", now=datetime(2025, 8, 11, tzinfo=timezone.utc), name="José"
-    ).as_bytes()
+    nl = _newsletter("Weekly <digest@news.example.org>", "https://news.example.org")
+    raw = build_message(RENDERED, nl, to=JOSE, token="TOK", now=NOW, name="José").as_bytes()
     head = raw.split(b"\r\n\r\n")[0]
     assert b"=?" not in head  # no RFC 2047 encoded-words around the address
     msg = _utf8_message(raw)
@@ -551,23 +549,10 @@ def test_an_unexpected_error_for_one_message_neither_aborts_the_batch_nor_resend
 
 
 def test_an_idn_sender_and_site_give_ascii_header_fields_in_the_sample_eml() -> None:
-    from datetime import datetime, timezone
-
-    from digest.config import NewsletterSettings
-    from digest.delivery.mime import MessageTemplate, build_message
-    from digest.models import RenderedIssue
-
-    nl = NewsletterSettings(
-        title="Weekly",
-        sender="Wöchentlich <digest@bücher.example>",
-        site_url="https://bücher.example",
-        postal_address="x",
-    )
-    rendered = RenderedIssue(key="2025-W33", subject="s", preheader="p", html="<p>h</p>", text="t\n")
-    now = datetime(2025, 8, 11, tzinfo=timezone.utc)
-    eml = build_message(rendered, nl, to="ana@example.org", token="TOK", now=now).as_bytes()
-    template = MessageTemplate(rendered, nl)
-    fast = template.render(to="ana@example.org", token="TOK", date=now, message_id=template.new_message_id())
+    nl = _newsletter("Wöchentlich <digest@bücher.example>", "https://bücher.example")
+    eml = build_message(RENDERED, nl, to="ana@example.org", token="TOK", now=NOW).as_bytes()
+    template = MessageTemplate(RENDERED, nl)
+    fast = template.render(to="ana@example.org", token="TOK", date=NOW, message_id=template.new_message_id())
     for raw in (eml, fast):
         head = raw.split(b"\r\n\r\n")[0]
         assert head.isascii()
