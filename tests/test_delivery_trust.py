@@ -563,3 +563,15 @@ def test_an_idn_sender_and_site_give_ascii_header_fields_in_the_sample_eml() -> 
             "<mailto:digest@xn--bcher-kva.example?subject=unsubscribe>"
         )
     assert template.envelope_from == "digest@xn--bcher-kva.example"
+
+
+def test_a_dry_run_reports_an_address_that_cannot_be_written_instead_of_crashing(
+    write_config, tmp_path: Path, fixed_now, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # An internationalised domain with a label longer than 63 characters has no IDNA form.
+    unwritable = "ü@" + "b" * 70 + ".exämple"
+    _, store, _slot, cfg = newsletter(write_config, tmp_path, backend="outbox", subscribers=addresses(3), now=fixed_now)
+    store.subscribers.add([(JOSE, "José"), (unwritable, None)], now=fixed_now)
+    code, out, err = run_cli(capsys, "--config", str(cfg), "send", "--dry-run", "--as-of", "2025-08-11T09:00")
+    assert "would go to 5 subscribers; 4 messages rendered" in out and "1 addresses cannot be written" in out, out + err
+    assert f"failed: {unwritable}: not sent: no message can be made" in out and "Traceback" not in err

@@ -82,6 +82,10 @@ def _for_ledger(results: Sequence[DeliveryResult]) -> list[DeliveryResult]:
     return out
 
 
+def _unwritable(bad: Sequence[tuple[str, str]]) -> str:
+    return f"; {len(bad)} addresses cannot be written and would fail" if bad else ""
+
+
 def token_signer(settings: Settings, store: Store) -> TokenSigner:
     """The signer of unsubscribe tokens: the secret from the environment, else the store's."""
     return signer_for(settings.security.secret_env, store.meta.secret)
@@ -170,34 +174,46 @@ class Sender:
 
     def dry_run_new(self, issue: Issue, rendered: RenderedIssue, *, now: datetime) -> SendReport:
         """Render the messages of an issue not opened yet, for every active subscriber."""
-        count = self._render_all(rendered, self.store.subscribers.iter_active_recipients(), now)
+        count, bad = self._render_all(rendered, self.store.subscribers.iter_active_recipients(), now)
         return SendReport(
             issue.key,
             "dry-run",
             f"dry run: issue {issue.key} with {len(issue.entries)} articles would go to {count} subscribers; "
-            f"{count} messages rendered, nothing sent",
+            f"{count - len(bad)} messages rendered, nothing sent{_unwritable(bad)}",
             {"pending": count},
+            bad,
         )
 
     def dry_run_pending(self, key: str, *, now: datetime) -> SendReport:
         """Render the messages an opened issue still owes."""
-        pending = self._render_all(self._rendered(key), self.store.deliveries.pending(key), now)
+        pending, bad = self._render_all(self._rendered(key), self.store.deliveries.pending(key), now)
         return SendReport(
             key,
             "dry-run",
-            f"dry run: issue {key} has {pending} deliveries left; {pending} messages rendered, nothing sent",
+            f"dry run: issue {key} has {pending} deliveries left; {pending - len(bad)} messages rendered, "
+            f"nothing sent{_unwritable(bad)}",
             {"pending": pending},
+            bad,
         )
 
-    def _render_all(self, rendered: RenderedIssue, recipients: Iterator[tuple[str, str | None]], now: datetime) -> int:
+    def _render_all(
+        self, rendered: RenderedIssue, recipients: Iterator[tuple[str, str | None]], now: datetime
+    ) -> tuple[int, list[tuple[str, str]]]:
         """Render every recipient's message through the fast path and count them; nothing is kept,
-        so a dry run over a million subscribers streams in constant memory."""
+        so a dry run over a million subscribers streams in constant memory. Also returns the
+        addresses no message can be written for (their delivery would fail), with the reason."""
         template = MessageTemplate(rendered, self.settings.newsletter)
         count = 0
-        for email, _name in recipients:
-            template.render(to=email, token=self.signer.token(email), date=now, message_id=template.new_message_id())
+        bad: list[tuple[str, str]] = []
+        for email, name in recipients:
+            try:
+                template.render(
+                    to=email, token=self.signer.token(email), date=now, message_id=template.new_message_id(), name=name
+                )
+            except ValueError as exc:
+                bad.append((email, f"{OUR_FAILURE}no message can be made for this address: {exc}"))
             count += 1
-        return count
+        return count, bad
 
     def _rendered(self, key: str) -> RenderedIssue:
         rendered = self.store.issues.rendered(key)
