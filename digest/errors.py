@@ -46,6 +46,18 @@ class DeliveryError(DigestError):
         self.recipient = recipient
 
 
+class DeliveryUnavailable(DeliveryError):
+    """The mail server or service cannot take mail now (a refused connection, a 421 greeting, a
+    reply that could not be read): nothing is wrong with the settings, and nothing more was
+    sent. ``retry_after``: seconds after which another try makes sense."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, *, retry_after: float = 60.0) -> None:
+        super().__init__(message, transient=True)
+        self.retry_after = retry_after
+
+
 class DeliveryConfigError(DeliveryError):
     """Bad credentials or settings: the whole send stops and nothing is marked sent."""
 

@@ -209,9 +209,23 @@ class RenderedIssue:
         return html, text
 
 
+#: How a stored failure text begins when the failure was ours (a message we could not make or
+#: send, e.g. an address that needs SMTPUTF8 on a server without it) rather than the receiving
+#: side's refusal of that recipient. Retries that never succeeded are ours too ("gave up after").
+OUR_FAILURE = "not sent: "
+_OURS = (OUR_FAILURE, "gave up after ")
+
+
+def failed_on_our_side(detail: str | None) -> bool:
+    """Whether a failed delivery's stored text says we failed it (not a refusal by the
+    receiving side): such a send ends with a non-zero exit status."""
+    return (detail or "").startswith(_OURS)
+
+
 @dataclass(frozen=True)
 class DeliveryResult:
-    """What happened to one message: ``sent``, ``failed`` (permanent) or ``retry`` (transient)."""
+    """What happened to one message: ``sent``, ``failed`` (permanent) or ``retry`` (transient).
+    ``extra["ours"]`` on a failure: we failed it, the receiving side did not refuse it."""
 
     recipient: str
     status: Literal["sent", "failed", "retry"]

@@ -267,24 +267,39 @@ def send_issue(
     dry_run: bool = False,
     stop: Callable[[], bool] | None = None,
     progress: Callable[[SendProgress], None] | None = None,
+    force: bool = False,
 ) -> SendReport:
     """Send the issue of ``slot`` to every active subscriber, exactly once each.
 
     The first run for a slot builds the issue and, in one transaction, records it and freezes
     its recipients into pending deliveries. Any later run for the same slot resumes those
     deliveries (after a crash or with retries) or, when all are done, sends nothing and says so.
-    ``sender`` None: the configured backend on real time, starting at ``now``.
+    ``sender`` None: the configured backend on real time, starting at ``now``. ``force``: send a
+    slot that was skipped (or would be, for too few articles) after all, if it has any article.
+    A send before any source was ever read says so and records nothing.
     """
     sender = sender or _sender(settings, store, now, None)
     finished = sender.finished(slot.key)
-    if finished is not None:
+    unskipping = force and finished is not None and finished.outcome == "skipped"
+    if finished is not None and not unskipping:
         return finished
-    resumed = sender.opened(slot.key)
+    resumed = sender.opened(slot.key) and not unskipping
     if not resumed:
         built = build_issue(settings, store, slot)
         too_few = too_few_articles(len(built.issue.entries), settings.selection.min_articles)
-        if too_few is not None:
+        if too_few is not None and not store.sources.all():
+            return SendReport(
+                slot.key,
+                "not-ingested",
+                f"issue {slot.key} not sent: no source has been read yet; run `digest ingest` first "
+                "(or `digest run`, which reads them and sends); nothing was recorded",
+            )
+        if too_few is not None and not (force and built.issue.entries):
+            if unskipping:
+                return SendReport(slot.key, "skipped", f"issue {slot.key} not sent: {too_few}; nothing to send")
             return sender.skip(slot, too_few, now=now, dry_run=dry_run)
+        if unskipping and not dry_run:
+            store.issues.unskip(slot.key)
         if dry_run:
             return sender.dry_run_new(built.issue, built.rendered, now=now)
         resumed = not sender.open(built.issue, built.rendered, now=now)
@@ -338,11 +353,18 @@ def send_issue_exclusive(
     dry_run: bool = False,
     stop: Callable[[], bool] | None = None,
     progress: Callable[[SendProgress], None] | None = None,
+    force: bool = False,
 ) -> SendReport:
     """:func:`send_issue` under the issue's lease (a dry run needs none: it changes nothing)."""
     if dry_run:
         return send_issue(
-            settings, store, slot, now=now, sender=_sender(settings, store, now, backend, clock), dry_run=True
+            settings,
+            store,
+            slot,
+            now=now,
+            sender=_sender(settings, store, now, backend, clock),
+            dry_run=True,
+            force=force,
         )
     return exclusively(
         store,
@@ -356,6 +378,7 @@ def send_issue_exclusive(
             sender=_sender(settings, store, now, backend, clock),
             stop=lease.stopper(stop),
             progress=progress,
+            force=force,
         ),
     )
 

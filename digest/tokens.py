@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 
 from itsdangerous import BadSignature, URLSafeSerializer
 
+from digest import redact
+
 _SALT = "digest.unsubscribe"
 _CONFIRM_SALT = "digest.confirm"
 
@@ -62,4 +64,6 @@ def secret_for(secret_env: str, store_secret: Callable[[], str]) -> str:
 
 
 def signer_for(secret_env: str, store_secret: Callable[[], str]) -> TokenSigner:
+    secret = os.environ.get(secret_env)
+    redact.register(secret)
     return TokenSigner(secret_for(secret_env, store_secret))

@@ -145,10 +145,11 @@ class SMTPServer:
         tls_context: ssl.SSLContext | None = None,
         implicit_tls: bool = False,
         logins: dict[str, str] | None = None,
+        smtputf8: bool = False,
     ) -> None:
         self.handler = handler or RecordingHandler()
         self.port = free_port()
-        kwargs: dict[str, Any] = {}
+        kwargs: dict[str, Any] = {"enable_SMTPUTF8": smtputf8}
         if tls_context is not None and implicit_tls:
             kwargs["ssl_context"] = tls_context
         elif tls_context is not None:

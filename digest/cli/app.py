@@ -13,7 +13,8 @@ import click
 from digest import __version__
 from digest.config import Settings, config_path_from, load_config
 from digest.errors import ConfigError, DigestError, UsageError
-from digest.store import Store
+from digest.redact import MaskingFilter, mask
+from digest.store import Store, state_error_line
 
 
 class Context:
@@ -55,11 +56,16 @@ pass_ctx = click.make_pass_decorator(Context)
 
 
 def echo(message: str) -> None:
-    click.echo(message)
+    click.echo(mask(message))
 
 
 def warn(message: str) -> None:
-    click.echo(f"warning: {message}", err=True)
+    click.echo(mask(f"warning: {message}"), err=True)
+
+
+def _error(message: str) -> None:
+    """One line on stderr, secrets masked: the output boundary for errors."""
+    click.echo(mask(message), err=True)
 
 
 @click.group(
@@ -87,6 +93,9 @@ def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
+            handler.addFilter(MaskingFilter())
     ctx.obj = Context(config, debug)
 
 
@@ -105,19 +114,24 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except ConfigError as exc:
         for problem in exc.problems:
-            click.echo(f"digest: config error: {problem}", err=True)
+            _error(f"digest: config error: {problem}")
         sys.exit(exc.exit_code)
     except DigestError as exc:
-        click.echo(f"digest: error: {exc}", err=True)
+        _error(f"digest: error: {exc}")
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("digest: interrupted", err=True)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
+        state = state_error_line(exc)
+        if state is not None and not debug:
+            _error(f"digest: error: {state}")
+            sys.exit(1)
         if debug:
-            raise
-        click.echo(
-            f"digest: unexpected error: {exc.__class__.__name__}: {exc} (rerun with --debug for details)", err=True
-        )
+            import traceback
+
+            _error(traceback.format_exc().rstrip())
+            sys.exit(1)
+        _error(f"digest: unexpected error: {exc.__class__.__name__}: {exc} (rerun with --debug for details)")
         sys.exit(1)
     sys.exit(0)

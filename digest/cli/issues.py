@@ -71,19 +71,31 @@ def _print_send(report: SendReport) -> None:
 @click.option("--dry-run", is_flag=True, help="Build and count recipients; connect to nothing, send nothing.")
 @click.option("--to", "to", metavar="ADDR", help="Send a test copy to ADDR only, marked [TEST], outside the ledger.")
 @click.option("--retry-failed", is_flag=True, help="Give the issue's failed deliveries another try, then send.")
+@click.option("--force", is_flag=True, help="Send a slot that was skipped (too few articles) after all.")
 @pass_ctx
-def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_failed: bool) -> None:
+def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_failed: bool, force: bool) -> None:
     """Send the due issue to every active subscriber (from stored articles; no ingest).
 
     An interrupted send resumes where it stopped; a finished one sends nothing again.
     """
-    from digest.pipeline import due_slot, send_issue_exclusive, sync_subscribers
+    from digest.pipeline import due_slot
 
     now = c.now()
-    slot = due_slot(c.settings, c.moment(as_of) or now)
-    if to:
-        _send_test(c, slot, to, now)
+    if to is not None:
+        # A test copy is its own path: an empty --to (an unset shell variable) is a usage error,
+        # never a fall-through into the real send.
+        if dry_run or retry_failed or force:
+            raise UsageError("--to sends one test copy; it does not go with --dry-run, --retry-failed or --force")
+        _send_test(c, due_slot(c.settings, c.moment(as_of) or now), to, now)
         return
+    slot = due_slot(c.settings, c.moment(as_of) or now)
+    _send_everyone(c, slot, now, dry_run=dry_run, retry_failed=retry_failed, force=force)
+
+
+def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retry_failed: bool, force: bool) -> None:
+    """The real send, through the ledger, to every active subscriber."""
+    from digest.pipeline import send_issue_exclusive, sync_subscribers
+
     if retry_failed:
         if dry_run:
             raise UsageError("--retry-failed and --dry-run do not go together")
@@ -92,16 +104,18 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_fai
         sync_subscribers(c.settings, c.store, now=now)
     with ProgressReporter() as progress:
         report = send_issue_exclusive(
-            c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress
+            c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress, force=force
         )
     _print_send(report)
-    if report.outcome == "incomplete":
-        sys.exit(3)
+    if report.exit_status:
+        sys.exit(report.exit_status)
 
 
 def _send_test(c: Context, slot: Slot, to: str, now: datetime) -> None:
     from digest.pipeline import send_test_copy
 
+    if not to.strip():
+        raise UsageError("--to: give the address for the test copy (it is empty; is the shell variable set?)")
     try:
         address = send_test_copy(c.settings, c.store, slot, to, now=now)
     except ValueError as exc:
@@ -127,8 +141,8 @@ def run(c: Context, as_of: str | None) -> None:
         else:
             echo(f"ingested {s.name}: {s.note}")
     _print_send(sent)
-    if sent.outcome == "incomplete":
-        sys.exit(3)
+    if sent.exit_status:
+        sys.exit(sent.exit_status)
 
 
 @cli.command(epilog="Examples:\n\n  digest hold 2025-W33\n\n  digest hold --release 2025-W33")
@@ -194,7 +208,8 @@ def status(c: Context, issue: str | None) -> None:
             echo(f"  {name}: {found.counts[name]}")
     if found.interrupted:
         echo(
-            f"  interrupted: {found.interrupted} deliveries were in flight when a sender stopped (at most that many duplicates)"
+            f"  interrupted: {found.interrupted} deliveries were in flight when a sender stopped or lost its "
+            "connection after handing the message over (at most that many duplicates)"
         )
     fb = found.feedback
     echo(

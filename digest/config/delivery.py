@@ -28,11 +28,16 @@ class SecretFromEnv:
     into: str
     what: str
     file_keys: tuple[str, ...]
+    ascii_only: bool = False  # the protocol cannot carry other characters (SMTP AUTH through smtplib)
 
 
 class SMTPSettings(ConfigSection):
     secret: ClassVar[SecretFromEnv] = SecretFromEnv(
-        env_key="password_env", into="password", what="the SMTP password", file_keys=("password",)
+        env_key="password_env",
+        into="password",
+        what="the SMTP password",
+        file_keys=("password",),
+        ascii_only=True,
     )
 
     host: str = "localhost"

@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
+from digest import redact
 from digest.config.delivery import (
     DELIVERY_BACKENDS,
     DeliverySettings,
@@ -182,20 +183,45 @@ def _read_backend_secret(data: dict[str, Any], problems: list[str]) -> None:
             )
             table.pop(key)
     var = table.get(secret.env_key, default_var)
-    _secret_from_env(
-        table, var, secret.into, f"delivery.{name}.{secret.env_key}", secret.what.format(backend=name), problems
-    )
+    key_path = f"delivery.{name}.{secret.env_key}"
+    _secret_from_env(table, var, secret.into, key_path, secret.what.format(backend=name), problems)
+    value = table.get(secret.into)
+    if secret.ascii_only and isinstance(value, str) and not value.isascii():
+        problems.append(
+            f"{key_path}: environment variable {var} holds characters outside ASCII, which SMTP AUTH "
+            "cannot send; use an ASCII password (the value is not shown)"
+        )
+        table.pop(secret.into)
 
 
 def _secret_from_env(table: dict[str, Any], var: Any, into: str, key_path: str, what: str, problems: list[str]) -> None:
     """Put the value of environment variable ``var`` into ``table[into]``, or report it missing."""
     if not isinstance(var, str):
         return
-    secret = os.environ.get(var)
+    secret = checked_secret(var, key_path, what, problems)
+    if secret is not None:
+        table[into] = secret
+
+
+def checked_secret(var: str, key_path: str, what: str, problems: list[str], *, multiline: bool = False) -> str | None:
+    """The value of environment variable ``var`` with surrounding white space stripped (a
+    mounted secret often ends in a newline), registered with :mod:`digest.redact` so it is
+    never printed; None, with a problem line naming the variable (never the value), when it is
+    unset, empty or holds a control character."""
+    raw = os.environ.get(var)
+    redact.register(raw)
+    secret = (raw or "").strip()
     if not secret:
         problems.append(f"{key_path}: environment variable {var} is not set; export {var} with {what} before running")
-    else:
-        table[into] = secret
+        return None
+    allowed = "\n\t" if multiline else ""
+    if any((ord(ch) < 32 and ch not in allowed) or ord(ch) == 127 for ch in secret):
+        problems.append(
+            f"{key_path}: environment variable {var} holds a control character (a line break or similar) inside "
+            f"{what}; set it to the value alone (the value is not shown)"
+        )
+        return None
+    return secret
 
 
 def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
@@ -214,6 +240,7 @@ def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
     if isinstance(dkim.get("key_env"), str):
         var = dkim["key_env"]
         pem = os.environ.get(var) or None
+        redact.register(pem)
         if pem is None:
             problems.append(
                 f"delivery.dkim.key_env: environment variable {var} is not set; export it with the PEM private key"
@@ -236,6 +263,7 @@ def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
         where = "key_env" if dkim.get("key_env") else "key_path"
         problems.append(f"delivery.dkim.{where}: not a PEM RSA private key (make one with `openssl genrsa 2048`)")
         return
+    redact.register(pem)
     dkim["private_key"] = pem
 
 

@@ -6,7 +6,12 @@ HTTP answers.
   (:class:`~digest.delivery.base.SendStopped`), nothing of the batch is marked sent.
 - 429 and 5xx: transient, every message of the batch is retried later, no sooner than the
   ``Retry-After`` the service gave; a 429 also slows the pace down.
-- Other 4xx: permanent for the messages of that request, with the service's words.
+- Other 4xx (400, 422 …): the request was refused as a whole, which may be one malformed
+  recipient or one malformed field. The batch is split in halves and each sent again, down to
+  single messages; a single message refused is that recipient's failure, with the service's words.
+  When every message of a batch of :data:`ALIKE` or more is refused on its own too, the request
+  itself is wrong and the send stops (SendStopped), nothing of it marked — never a thousand
+  failed subscribers for one malformed field.
 - No answer (connection refused, timeout): transient.
 """
 
@@ -23,6 +28,10 @@ from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 from digest.retry_after import retry_after_seconds
+
+#: A batch at least this large whose every message is refused on its own as well is taken as a
+#: request the service cannot accept (a setting), not as that many bad recipients.
+ALIKE = 4
 
 
 def answer_text(resp: requests.Response, limit: int = 300) -> str:
@@ -57,6 +66,10 @@ class APIBackend(Backend):
         return f"{self.settings.base_url}{path}"
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
+        return self._send(messages, whole=True)
+
+    def _send(self, messages: Sequence[OutgoingMessage], *, whole: bool) -> list[DeliveryResult]:
+        """One request; ``whole``: the batch as the sender gave it (not a half of a split one)."""
         if len(messages) > self.max_batch:
             raise ValueError(f"{self.service} takes at most {self.max_batch} messages per request, got {len(messages)}")
         if not messages:
@@ -79,8 +92,28 @@ class APIBackend(Backend):
                 extra["retry_after"] = f"{after:g}"
             return self.every(messages, "retry", f"{self.service}: HTTP {status}: {answer_text(resp)}", extra)
         if status >= 400:
-            return self.every(messages, "failed", f"{self.service}: HTTP {status}: {answer_text(resp)}")
+            return self._split(messages, f"{self.service}: HTTP {status}: {answer_text(resp)}", whole=whole)
         return self.read(messages, resp)
+
+    def _split(self, messages: Sequence[OutgoingMessage], words: str, *, whole: bool) -> list[DeliveryResult]:
+        """Resolve a batch refused as a whole, recipient by recipient (see the module's notes)."""
+        if len(messages) == 1:
+            return [DeliveryResult(messages[0].recipient, "failed", None, words)]
+        half = len(messages) // 2
+        results: list[DeliveryResult] = []
+        for part in (messages[:half], messages[half:]):
+            try:
+                results += self._send(part, whole=False)
+            except SendStopped as exc:
+                # What went out before the stop is reported, so it is recorded and not sent again.
+                raise SendStopped(str(exc), results + exc.done) from None
+        if whole and len(messages) >= ALIKE and all(r.status == "failed" for r in results):
+            raise SendStopped(
+                f"{words}; each of the {len(messages)} messages of the batch was refused on its own too, so the "
+                "request itself is at fault, not the recipients; check [newsletter] and "
+                f"[delivery.{self.settings_key}]"
+            )
+        return results
 
     @staticmethod
     def every(

@@ -28,7 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from digest.config import DeliverySettings, NewsletterSettings
-from digest.delivery.mime import MessageTemplate
+from digest.delivery.mime import MessageTemplate, needs_smtputf8, wire_address
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 
@@ -43,6 +43,17 @@ class OutgoingMessage:
     token: str
     message_id: str
     date: datetime
+    name: str | None = None  # the subscriber's name, for the To: field
+
+    @property
+    def wire_recipient(self) -> str:
+        """The envelope recipient: an internationalised domain in IDNA form (ValueError when it
+        cannot be written)."""
+        return wire_address(self.recipient)
+
+    @property
+    def needs_smtputf8(self) -> bool:
+        return needs_smtputf8(self.recipient)
 
     @property
     def unsubscribe_url(self) -> str:
@@ -54,7 +65,9 @@ class OutgoingMessage:
 
     def as_bytes(self) -> bytes:
         """The whole RFC 5322 message (CRLF line ends), built by the fast path."""
-        return self.template.render(to=self.recipient, token=self.token, date=self.date, message_id=self.message_id)
+        return self.template.render(
+            to=self.recipient, token=self.token, date=self.date, message_id=self.message_id, name=self.name
+        )
 
 
 class SendStopped(DeliveryConfigError):

@@ -30,7 +30,8 @@ import secrets
 from datetime import datetime
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
-from email.utils import format_datetime, make_msgid
+from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from digest.config import NewsletterSettings
 from digest.models import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, RenderedIssue
@@ -65,6 +66,64 @@ class _FoldingPolicy(EmailPolicy):
 
 
 POLICY = _FoldingPolicy(linesep="\r\n")
+# RFC 6532: header fields in UTF-8, for a message to an address whose local part is not ASCII.
+UTF8_POLICY = POLICY.clone(utf8=True)
+
+
+def wire_address(address: str) -> str:
+    """The address as it goes on the wire: an internationalised domain in its ASCII (IDNA,
+    punycode) form; the local part as it is. Raises ValueError when the domain cannot be encoded."""
+    local, at, domain = address.rpartition("@")
+    if not at or not local or not domain:
+        raise ValueError(f"{address!r} is not an address (no local part or domain)")
+    if domain.isascii():
+        return address
+    try:
+        return f"{local}@{domain.encode('idna').decode('ascii')}"
+    except UnicodeError as exc:
+        raise ValueError(f"the domain {domain!r} cannot be written in IDNA ({exc})") from None
+
+
+def ascii_domain(domain: str) -> str:
+    """A domain as header fields and the envelope carry it: IDNA (punycode) when not ASCII."""
+    return domain if domain.isascii() else domain.encode("idna").decode("ascii")
+
+
+def ascii_url(url: str) -> str:
+    """A URL fit for a header field (List-Unsubscribe): an internationalised host in IDNA form,
+    any other non-ASCII character percent-encoded (RFC 3987 §3.1)."""
+    if url.isascii():
+        return url
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    netloc = parts.netloc.replace(host, ascii_domain(host), 1) if host else parts.netloc
+    return quote(urlunsplit(parts._replace(netloc=netloc)), safe=":/?#[]@!$&'()*+,;=%~-._")
+
+
+def _sender_field(nl: NewsletterSettings) -> str:
+    """The From: value with the sender's domain in IDNA form (an ASCII header either way)."""
+    name, address = parseaddr(nl.sender)
+    wire = wire_address(address)
+    return nl.sender if wire == address else formataddr((name, wire))
+
+
+def needs_smtputf8(address: str) -> bool:
+    """Whether mail to ``address`` needs SMTPUTF8 (RFC 6531): a local part that is not ASCII."""
+    return not wire_address(address).isascii()
+
+
+def to_field(address: str, name: str | None) -> str:
+    """The To: value: the subscriber's name and the wire address. With an ASCII address the
+    name is quoted, or RFC 2047-encoded when not ASCII; with a UTF-8 one (RFC 6532) it is
+    written as UTF-8."""
+    wire = wire_address(address)
+    name = " ".join((name or "").split())
+    if not name:
+        return wire
+    if wire.isascii():
+        return formataddr((name, wire))
+    quoted = name.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{quoted}" <{wire}>'
 
 
 def message_id(key: str, domain: str) -> str:
@@ -77,7 +136,7 @@ def list_id(nl: NewsletterSettings) -> str:
     slug = "".join(c if c.isalnum() else "-" for c in nl.title.lower()).strip("-")
     while "--" in slug:
         slug = slug.replace("--", "-")
-    return f"{one_line(nl.title)} <{slug or 'newsletter'}.{nl.sender_domain}>"
+    return f"{one_line(nl.title)} <{slug or 'newsletter'}.{ascii_domain(nl.sender_domain)}>"
 
 
 def build_message(
@@ -88,21 +147,22 @@ def build_message(
     token: str,
     now: datetime,
     subject_prefix: str = "",
+    name: str | None = None,
 ) -> EmailMessage:
     html, text = rendered.personalise(email=to, token=token)
-    msg = EmailMessage(policy=POLICY)
-    msg["From"] = nl.sender
-    msg["To"] = to
+    msg = EmailMessage(policy=POLICY if wire_address(to).isascii() else UTF8_POLICY)
+    msg["From"] = _sender_field(nl)
+    msg["To"] = to_field(to, name)
     if nl.reply_to:
         msg["Reply-To"] = nl.reply_to
     # Header values must never carry a line break or a control character: a subject could
     # otherwise add headers of its own.
     msg["Subject"] = one_line(subject_prefix + one_line(rendered.subject, MAX_SUBJECT))
     msg["Date"] = format_datetime(now)
-    msg["Message-ID"] = message_id(rendered.key, nl.sender_domain)
+    msg["Message-ID"] = message_id(rendered.key, ascii_domain(nl.sender_domain))
     msg["List-ID"] = list_id(nl)
-    unsubscribe = nl.unsubscribe_link(token)
-    mailto = nl.unsubscribe_mailto or nl.sender_address
+    unsubscribe = ascii_url(nl.unsubscribe_link(token))
+    mailto = wire_address(nl.unsubscribe_mailto or nl.sender_address)
     # RFC 8058 one-click unsubscribe: an https URI that accepts a POST, plus a mailto fallback.
     msg["List-Unsubscribe"] = f"<{unsubscribe}>, <mailto:{mailto}?subject=unsubscribe>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
@@ -245,9 +305,9 @@ class MessageTemplate:
         self.rendered = rendered
         self.nl = nl
         self.subject_prefix = subject_prefix
-        self.mailto = nl.unsubscribe_mailto or nl.sender_address
-        self.envelope_from = nl.sender_address
-        self._msgid_domain = nl.sender_domain
+        self.mailto = wire_address(nl.unsubscribe_mailto or nl.sender_address)
+        self.envelope_from = wire_address(nl.sender_address)
+        self._msgid_domain = ascii_domain(nl.sender_domain)
         self._newsletter = nl
         self._date: tuple[datetime, bytes] | None = None
         self.msgid_idstring = rendered.key.replace(" ", "")
@@ -297,7 +357,7 @@ class MessageTemplate:
 
     def list_unsubscribe(self, token: str) -> str:
         """The List-Unsubscribe value for one recipient (RFC 2369, with RFC 8058's one-click)."""
-        return f"<{self.unsubscribe_url(token)}>, <mailto:{self.mailto}?subject=unsubscribe>"
+        return f"<{ascii_url(self.unsubscribe_url(token))}>, <mailto:{self.mailto}?subject=unsubscribe>"
 
     def bodies(self, *, token: str, email: str, email_html: str) -> tuple[str, str]:
         """(text, html) with the per-recipient markers replaced by the given strings: a
@@ -319,40 +379,35 @@ class MessageTemplate:
     def new_message_id(self) -> str:
         return make_msgid(idstring=self.msgid_idstring, domain=self._msgid_domain)
 
-    def render(self, *, to: str, token: str, date: datetime, message_id: str) -> bytes:
-        """The whole message for one recipient, CRLF line ends, ready for SMTP DATA."""
-        if not (to.isascii() and token.isascii()):
-            # An internationalised address needs the email package's header handling.
-            msg = build_message(
-                self.rendered, self.nl, to=to, token=token, now=date, subject_prefix=self.subject_prefix
-            )
-            del msg["Message-ID"]
-            msg["Message-ID"] = message_id
-            data = msg.as_bytes()
-        else:
-            email = qp_piece(to)
-            escaped = htmllib.escape(to)
-            values = {
-                _TOKEN: qp_piece(token),
-                _EMAIL: email,
-                _EMAIL_HTML: email if escaped == to else qp_piece(escaped),
-            }
-            out = [
-                self._from,
-                b"To: " + to.encode("ascii") + CRLF,
-                self._reply_to,
-                self._subject,
-                self._date_field(date),
-                b"Message-ID: " + message_id.encode("ascii") + CRLF,
-                self._list_id,
-                fold_list_unsubscribe(self.unsubscribe_url(token), self.mailto),
-                self._post,
-                self._mime_head,
-                self._text_head,
-            ]
-            out.extend(values[p] if isinstance(p, int) else p for p in self._text)
-            out.append(self._html_head)
-            out.extend(values[p] if isinstance(p, int) else p for p in self._html)
-            out.append(self._close)
-            data = b"".join(out)
-        return data
+    def render(self, *, to: str, token: str, date: datetime, message_id: str, name: str | None = None) -> bytes:
+        """The whole message for one recipient, CRLF line ends, ready for SMTP DATA. An address
+        whose local part is not ASCII gets its To: field in UTF-8 (RFC 6532): such a message goes
+        out only with SMTPUTF8. Raises ValueError for an address that cannot be written at all."""
+        if not token.isascii():
+            raise ValueError("an unsubscribe token must be ASCII")
+        field = to_field(to, name)
+        email = qp_piece(to)
+        escaped = htmllib.escape(to)
+        values = {
+            _TOKEN: qp_piece(token),
+            _EMAIL: email,
+            _EMAIL_HTML: email if escaped == to else qp_piece(escaped),
+        }
+        out = [
+            self._from,
+            b"To: " + (field.encode("ascii") if field.isascii() else field.encode("utf-8")) + CRLF,
+            self._reply_to,
+            self._subject,
+            self._date_field(date),
+            b"Message-ID: " + message_id.encode("ascii") + CRLF,
+            self._list_id,
+            fold_list_unsubscribe(ascii_url(self.unsubscribe_url(token)), self.mailto),
+            self._post,
+            self._mime_head,
+            self._text_head,
+        ]
+        out.extend(values[p] if isinstance(p, int) else p for p in self._text)
+        out.append(self._html_head)
+        out.extend(values[p] if isinstance(p, int) else p for p in self._html)
+        out.append(self._close)
+        return b"".join(out)

@@ -14,18 +14,19 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
 from functools import cached_property
 
 from digest.config import Settings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
-from digest.delivery.ledger import Ledger
+from digest.delivery.ledger import Claim, Ledger, Recorded
 from digest.delivery.mime import MessageTemplate
 from digest.delivery.ratelimit import Pace
 from digest.delivery.registry import backend_from_settings
-from digest.errors import DeliveryConfigError, DeliveryError
-from digest.models import DeliveryResult, Issue, RenderedIssue
+from digest.errors import DeliveryConfigError, DeliveryError, DeliveryUnavailable
+from digest.models import OUR_FAILURE, DeliveryResult, Issue, RenderedIssue, failed_on_our_side
+from digest.redact import mask
 from digest.slots import Slot
 from digest.store import Store
 from digest.text import plural
@@ -37,10 +38,25 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class SendReport:
     key: str
-    outcome: str  # sent | resumed | already-sent | skipped | dry-run | incomplete | claimed-elsewhere | held
+    outcome: (
+        str  # sent | resumed | already-sent | skipped | not-ingested | dry-run | incomplete | claimed-elsewhere | held
+    )
     message: str
     counts: dict[str, int] = field(default_factory=dict)
     failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        """0 only when every delivery was delivered or refused for its recipient by the receiving
+        side; 3 when deliveries are left to send (run again); 4 when the send finished but some
+        deliveries failed on our side (see `digest status`, then `digest send --retry-failed`)."""
+        if self.outcome == "not-ingested":
+            return 1
+        if self.outcome == "incomplete":
+            return 3
+        if any(failed_on_our_side(detail) for _email, detail in self.failures):
+            return 4
+        return 0
 
 
 @dataclass(frozen=True)
@@ -53,6 +69,22 @@ class SendProgress:
     failed: int
     retry: int
     done_this_run: int
+
+
+def _for_ledger(results: Sequence[DeliveryResult]) -> list[DeliveryResult]:
+    """The results as they are stored: any secret masked out of their texts (a server may echo
+    what it was sent), and a failure of ours marked as such (see failed_on_our_side)."""
+    out = []
+    for r in results:
+        detail = mask(r.detail) if r.detail else r.detail
+        if r.status == "failed" and r.extra.get("ours") and not failed_on_our_side(detail):
+            detail = OUR_FAILURE + (detail or "")
+        out.append(r if detail == r.detail else replace(r, detail=detail))
+    return out
+
+
+def _unwritable(bad: Sequence[tuple[str, str]]) -> str:
+    return f"; {len(bad)} addresses cannot be written and would fail" if bad else ""
 
 
 def token_signer(settings: Settings, store: Store) -> TokenSigner:
@@ -112,6 +144,7 @@ class Sender:
                 f"issue {key} was already sent ({counts.get('sent', 0)} delivered"
                 f"{', ' + str(counts['failed']) + ' failed' if counts.get('failed') else ''}); nothing to send",
                 counts,
+                self.store.deliveries.failed(key),
             )
         if row is not None and row.status == "skipped":
             return SendReport(key, "skipped", f"issue {key} was skipped: {row.note}; nothing to send")
@@ -142,34 +175,47 @@ class Sender:
 
     def dry_run_new(self, issue: Issue, rendered: RenderedIssue, *, now: datetime) -> SendReport:
         """Render the messages of an issue not opened yet, for every active subscriber."""
-        count = self._render_all(rendered, self.store.subscribers.iter_active_recipients(), now)
+        count, bad = self._render_all(rendered, self.store.subscribers.iter_active_recipients(), now)
         return SendReport(
             issue.key,
             "dry-run",
             f"dry run: issue {issue.key} with {plural(len(issue.entries), 'article')} would go to "
-            f"{plural(count, 'subscriber')}; {plural(count, 'message')} rendered, nothing sent",
+            f"{plural(count, 'subscriber')}; {plural(count - len(bad), 'message')} rendered, nothing sent"
+            f"{_unwritable(bad)}",
             {"pending": count},
+            bad,
         )
 
     def dry_run_pending(self, key: str, *, now: datetime) -> SendReport:
         """Render the messages an opened issue still owes."""
-        pending = self._render_all(self._rendered(key), self.store.deliveries.pending(key), now)
+        pending, bad = self._render_all(self._rendered(key), self.store.deliveries.pending(key), now)
         return SendReport(
             key,
             "dry-run",
-            f"dry run: issue {key} has {pending} deliveries left; {pending} messages rendered, nothing sent",
+            f"dry run: issue {key} has {pending} deliveries left; {pending - len(bad)} messages rendered, "
+            f"nothing sent{_unwritable(bad)}",
             {"pending": pending},
+            bad,
         )
 
-    def _render_all(self, rendered: RenderedIssue, recipients: Iterator[tuple[str, str | None]], now: datetime) -> int:
+    def _render_all(
+        self, rendered: RenderedIssue, recipients: Iterator[tuple[str, str | None]], now: datetime
+    ) -> tuple[int, list[tuple[str, str]]]:
         """Render every recipient's message through the fast path and count them; nothing is kept,
-        so a dry run over a million subscribers streams in constant memory."""
+        so a dry run over a million subscribers streams in constant memory. Also returns the
+        addresses no message can be written for (their delivery would fail), with the reason."""
         template = MessageTemplate(rendered, self.settings.newsletter)
         count = 0
-        for email, _name in recipients:
-            template.render(to=email, token=self.signer.token(email), date=now, message_id=template.new_message_id())
+        bad: list[tuple[str, str]] = []
+        for email, name in recipients:
+            try:
+                template.render(
+                    to=email, token=self.signer.token(email), date=now, message_id=template.new_message_id(), name=name
+                )
+            except ValueError as exc:
+                bad.append((email, f"{OUR_FAILURE}no message can be made for this address: {exc}"))
             count += 1
-        return count
+        return count, bad
 
     def _rendered(self, key: str) -> RenderedIssue:
         rendered = self.store.issues.rendered(key)
@@ -209,7 +255,15 @@ class Sender:
         total = sum(counts.values())
         sent, failed = counts.get("sent", 0), counts.get("failed", 0)
         done = 0
-        with backend:
+        try:
+            backend.open()
+        except DeliveryUnavailable as exc:
+            when = self.clock() + timedelta(seconds=exc.retry_after)
+            raise DeliveryUnavailable(
+                f"{exc}; nothing was sent now; try again after {when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC",
+                retry_after=exc.retry_after,
+            ) from None
+        try:
             while stop is None or not stop():
                 moment = self.clock()
                 claim = ledger.claim(batch_size, moment)
@@ -223,19 +277,19 @@ class Sender:
                         self.sleep(wait)
                     continue
                 messages = [
-                    OutgoingMessage(email, template, self.signer.token(email), template.new_message_id(), moment)
-                    for email, _name, _attempts in claim.rows
+                    OutgoingMessage(email, template, self.signer.token(email), template.new_message_id(), moment, name)
+                    for email, name, _attempts in claim.rows
                 ]
                 try:
                     results = backend.send_batch(messages)
                 except SendStopped as exc:
-                    ledger.record(claim, exc.done, self.clock())
+                    self._record(ledger, claim, exc.done)
                     ledger.release(claim, self.clock())
                     raise
                 except DeliveryConfigError:
                     ledger.release(claim, self.clock())
                     raise
-                tally = ledger.record(claim, results, self.clock())
+                tally = self._record(ledger, claim, results)
                 if tally.throttled:
                     self.pace.slow_down()
                 else:
@@ -245,7 +299,17 @@ class Sender:
                 done += tally.sent + tally.failed
                 if progress is not None:
                     progress(SendProgress(key, total, sent, failed, tally.retry, done))
+        finally:
+            backend.close()
         return self._closing_report(key, ledger, resumed=resumed)
+
+    def _record(self, ledger: Ledger, claim: Claim, results: Sequence[DeliveryResult]) -> Recorded:
+        """Record a batch's results; those that may have arrived without an answer count as
+        interrupted, so `digest status` bounds the duplicates they may cause."""
+        tally = ledger.record(claim, _for_ledger(results), self.clock())
+        maybe = [r.recipient for r in results if r.extra.get("possibly_delivered")]
+        self.store.deliveries.count_interrupted(ledger.key, maybe, now=self.clock())
+        return tally
 
     def _closing_report(self, key: str, ledger: Ledger, *, resumed: bool) -> SendReport:
         """Finish the issue when nothing is left to try; otherwise say what is left."""

@@ -29,7 +29,7 @@ from digest.config import DeliverySettings, NewsletterSettings, SMTPSettings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.delivery.dkim import signer_from_settings
 from digest.delivery.verp import verp_address
-from digest.errors import DeliveryConfigError
+from digest.errors import DeliveryConfigError, DeliveryUnavailable
 from digest.models import DeliveryResult
 
 _ENHANCED = re.compile(r"^\s*([245])\.(\d{1,3})\.(\d{1,3})\b")
@@ -49,7 +49,12 @@ class _Dropped(Exception):
 
 
 class _CannotConnect(Exception):
-    pass
+    """The server could not be reached or would not talk. ``unknown_host``: the name does not
+    resolve, which is a matter for the settings rather than for waiting."""
+
+    def __init__(self, message: str, *, unknown_host: bool = False) -> None:
+        super().__init__(message)
+        self.unknown_host = unknown_host
 
 
 def connect(s: SMTPSettings, ssl_context: ssl.SSLContext, local_hostname: str) -> smtplib.SMTP:
@@ -99,7 +104,9 @@ def connect(s: SMTPSettings, ssl_context: ssl.SSLContext, local_hostname: str) -
         ) from None
     except (OSError, smtplib.SMTPException) as exc:
         _abandon(conn)
-        raise _CannotConnect(f"cannot connect to SMTP server {where}: {exc}") from None
+        raise _CannotConnect(
+            f"cannot connect to SMTP server {where}: {exc}", unknown_host=isinstance(exc, socket.gaierror)
+        ) from None
 
 
 def _abandon(conn: smtplib.SMTP | None) -> None:
@@ -149,7 +156,7 @@ class SMTPBackend(Backend):
         )
 
     def _return_path(self, m: OutgoingMessage) -> str:
-        return verp_address(m.envelope_from, m.recipient) if self.settings.verp else m.envelope_from
+        return verp_address(m.envelope_from, m.wire_recipient) if self.settings.verp else m.envelope_from
 
     @property
     def _where(self) -> str:
@@ -168,7 +175,10 @@ class SMTPBackend(Backend):
             # The first connection is made now, so wrong settings stop the send before any claim.
             self._conns[0] = self._connect()
         except _CannotConnect as exc:
-            raise DeliveryConfigError(f"{exc}; check delivery.smtp.host, port and security") from None
+            if exc.unknown_host:
+                raise DeliveryConfigError(f"{exc}; check delivery.smtp.host") from None
+            # Refused, busy (a 421 greeting) or unreadable: the server's state, not the settings'.
+            raise DeliveryUnavailable(str(exc)) from None
         self._counts[0] = 0
         if self.lanes > 1:
             self._pool = ThreadPoolExecutor(max_workers=self.lanes, thread_name_prefix="smtp")
@@ -213,7 +223,7 @@ class SMTPBackend(Backend):
             for j in range(lane, len(messages), lanes):
                 if self._stop.is_set():
                     return
-                results[j] = self._send_one(lane, messages[j])
+                results[j] = self._send_guarded(lane, messages[j])
 
         errors: list[BaseException] = []
         if self._pool is None or lanes <= 1:
@@ -234,9 +244,15 @@ class SMTPBackend(Backend):
         return [r for r in results if r is not None]
 
     def _send_one(self, lane: int, m: OutgoingMessage) -> DeliveryResult:
-        data = m.as_bytes()
-        if self.sign is not None:
-            data = self.sign(data)  # DKIM goes here: the exact bytes that DATA carries
+        try:
+            utf8 = m.needs_smtputf8
+            data = m.as_bytes()
+            if self.sign is not None:
+                data = self.sign(data)  # DKIM goes here: the exact bytes that DATA carries
+        except Exception as exc:  # noqa: BLE001 - one recipient's problem never stops a batch
+            return DeliveryResult(
+                m.recipient, "failed", None, f"no message could be made for this address: {exc}", {"ours": "1"}
+            )
         self._pace()
         for attempt in (1, 2):
             try:
@@ -244,24 +260,65 @@ class SMTPBackend(Backend):
             except _CannotConnect as exc:
                 return DeliveryResult(m.recipient, "retry", None, str(exc))
             try:
-                return self._transaction(lane, conn, m, data)
+                return self._transaction(lane, conn, m, data, utf8=utf8)
+            except DeliveryConfigError:
+                raise
             except _Dropped as exc:
                 self._drop(lane)
-                if exc.handed_over or attempt == 2:
+                if exc.handed_over:
+                    # The whole message went out and no answer came: it may have been delivered.
+                    return DeliveryResult(
+                        m.recipient,
+                        "retry",
+                        None,
+                        f"connection to {self._where} lost after the message was sent: {exc}",
+                        {"possibly_delivered": "1"},
+                    )
+                if attempt == 2:
                     return DeliveryResult(m.recipient, "retry", None, f"connection to {self._where} lost: {exc}")
         raise AssertionError("unreachable")
 
-    def _transaction(self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, data: bytes) -> DeliveryResult:
+    def _send_guarded(self, lane: int, m: OutgoingMessage) -> DeliveryResult:
+        """:meth:`_send_one`, with anything unexpected turned into this one message's result, so
+        no recipient's problem stops the batch (and the connection, in an unknown state, is
+        dropped)."""
         try:
-            if conn.has_extn("pipelining"):
+            return self._send_one(lane, m)
+        except DeliveryConfigError:
+            raise
+        except smtplib.SMTPException as exc:
+            # A reply smtplib could not make sense of: transient, like a dropped connection.
+            self._drop(lane)
+            return DeliveryResult(m.recipient, "retry", None, f"SMTP server {self._where}: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one recipient's problem never stops a batch
+            self._drop(lane)
+            return DeliveryResult(
+                m.recipient, "failed", None, f"not sent: {exc.__class__.__name__}: {exc}", {"ours": "1"}
+            )
+
+    def _transaction(
+        self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, data: bytes, *, utf8: bool
+    ) -> DeliveryResult:
+        if utf8 and not conn.has_extn("smtputf8"):
+            return DeliveryResult(
+                m.recipient,
+                "failed",
+                None,
+                f"the address needs SMTPUTF8 (RFC 6531), which SMTP server {self._where} does not offer",
+                {"ours": "1"},
+            )
+        try:
+            if conn.has_extn("pipelining") and not utf8:
                 refused = self._pipelined_envelope(lane, conn, m)
                 if refused is not None:
                     return refused
             else:
-                code, resp = conn.mail(self._return_path(m))
+                # RFC 6531: with SMTPUTF8 on MAIL, smtplib sends the envelope in UTF-8 and the
+                # message carries RFC 6532 header fields.
+                code, resp = conn.mail(self._return_path(m), ["SMTPUTF8"] if utf8 else [])
                 if code != 250:
                     return self._refused(lane, conn, m, code, resp, "MAIL")
-                code, resp = conn.rcpt(m.recipient)
+                code, resp = conn.rcpt(m.wire_recipient)
                 if code not in (250, 251):
                     return self._refused(lane, conn, m, code, resp, "RCPT")
                 conn.putcmd("data")
@@ -288,7 +345,7 @@ class SMTPBackend(Backend):
         """MAIL, RCPT and DATA in one write (RFC 2920), then their three replies in order: two
         round trips fewer per message. None when the server is ready for the message."""
         conn.send(
-            f"MAIL FROM:{smtplib.quoteaddr(self._return_path(m))}\r\nRCPT TO:{smtplib.quoteaddr(m.recipient)}\r\nDATA\r\n".encode(
+            f"MAIL FROM:{smtplib.quoteaddr(self._return_path(m))}\r\nRCPT TO:{smtplib.quoteaddr(m.wire_recipient)}\r\nDATA\r\n".encode(
                 "ascii"
             )
         )
@@ -312,6 +369,11 @@ class SMTPBackend(Backend):
         self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, code: int, resp: bytes, stage: str
     ) -> DeliveryResult:
         text = _words(code, resp)
+        if not 200 <= code <= 599:
+            # smtplib's -1: a reply it could not read. Nothing is known; the connection is not
+            # trusted again, and the message is tried later like after any transient failure.
+            self._drop(lane)
+            return DeliveryResult(m.recipient, "retry", None, f"unreadable reply from {self._where} at {stage}: {text}")
         enhanced = _ENHANCED.match(resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp))
         if code == 421:
             self._drop(lane)

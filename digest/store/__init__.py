@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
 from digest.errors import StateError
 from digest.store.articles import ArticlesRepository
@@ -28,7 +28,23 @@ from digest.store.schema import migrate
 from digest.store.sources import SourcesRepository
 from digest.store.subscribers import SubscribersRepository
 
-__all__ = ["Store"]
+__all__ = ["Store", "state_error_line"]
+
+
+def state_error_line(exc: BaseException) -> str | None:
+    """One line for an error the state database raised mid-command — never its SQL or values —
+    or None when ``exc`` is not one. A conflict means another digest process (a second send, an
+    import) wrote the same records at the same moment."""
+    if isinstance(exc, IntegrityError):
+        return (
+            "another digest process (a send or an import) changed the same records at the same moment; "
+            "this one stopped there and changed nothing more: run it again"
+        )
+    if isinstance(exc, OperationalError) and "locked" in str(exc.orig):
+        return "the state database is busy with another digest process; run the command again in a moment"
+    if isinstance(exc, SQLAlchemyError):
+        return f"state database error ({exc.__class__.__name__}); rerun with --debug for details"
+    return None
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -49,7 +65,9 @@ class Store:
                 db_path = url.removeprefix("sqlite:///")
                 if db_path and db_path != ":memory:":
                     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            self.engine: Engine = sa.create_engine(url, future=True)
+            # hide_parameters: no error message or traceback ever carries a row's values
+            # (subscribers' names and addresses).
+            self.engine: Engine = sa.create_engine(url, future=True, hide_parameters=True)
             if self.engine.dialect.name == "sqlite":
                 sa.event.listen(self.engine, "connect", _sqlite_pragmas)
             migrate(self.engine, where=self.safe_url)

@@ -141,6 +141,18 @@ class DeliveriesRepository(Repository):
                 )
             ).rowcount
 
+    def count_interrupted(self, key: str, emails: Sequence[str], *, now: datetime) -> None:
+        """Count deliveries whose message may have arrived although no answer came (a connection
+        dropped after the final dot) as interrupted: their retry may be a duplicate."""
+        if not emails:
+            return
+        with self.engine.begin() as conn:
+            conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.email.in_(list(emails)))
+                .values(interrupted=d.c.interrupted + 1, updated_at=now)
+            )
+
     def next_retry_at(self, key: str) -> datetime | None:
         with self.engine.connect() as conn:
             return conn.execute(

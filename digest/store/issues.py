@@ -96,6 +96,13 @@ class IssuesRepository(Repository):
             return False
         return True
 
+    def unskip(self, key: str) -> bool:
+        """Forget that an issue's slot was skipped, so it can be sent after all; False when the
+        issue is not recorded as skipped."""
+        with self.engine.begin() as conn:
+            n = conn.execute(issues.delete().where(issues.c.key == key, issues.c.status == "skipped")).rowcount
+        return bool(n)
+
     def rendered(self, key: str) -> RenderedIssue | None:
         """The issue as it was rendered when its send began (per-recipient markers still in)."""
         row = self.get(key)

@@ -30,16 +30,20 @@ class SubscribersRepository(Repository):
         re-subscribes someone who left). Returns (added, already_present)."""
         now = now or utcnow()
         added = present = 0
+        # INSERT … ON CONFLICT DO NOTHING rather than look-then-insert: two imports (or the
+        # subscriber sync of two first sends) at once then serialise on the row instead of one
+        # failing on the unique address.
+        from sqlalchemy.dialects import postgresql, sqlite
+
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        stmt = dialect.insert(subscribers).on_conflict_do_nothing(index_elements=[subscribers.c.email])
         with self.engine.begin() as conn:
             for email, name in rows:
-                exists = conn.execute(sa.select(subscribers.c.email).where(subscribers.c.email == email)).first()
-                if exists:
-                    present += 1
-                    continue
-                conn.execute(
-                    subscribers.insert().values(email=email, name=name, status="active", created_at=now, updated_at=now)
-                )
-                added += 1
+                done = conn.execute(
+                    stmt.values(email=email, name=name, status="active", created_at=now, updated_at=now)
+                ).rowcount
+                added += done
+                present += 1 - done
         return added, present
 
     def add_new(self, rows: Iterable[tuple[str, str | None]], *, now: datetime, chunk: int = 50_000) -> None:
