@@ -25,8 +25,13 @@ def subscribers_import(c: Context, csv_file: Path) -> None:
     result = read_subscriber_csv(csv_file)
     for p in result.problems:
         warn(p)
-    added, present = c.store.subscribers.add(result.rows, now=c.now())
-    echo(f"{added} added, {present} already present, {len(result.problems)} rows with problems")
+    report = c.store.subscribers.add(result.rows, now=c.now(), origin="import", reason=f"imported from {csv_file}")
+    for email, why in report.kept_out:
+        warn(f"{csv_file}: {email}: {why}")
+    echo(
+        f"{len(report.added)} added, {len(report.present)} already present, "
+        f"{len(report.kept_out)} kept out (left or removed), {len(result.problems)} rows with problems"
+    )
 
 
 @subscribers.command("list", epilog="Example:\n\n  digest subscribers list --status active")
