@@ -180,3 +180,25 @@ def test_archive_lists_sent_issues_and_shows_one_without_personal_tokens(site: S
     assert site.request("GET", "/archive/2099-W01")[0] == 404
     assert site.request("GET", "/archive/..%2F..%2Fetc")[0] == 404
     assert site.request("DELETE", "/archive")[0] == 405
+
+
+def test_every_page_carries_the_security_headers(site: Site) -> None:
+    key = site.store.issues.published()[0].key
+    for method, path in [
+        ("GET", "/archive"),
+        ("GET", f"/archive/{key}"),
+        ("GET", f"/archive/{key}.txt"),
+        ("GET", "/unsubscribe"),
+        ("GET", "/unsubscribe?token=forged"),
+        ("GET", "/nowhere"),
+        ("PUT", "/unsubscribe"),
+    ]:
+        conn = http.client.HTTPConnection("127.0.0.1", site.port, timeout=30)
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            r.read()
+            assert r.getheader("X-Content-Type-Options") == "nosniff", path
+            assert "frame-ancestors 'none'" in (r.getheader("Content-Security-Policy") or ""), path
+        finally:
+            conn.close()

@@ -27,7 +27,7 @@ from datetime import datetime, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from digest.build_files import SAMPLE_RECIPIENT
 from digest.config import Settings, load_config
@@ -160,6 +160,14 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     return out
 
 
+def web_link(url: str | None) -> str | None:
+    """``url`` when it is an http(s) address, else None: a front matter's ``javascript:`` or
+    ``data:`` URL is shown as text, never as a link the editor could click."""
+    if url and urlsplit(url.strip()).scheme.lower() in ("http", "https"):
+        return url
+    return None
+
+
 def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleLine, ...], tuple[ArticleLine, ...]]:
     tz = settings.newsletter.tz
     issue = built.issue
@@ -174,13 +182,14 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
             a.title,
             a.source,
             when(a),
-            a.url,
+            web_link(a.url),
             f"published inside this issue's window ({window}), not in an earlier issue; {i} of at most {cap}, newest first",
         )
         for i, a in enumerate(issue.articles, start=1)
     )
     left = tuple(
-        ArticleLine(s.article.title, s.article.source, when(s.article), s.article.url, s.reason) for s in issue.skipped
+        ArticleLine(s.article.title, s.article.source, when(s.article), web_link(s.article.url), s.reason)
+        for s in issue.skipped
     )
     return chosen, left
 
@@ -324,10 +333,24 @@ class Preview:
 
 # --- the app ---------------------------------------------------------------------------------------
 
+# The issue as e-mail HTML: inline styles and remote images, never scripts; framed only by the preview page.
 EMAIL_CSP = [
-    ("Content-Security-Policy", "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'"),
+    (
+        "Content-Security-Policy",
+        "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'",
+    ),
     ("Cache-Control", "no-store"),
 ]
+
+
+def page_csp(nonce: str) -> str:
+    """The preview page's policy: its own script (by nonce) and nothing injected into it, frames and
+    fetches from itself only. A link in an article's front matter cannot run script here."""
+    return (
+        f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "frame-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 @dataclass
@@ -355,10 +378,12 @@ class PreviewApp:
         if method not in ("GET", "HEAD"):
             raise BadRequest(405, "method not allowed")
         if path == "/":
+            nonce = secrets.token_urlsafe(16)
             return page(
                 "preview.html",
                 200,
-                [("Cache-Control", "no-store")],
+                [("Cache-Control", "no-store"), ("Content-Security-Policy", page_csp(nonce))],
+                nonce=nonce,
                 snap=snap,
                 csrf=self.csrf,
                 notice=request.query.get("notice"),

@@ -35,7 +35,12 @@ ONE_CLICK = ("List-Unsubscribe", "One-Click")
 # Pages about one person's subscription are never cached, indexed, or leaked through Referer.
 PRIVATE = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer"), ("X-Robots-Tag", "noindex")]
 # The archive shows e-mail HTML: it needs inline styles, never scripts.
-ARCHIVE_CSP = [("Content-Security-Policy", "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'")]
+ARCHIVE_CSP = [
+    (
+        "Content-Security-Policy",
+        "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    )
+]
 
 _KEY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
