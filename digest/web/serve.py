@@ -25,7 +25,17 @@ from digest.config import NewsletterSettings, Settings
 from digest.models import EMAIL_MARK, TOKEN_MARK, RenderedIssue
 from digest.store import Store
 from digest.tokens import TokenSigner
-from digest.web.wsgi import BadRequest, Request, Response, StartResponse, make_wsgi_server, page, redirect, text
+from digest.web.wsgi import (
+    BadRequest,
+    Request,
+    Response,
+    ServerLimits,
+    StartResponse,
+    make_wsgi_server,
+    page,
+    redirect,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -198,10 +208,16 @@ def make_serve_app(settings: Settings, store: Store) -> SubscriberApp:
 
 
 def run_serve(
-    settings: Settings, store: Store, host: str, port: int, *, ready: Callable[[str], None] | None = None
+    settings: Settings,
+    store: Store,
+    host: str,
+    port: int,
+    limits: ServerLimits | None = None,
+    *,
+    ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until Ctrl-C or SIGTERM."""
-    server = make_wsgi_server(make_serve_app(settings, store), host, port)
+    server = make_wsgi_server(make_serve_app(settings, store), host, port, limits or ServerLimits())
     url = f"http://{host}:{server.server_port}"
     log.info("serving unsubscribe and archive on %s", url)
     if ready:
