@@ -20,6 +20,11 @@ COMMANDS = [
     ["subscribers", "import"],
     ["subscribers", "list"],
     ["subscribers", "export"],
+    ["subscribers", "add"],
+    ["subscribers", "unsubscribe"],
+    ["subscribers", "resubscribe"],
+    ["subscribers", "remove"],
+    ["subscribers", "show"],
 ]
 COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
 
