@@ -43,6 +43,8 @@ class OutgoingMessage:
     token: str
     message_id: str
     date: datetime
+    #: The subscriber's name, if they gave one (the To: display name and the templates' recipient_name).
+    name: str | None = None
 
     @property
     def unsubscribe_url(self) -> str:
@@ -54,7 +56,9 @@ class OutgoingMessage:
 
     def as_bytes(self) -> bytes:
         """The whole RFC 5322 message (CRLF line ends), built by the fast path."""
-        return self.template.render(to=self.recipient, token=self.token, date=self.date, message_id=self.message_id)
+        return self.template.render(
+            to=self.recipient, token=self.token, date=self.date, message_id=self.message_id, name=self.name
+        )
 
 
 class SendStopped(DeliveryConfigError):

@@ -28,12 +28,13 @@ import html as htmllib
 import re
 import secrets
 from datetime import datetime
+from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, make_msgid
 
 from digest.config import NewsletterSettings
-from digest.models import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, RenderedIssue
+from digest.models import EMAIL_MARK, MAX_SUBJECT, NAME_MARK, TOKEN_MARK, RenderedIssue
 from digest.text import one_line
 
 
@@ -88,11 +89,12 @@ def build_message(
     token: str,
     now: datetime,
     subject_prefix: str = "",
+    name: str | None = None,
 ) -> EmailMessage:
-    html, text = rendered.personalise(email=to, token=token)
+    html, text = rendered.personalise(email=to, token=token, name=nl.recipient_name(name))
     msg = EmailMessage(policy=POLICY)
     msg["From"] = nl.sender
-    msg["To"] = to
+    msg["To"] = to_field(to, name)
     if nl.reply_to:
         msg["Reply-To"] = nl.reply_to
     # Header values must never carry a line break or a control character: a subject could
@@ -111,6 +113,19 @@ def build_message(
     # Text first: clients show the last alternative they can display (RFC 2046 §5.1.4).
     msg.set_payload([_text_part(text, "plain"), _text_part(html, "html")])
     return msg
+
+
+def to_field(to: str, name: str | None) -> str:
+    """The To: value: ``Ann Lee <ann@example.org>`` when the subscriber gave a name (on one line,
+    quoted as RFC 5322 needs), else the bare address."""
+    single = display_name(name)
+    # Unencoded: an API takes it as it is, and the email package encodes it (RFC 2047) in a message.
+    return str(Address(display_name=single, addr_spec=to)) if single else to
+
+
+def display_name(name: str | None) -> str:
+    """A subscriber's name as a header shows it: on one line (a name cannot add a header field)."""
+    return " ".join((name or "").split())
 
 
 def normalise_body(text: str) -> str:
@@ -137,7 +152,7 @@ CRLF = b"\r\n"
 MAX_LINE = 76  # RFC 2045 §6.7 rule 5: encoded lines are at most 76 characters
 
 # Slot kinds in an encoded body.
-_TOKEN, _EMAIL, _EMAIL_HTML = 0, 1, 2
+_TOKEN, _EMAIL, _EMAIL_HTML, _NAME, _NAME_HTML = 0, 1, 2, 3, 4
 
 _LITERAL = [(33 <= b <= 126 and b != 61) or b in (9, 32) for b in range(256)]
 _ESCAPED = [f"={b:02X}" for b in range(256)]
@@ -284,8 +299,10 @@ class MessageTemplate:
             + b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
         )
         self._close = f"\r\n--{boundary}--\r\n".encode("ascii")
-        self._text = _pieces(normalise_body(rendered.text), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL})
-        self._html = _pieces(normalise_body(rendered.html), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL_HTML})
+        self._text = _pieces(normalise_body(rendered.text), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL, NAME_MARK: _NAME})
+        self._html = _pieces(
+            normalise_body(rendered.html), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL_HTML, NAME_MARK: _NAME_HTML}
+        )
 
     @property
     def subject(self) -> str:
@@ -299,13 +316,17 @@ class MessageTemplate:
         """The List-Unsubscribe value for one recipient (RFC 2369, with RFC 8058's one-click)."""
         return f"<{self.unsubscribe_url(token)}>, <mailto:{self.mailto}?subject=unsubscribe>"
 
-    def bodies(self, *, token: str, email: str, email_html: str) -> tuple[str, str]:
+    def bodies(self, *, token: str, email: str, email_html: str, name: str, name_html: str) -> tuple[str, str]:
         """(text, html) with the per-recipient markers replaced by the given strings: a
         service's substitution tags, for the batch APIs."""
         r = self.rendered
-        text = r.text.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email)
-        html = r.html.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email_html)
+        text = r.text.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email).replace(NAME_MARK, name)
+        html = r.html.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email_html).replace(NAME_MARK, name_html)
         return text, html
+
+    def recipient_name(self, name: str | None) -> str:
+        """The text of ``recipient_name`` for a subscriber (their name, or name_fallback)."""
+        return self.nl.recipient_name(name)
 
     def unsubscribe_url(self, token: str) -> str:
         return self._newsletter.unsubscribe_link(token)
@@ -319,12 +340,15 @@ class MessageTemplate:
     def new_message_id(self) -> str:
         return make_msgid(idstring=self.msgid_idstring, domain=self._msgid_domain)
 
-    def render(self, *, to: str, token: str, date: datetime, message_id: str) -> bytes:
-        """The whole message for one recipient, CRLF line ends, ready for SMTP DATA."""
-        if not (to.isascii() and token.isascii()):
-            # An internationalised address needs the email package's header handling.
+    def render(self, *, to: str, token: str, date: datetime, message_id: str, name: str | None = None) -> bytes:
+        """The whole message for one recipient (``name``: the subscriber's, if any), CRLF line
+        ends, ready for SMTP DATA."""
+        to_value = to_field(to, name)
+        if not (to_value.isascii() and token.isascii()) or len(to_value) > 72:
+            # An internationalised address or name, or a To: long enough to fold, needs the
+            # email package's header handling.
             msg = build_message(
-                self.rendered, self.nl, to=to, token=token, now=date, subject_prefix=self.subject_prefix
+                self.rendered, self.nl, to=to, token=token, now=date, subject_prefix=self.subject_prefix, name=name
             )
             del msg["Message-ID"]
             msg["Message-ID"] = message_id
@@ -332,14 +356,17 @@ class MessageTemplate:
         else:
             email = qp_piece(to)
             escaped = htmllib.escape(to)
+            shown = self.nl.recipient_name(name)
             values = {
                 _TOKEN: qp_piece(token),
                 _EMAIL: email,
                 _EMAIL_HTML: email if escaped == to else qp_piece(escaped),
+                _NAME: qp_piece(shown),
+                _NAME_HTML: qp_piece(htmllib.escape(shown)),
             }
             out = [
                 self._from,
-                b"To: " + to.encode("ascii") + CRLF,
+                b"To: " + to_value.encode("ascii") + CRLF,
                 self._reply_to,
                 self._subject,
                 self._date_field(date),

@@ -165,8 +165,10 @@ class Sender:
         so a dry run over a million subscribers streams in constant memory."""
         template = MessageTemplate(rendered, self.settings.newsletter)
         count = 0
-        for email, _name in recipients:
-            template.render(to=email, token=self.signer.token(email), date=now, message_id=template.new_message_id())
+        for email, name in recipients:
+            template.render(
+                to=email, token=self.signer.token(email), date=now, message_id=template.new_message_id(), name=name
+            )
             count += 1
         return count
 
@@ -222,8 +224,8 @@ class Sender:
                         self.sleep(wait)
                     continue
                 messages = [
-                    OutgoingMessage(email, template, self.signer.token(email), template.new_message_id(), moment)
-                    for email, _name, _attempts in claim.rows
+                    OutgoingMessage(email, template, self.signer.token(email), template.new_message_id(), moment, name)
+                    for email, name, _attempts in claim.rows
                 ]
                 try:
                     results = backend.send_batch(messages)

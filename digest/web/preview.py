@@ -307,7 +307,10 @@ class Preview:
             slot = due_slot(settings, self.as_of) if self.as_of else upcoming_slot(settings, now)
             built = build_issue(settings, store, slot)
             html, plain = personalise(
-                built.rendered, email=SAMPLE_RECIPIENT, token=token_signer(settings, store).token(SAMPLE_RECIPIENT)
+                built.rendered,
+                email=SAMPLE_RECIPIENT,
+                token=token_signer(settings, store).token(SAMPLE_RECIPIENT),
+                name=settings.newsletter.recipient_name(None),
             )
         except DigestError as exc:
             self.snapshot = Snapshot(version, now, settings=settings, error=str(exc))

@@ -22,7 +22,7 @@ from typing import Any
 from urllib.parse import quote
 
 from digest.config import NewsletterSettings, Settings
-from digest.models import EMAIL_MARK, TOKEN_MARK, RenderedIssue
+from digest.models import EMAIL_MARK, NAME_MARK, TOKEN_MARK, RenderedIssue
 from digest.store import Store
 from digest.tokens import TokenSigner
 from digest.web.wsgi import (
@@ -63,7 +63,7 @@ def public_copy(rendered: RenderedIssue, nl: NewsletterSettings) -> tuple[str, s
         link = f"{nl.unsubscribe_base}?token={TOKEN_MARK}"
         for form in (link, htmllib.escape(link)):
             body = body.replace(form, nl.unsubscribe_base)
-        body = body.replace(TOKEN_MARK, "")
+        body = body.replace(TOKEN_MARK, "").replace(NAME_MARK, htmllib.escape(nl.name_fallback))
         for form in (EMAIL_MARK, htmllib.escape(EMAIL_MARK), quote(EMAIL_MARK, safe=""), quote(EMAIL_MARK)):
             body = body.replace(form, "you")
         return body
