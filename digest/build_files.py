@@ -33,7 +33,9 @@ def write_build(
     """Write issue.html, issue.txt and a sample issue.eml (addressed to a sample reader)."""
     out.mkdir(parents=True, exist_ok=True)
     token = signer.token(SAMPLE_RECIPIENT)
-    html, text = personalise(rendered, email=SAMPLE_RECIPIENT, token=token)
+    html, text = personalise(
+        rendered, email=SAMPLE_RECIPIENT, token=token, name=settings.newsletter.recipient_name(None)
+    )
     paths = BuildOutput(out / "issue.html", out / "issue.txt", out / "issue.eml")
     paths.html.write_text(html, encoding="utf-8")
     paths.text.write_text(text, encoding="utf-8")

@@ -15,6 +15,9 @@ BlockKind = Literal["p", "h"]
 # Placeholders the rendered issue carries where each recipient's unsubscribe token and address go.
 TOKEN_MARK = "DIGEST-RECIPIENT-TOKEN"
 EMAIL_MARK = "digest-recipient-address@digest.invalid"
+# Where the recipient's name (or the newsletter's name_fallback) goes; letters only, so no escaping
+# or MJML step changes it.
+NAME_MARK = "DigestRecipientNameMark"
 # The longest subject line an issue may have; anything longer is cut between words.
 MAX_SUBJECT = 150
 
@@ -202,11 +205,11 @@ class RenderedIssue:
     html: str
     text: str
 
-    def personalise(self, *, email: str, token: str) -> tuple[str, str]:
-        """The issue's HTML and text with one recipient's token and address filled in."""
+    def personalise(self, *, email: str, token: str, name: str = "") -> tuple[str, str]:
+        """The issue's HTML and text with one recipient's token, address and name filled in."""
         html = self.html.replace(TOKEN_MARK, token).replace(EMAIL_MARK, htmllib.escape(email))
         text = self.text.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email)
-        return html, text
+        return html.replace(NAME_MARK, htmllib.escape(name)), text.replace(NAME_MARK, name)
 
 
 #: How a stored failure text begins when the failure was ours (a message we could not make or

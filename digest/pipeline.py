@@ -250,8 +250,10 @@ def sync_subscribers(settings: Settings, store: Store, *, now: datetime) -> tupl
     if settings.subscribers.csv is None:
         return 0, []
     result = read_subscriber_csv(settings.subscribers.csv)
-    added, _ = store.subscribers.add(result.rows, now=now)
-    return added, result.problems
+    report = store.subscribers.add(
+        result.rows, now=now, origin="import", reason=f"imported from {settings.subscribers.csv}"
+    )
+    return len(report.added), result.problems
 
 
 # --- send ------------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,27 @@ from digest.errors import DigestError
 class CSVImport:
     rows: list[tuple[str, str | None]]
     problems: list[str]
+
+
+#: How firmly a status keeps someone off the list: when two records of one person meet (a merge,
+#: an import), the heavier status wins, so nobody who left is mailed again by accident.
+STATUS_WEIGHT = {"active": 0, "pending": 1, "unsubscribed": 2, "bounced": 3, "complained": 4}
+
+
+def most_restrictive(statuses: Iterable[str]) -> str:
+    """The status among ``statuses`` that keeps the person furthest from the list."""
+    return max(statuses, key=lambda s: STATUS_WEIGHT.get(s, len(STATUS_WEIGHT)))
+
+
+def address_key(value: str) -> str:
+    """The key an address is matched by: local part and domain lower-cased, the domain in ASCII
+    (IDNA punycode), so ``B@Bücher.Example`` and ``b@xn--bcher-kva.example`` are one subscriber.
+    Total: an address email-validator refuses is keyed by its trimmed, lower-cased text."""
+    try:
+        valid = validate_email(value.strip(), check_deliverability=False)
+    except EmailNotValidError:
+        return value.strip().lower()
+    return f"{valid.local_part}@{valid.ascii_domain}".lower()
 
 
 def normalise_address(value: str) -> str:
@@ -60,9 +82,10 @@ def read_subscriber_csv(path: Path) -> CSVImport:
         except ValueError as exc:
             problems.append(f"{path}:{n}: {raw!r}: {exc}")
             continue
-        if email.lower() in seen:
-            problems.append(f"{path}:{n}: {email} appears more than once; kept the first")
+        key = address_key(email)
+        if key in seen:
+            problems.append(f"{path}:{n}: {email} appears more than once (letter case aside); kept the first")
             continue
-        seen.add(email.lower())
+        seen.add(key)
         rows.append((email, name))
     return CSVImport(rows, problems)

@@ -17,6 +17,7 @@ import json
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
@@ -112,7 +113,8 @@ def check_mailgun(req: Request) -> str | None:
     if not 1 <= len(to) <= 1000:
         return "too many recipients"
     variables = json.loads(dict(fields)["recipient-variables"])
-    if sorted(variables) != sorted(to):
+    # A "to" may carry a display name ("Ann Lee <ann@example.org>"); variables are keyed by address.
+    if sorted(variables) != sorted(parseaddr(t)[1] for t in to):
         return "recipient-variables do not match to"
     for key in ("from", "subject", "text", "html"):
         if key not in dict(fields):

@@ -20,6 +20,11 @@ COMMANDS = [
     ["subscribers", "import"],
     ["subscribers", "list"],
     ["subscribers", "export"],
+    ["subscribers", "add"],
+    ["subscribers", "unsubscribe"],
+    ["subscribers", "resubscribe"],
+    ["subscribers", "remove"],
+    ["subscribers", "show"],
 ]
 COMMANDS += [["bounces"], ["bounces", "process"]]
 COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
@@ -98,7 +103,7 @@ def test_subscribers_import_reports_bad_rows(write_config, tmp_path: Path) -> No
     csv.write_text("email,name\nnew@example.org,New\nnot-an-address,X\na@example.org,\n")
     proc = digest("--config", str(cfg), "subscribers", "import", str(csv))
     assert proc.returncode == 0, proc.stderr
-    assert "2 added, 0 already present, 1 rows with problems" in proc.stdout
+    assert "2 added, 0 already present, 0 kept out (left or removed), 1 rows with problems" in proc.stdout
     assert "more.csv:3: 'not-an-address'" in proc.stderr
     listed = digest("--config", str(cfg), "subscribers", "list")
     assert "new@example.org\tactive\tNew" in listed.stdout

@@ -67,4 +67,4 @@ def test_subscribers_export(write_config, tmp_path: Path, fixed_now) -> None:
     assert "wrote 4 subscribers" in done.stdout
     # What export writes, import reads back.
     imported = digest("--config", str(cfg), "subscribers", "import", str(path))
-    assert "0 added, 4 already present, 0 rows with problems" in imported.stdout
+    assert "0 added, 4 already present, 0 kept out (left or removed), 0 rows with problems" in imported.stdout

@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from email import policy
 from email.message import EmailMessage
+from email.utils import parseaddr, quote
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl
@@ -34,7 +35,7 @@ from digest.delivery.console import ConsoleBackend
 from digest.delivery.memory import MemoryBackend
 from digest.delivery.mime import MessageTemplate
 from digest.delivery.registry import BACKENDS, backend_from_settings
-from digest.models import DeliveryResult
+from digest.models import NAME_MARK, DeliveryResult, RenderedIssue
 from digest.render.issue import render_issue
 
 SERVICES = ("sendgrid", "mailgun", "postmark")
@@ -125,7 +126,9 @@ def _sendgrid(requests: list[Request]) -> dict[str, Arrival]:
             filled = [text, html, body["subject"]]
             for tag, value in p["substitutions"].items():
                 filled = [s.replace(tag, value) for s in filled]
-            out[p["to"][0]["email"]] = Arrival(filled[2], filled[0], filled[1])
+            to = p["to"][0]
+            named = f'"{quote(to["name"])}" <{to["email"]}>' if to.get("name") else to["email"]
+            out[named] = Arrival(filled[2], filled[0], filled[1])
     return out
 
 
@@ -134,7 +137,9 @@ def _mailgun(requests: list[Request]) -> dict[str, Arrival]:
     for req in requests:
         fields = parse_qsl(req.body.decode())
         form = dict(fields)
-        for to, values in json.loads(form["recipient-variables"]).items():
+        variables = json.loads(form["recipient-variables"])
+        for to in (v for k, v in fields if k == "to"):
+            values = variables[parseaddr(to)[1]]
             filled = [form["text"], form["html"], form["subject"]]
             for name, value in values.items():
                 filled = [s.replace(f"%recipient.{name}%", value) for s in filled]
@@ -161,17 +166,17 @@ def _service_answer(service: str, refused: set[str], delivered: list[Request]) -
             # Postmark answers a batch with one result per message.
             results = [
                 {"ErrorCode": 300, "Message": REFUSAL}
-                if m["To"] in refused
+                if parseaddr(m["To"])[1] in refused
                 else {"To": m["To"], "MessageID": f"pm-{i}", "ErrorCode": 0, "Message": "OK"}
                 for i, m in enumerate(json.loads(req.body))
             ]
-            kept = [m for m in json.loads(req.body) if m["To"] not in refused]
+            kept = [m for m in json.loads(req.body) if parseaddr(m["To"])[1] not in refused]
             delivered.append(Request(req.method, req.path, req.headers, json.dumps(kept).encode()))
             return Answer(200, json.dumps(results).encode())
         to = (
             [p["to"][0]["email"] for p in json.loads(req.body)["personalizations"]]
             if service == "sendgrid"
-            else [v for k, v in parse_qsl(req.body.decode()) if k == "to"]
+            else [parseaddr(v)[1] for k, v in parse_qsl(req.body.decode()) if k == "to"]
         )
         if refused & set(to):
             # SendGrid and Mailgun refuse a request as a whole: the batch fails together.
@@ -226,9 +231,12 @@ def template(tmp_path_factory: pytest.TempPathFactory) -> MessageTemplate:
     return MessageTemplate(render_issue(golden_issue(), settings), settings.newsletter)
 
 
-def messages(template: MessageTemplate, recipients: list[str]) -> list[OutgoingMessage]:
+def messages(
+    template: MessageTemplate, recipients: list[str], names: list[str | None] | None = None
+) -> list[OutgoingMessage]:
     return [
-        OutgoingMessage(r, template, f"token-{i}", template.new_message_id(), SLOT) for i, r in enumerate(recipients)
+        OutgoingMessage(r, template, f"token-{i}", template.new_message_id(), SLOT, names[i] if names else None)
+        for i, r in enumerate(recipients)
     ]
 
 
@@ -263,12 +271,34 @@ def test_one_result_per_message_in_order_and_the_content_intact(
     arrived = peer.arrived()
     assert sorted(arrived) == sorted(recipients)
     for m in batch:
-        text, html = template.bodies(token=m.token, email=m.recipient, email_html=htmllib.escape(m.recipient))
+        name = template.recipient_name(None)
+        text, html = template.bodies(
+            token=m.token, email=m.recipient, email_html=htmllib.escape(m.recipient), name=name, name_html=name
+        )
         got = arrived[m.recipient]
         assert got.subject == template.subject
         assert _lines(got.text) == _lines(text)
         assert _lines(got.html) == _lines(html)
         assert m.token in got.text and m.recipient in got.text
+
+
+@pytest.mark.parametrize("name", PEERS)
+def test_the_subscribers_name_in_to_and_in_the_body(name: str, peer_for: Callable[[str], Peer], tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    rendered = RenderedIssue("2025-W33", "Hello", "", f"<p>Dear {NAME_MARK},</p>\n", f"Dear {NAME_MARK},\n")
+    template = MessageTemplate(rendered, settings.newsletter)
+    peer = peer_for(name)
+    recipients = ["ann@example.org", "bob@example.org", "zoe@example.org"]
+    batch = messages(template, recipients, ["Ann  Lee", None, 'Zoë "Z" <&>'])
+    with peer.backend as backend:
+        assert {r.status for r in backend.send_batch(batch)} == {"sent"}
+    arrived = {parseaddr(to): a for to, a in peer.arrived().items()}
+    ann = arrived[("Ann Lee", "ann@example.org")]
+    assert _lines(ann.text) == "Dear Ann Lee," and "<p>Dear Ann Lee,</p>" in ann.html
+    bob = arrived[("", "bob@example.org")]
+    assert _lines(bob.text) == "Dear reader,"  # the newsletter's name_fallback
+    zoe = arrived[('Zoë "Z" <&>', "zoe@example.org")]
+    assert _lines(zoe.text) == 'Dear Zoë "Z" <&>,' and "<p>Dear Zoë &quot;Z&quot; &lt;&amp;&gt;,</p>" in zoe.html
 
 
 @pytest.mark.parametrize("name", REFUSING)

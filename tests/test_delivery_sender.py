@@ -121,3 +121,15 @@ def test_without_a_backend_each_issue_gets_the_configured_one(
     sender.send_copies(slot.key, built.rendered, ["ed@example.org"], now=fixed_now, subject_prefix="", folder="test")
     # The outbox backend writes each issue (here: the test copies of it) to its own folder.
     assert [p.name for p in (tmp_path / "outbox").iterdir()] == ["test-2025-W33"]
+
+
+def test_each_message_is_addressed_to_the_subscriber_by_name(write_config, tmp_path: Path, fixed_now: datetime) -> None:
+    backend = MemoryBackend()
+    settings, store, slot, _ = newsletter(write_config, tmp_path, backend="outbox", subscribers=[], now=fixed_now)
+    store.subscribers.add([("ann@example.org", "Ann Lee"), ("bob@example.org", None)], now=fixed_now)
+    built = build_issue(settings, store, slot)
+    sender = Sender(settings, store, clock=FakeClock(fixed_now).now, backend=backend)
+    assert sender.open(built.issue, built.rendered, now=fixed_now)
+    assert sender.deliver(slot.key, resumed=False).outcome == "sent"
+    to = {addr: raw.split(b"\r\nTo: ", 1)[1].split(b"\r\n", 1)[0] for addr, raw in backend.sent}
+    assert to == {"ann@example.org": b"Ann Lee <ann@example.org>", "bob@example.org": b"bob@example.org"}

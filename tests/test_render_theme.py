@@ -169,3 +169,14 @@ def test_single_article_issue(tmp_path: Path) -> None:
     assert rendered.subject == "The Test Weekly: Article 1: a headline about the week's events"
     assert rendered.preheader.startswith("The lead paragraph of article 1")
     assert "1 article\n" in rendered.text
+
+
+def test_a_theme_greets_each_subscriber_by_name_or_the_fallback(tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "digest.txt.j2").write_text("Dear {{ recipient_name }},\n\n{{ issue.key }}\n")
+    settings = make_settings(tmp_path, {"templates": {"path": str(mine)}, "newsletter": {"name_fallback": "friend"}})
+    rendered = render_issue(golden_issue(), settings)
+    named = rendered.personalise(email="a@example.org", token="t", name=settings.newsletter.recipient_name("Ann\nLee"))
+    nameless = rendered.personalise(email="b@example.org", token="t", name=settings.newsletter.recipient_name(None))
+    assert named[1].startswith("Dear Ann Lee,") and nameless[1].startswith("Dear friend,")

@@ -27,6 +27,7 @@ from digest.store import Store
 from digest.store.records import (
     DeliveryRecord,
     HoldRecord,
+    ImportReport,
     IssueRecord,
     IssueSummary,
     LeaseRecord,
@@ -34,7 +35,7 @@ from digest.store.records import (
     SourceRecord,
     SubscriberRecord,
 )
-from digest.store.schema import MIGRATIONS, SCHEMA_VERSION
+from digest.store.schema import MIGRATIONS, SCHEMA_VERSION, metadata
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 HOUR = timedelta(hours=1)
@@ -245,11 +246,15 @@ def test_a_bounce_recorded_with_a_batch_marks_the_subscriber(store: Store) -> No
 
 
 def test_subscribers(store: Store) -> None:
-    assert store.subscribers.add([("a@example.org", "A"), ("b@example.org", None)], now=NOW) == (2, 0)
+    report = store.subscribers.add([("a@example.org", "A"), ("b@example.org", None)], now=NOW)
+    assert (report.added, report.present) == (["a@example.org", "b@example.org"], [])
     assert store.subscribers.set_status("b@example.org", "unsubscribed", now=NOW)
     assert not store.subscribers.set_status("nobody@example.org", "unsubscribed", now=NOW)
     # An import never re-subscribes someone who left.
-    assert store.subscribers.add([("b@example.org", None), ("c@example.org", None)], now=NOW) == (1, 1)
+    again = store.subscribers.add([("b@example.org", None), ("c@example.org", None)], now=NOW)
+    assert again == ImportReport(
+        ["c@example.org"], [], [("b@example.org", "unsubscribed since 2025-08-11; not re-subscribed")]
+    )
     store.subscribers.add_new([("d@example.org", "D")], now=NOW)
     everyone = store.subscribers.all()
     assert [(s.email, s.status) for s in everyone] == [
@@ -264,6 +269,63 @@ def test_subscribers(store: Store) -> None:
     active = [("a@example.org", "A"), ("c@example.org", None), ("d@example.org", "D")]
     assert store.subscribers.active_recipients() == active
     assert list(store.subscribers.iter_active_recipients(chunk=2)) == active
+
+
+def test_one_subscriber_per_address_whatever_its_letter_case(store: Store) -> None:
+    store.subscribers.add([("b@example.org", None)], now=NOW)
+    assert store.subscribers.unsubscribe("b@example.org", now=NOW) == "unsubscribed"
+    later = NOW + timedelta(days=1)
+    report = store.subscribers.add(
+        [("B@example.org", None), ("A@Example.ORG", None), ("a@example.org", "A")], now=later
+    )
+    assert report == ImportReport(
+        ["A@Example.ORG"], ["A@Example.ORG"], [("B@example.org", "unsubscribed since 2025-08-11; not re-subscribed")]
+    )
+    assert [(r.email, r.status) for r in store.subscribers.all()] == [
+        ("A@Example.ORG", "active"),  # stored as first given
+        ("b@example.org", "unsubscribed"),
+    ]
+    # The domain is matched in its ASCII form too.
+    store.subscribers.add([("x@Bücher.example", None)], now=NOW)
+    assert store.subscribers.find("X@xn--bcher-kva.example").email == "x@Bücher.example"  # type: ignore[union-attr]
+
+
+def test_every_status_change_is_recorded_with_when_why_and_from_where(store: Store) -> None:
+    later = NOW + timedelta(hours=1)
+    store.subscribers.add([("a@example.org", None)], now=NOW, origin="import", reason="imported from list.csv")
+    assert store.subscribers.unsubscribe("A@example.org", now=later) == "unsubscribed"
+    assert store.subscribers.resubscribe("a@example.org", now=later, reason="asked by phone") == "resubscribed"
+    assert store.subscribers.resubscribe("a@example.org", now=later) == "already"
+    assert store.subscribers.suppress("a@example.org", "complained", origin="webhook", reason="abuse report", now=later)
+    with pytest.raises(ValueError):
+        store.subscribers.suppress("a@example.org", "active", origin="webhook")
+    assert [(e.at, e.status, e.origin, e.reason) for e in store.subscribers.history("a@example.org")] == [
+        (NOW, "active", "import", "imported from list.csv"),
+        (later, "unsubscribed", "one-click", None),
+        (later, "active", "cli", "asked by phone"),
+        (later, "complained", "webhook", "abuse report"),
+    ]
+    assert store.subscribers.resubscribe("nobody@example.org") == "unknown"
+
+
+def test_a_removed_person_is_erased_and_kept_out(store: Store) -> None:
+    store.subscribers.add([("gone@example.org", "Gone Person"), ("stay@example.org", None)], now=NOW)
+    claim_issue(store)
+    store.deliveries.claim(RENDERED.key, owner="h", claim="c1", limit=1, now=NOW, lease_until=NOW)
+    store.deliveries.record(RENDERED.key, "c1", [(DeliveryResult("gone@example.org", "sent"), None)], now=NOW)
+    assert store.subscribers.remove("Gone@example.org", now=NOW)
+    assert not store.subscribers.remove("gone@example.org", now=NOW)
+    assert store.subscribers.find("gone@example.org") is None
+    assert store.subscribers.history("gone@example.org") == []
+    assert store.subscribers.is_removed("GONE@example.org")
+    with store.engine.connect() as conn:
+        dump = "\n".join(str(tuple(row)) for t in metadata.sorted_tables for row in conn.execute(sa.select(t)))
+    assert "gone@" not in dump.lower() and "Gone Person" not in dump
+    assert store.deliveries.counts(RENDERED.key) == {"sent": 1, "pending": 1}  # the issue's figures stay
+    report = store.subscribers.add([("GONE@example.org", None)], now=NOW)
+    assert report.kept_out == [("GONE@example.org", "removed from the list; not added back")]
+    assert store.subscribers.resubscribe("gone@example.org", now=NOW) == "resubscribed"
+    assert not store.subscribers.is_removed("gone@example.org")
 
 
 def test_unsubscribe_ignores_the_case_of_the_address(store: Store) -> None:
@@ -390,6 +452,43 @@ def test_a_version_4_database_gains_the_feedback_tables(tmp_path: Path) -> None:
         assert not store.feedback.first_use("mailgun:abc")
         store.feedback.record(email="a@example.org", kind="complaint", origin="mailbox", issue_key="2025-W33")
         assert store.feedback.counts("2025-W33") == {"complaint": 1}
+
+
+def test_a_version_5_database_gets_one_subscriber_per_address(tmp_path: Path) -> None:
+    url = database_at_version(tmp_path / "v5.sqlite3", 5)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        # Before version 6 addresses were matched by their exact text: one person could be two rows.
+        for email, name, status, created in [
+            ("a@example.org", None, "active", "2025-01-01"),
+            ("A@Example.ORG", "Ann", "active", "2025-02-01"),
+            ("b@example.org", "Bob", "active", "2025-01-01"),
+            ("B@example.org", None, "unsubscribed", "2025-03-01"),
+            ("C@example.org", None, "bounced", "2025-01-01"),
+            ("c@EXAMPLE.org", None, "active", "2025-04-01"),
+            ("d@example.org", None, "active", "2025-01-01"),
+        ]:
+            conn.execute(
+                sa.text("INSERT INTO subscribers VALUES (:e, :n, :s, :c, :c)"),
+                {"e": email, "n": name, "s": status, "c": f"{created} 00:00:00.000000"},
+            )
+    engine.dispose()
+    with Store(url) as store:
+        assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
+        # The first row kept, the most restrictive status of the person, the first name known.
+        assert [(r.email, r.name, r.status) for r in store.subscribers.all()] == [
+            ("C@example.org", None, "bounced"),
+            ("a@example.org", "Ann", "active"),
+            ("b@example.org", "Bob", "unsubscribed"),
+            ("d@example.org", None, "active"),
+        ]
+        assert [(e.status, e.origin, e.reason) for e in store.subscribers.history("B@EXAMPLE.ORG")] == [
+            ("unsubscribed", "migration", "merged with B@example.org")
+        ]
+        # The key is unique from now on, and every row has one.
+        assert store.subscribers.add([("D@EXAMPLE.ORG", None)], now=NOW).present == ["d@example.org"]
+        with pytest.raises(sa.exc.IntegrityError):
+            store.subscribers.add_new([("A@EXAMPLE.org", None)], now=NOW)
 
 
 def test_a_database_newer_than_the_code_is_refused(tmp_path: Path) -> None:

@@ -229,6 +229,40 @@ def test_the_editor_shapes_the_issue_from_the_preview_with_the_page_token(runnin
     assert store.edits.get("2025-W33").empty
 
 
+def test_every_preview_page_carries_a_policy_and_cannot_be_framed_elsewhere(running: Running) -> None:
+    for method, path, ancestors in [
+        ("GET", "/", "'none'"),
+        ("GET", "/email", "'self'"),  # framed by the preview page itself
+        ("GET", "/email?dark=1", "'self'"),
+        ("GET", "/text", "'none'"),
+        ("GET", "/nowhere", "'none'"),
+        ("PUT", "/", "'none'"),
+    ]:
+        _, headers, _ = _request(running.port, method, path)
+        assert headers["X-Content-Type-Options"] == "nosniff", path
+        assert f"frame-ancestors {ancestors}" in headers["Content-Security-Policy"], path
+    status, headers, page = _request(running.port, "GET", "/")
+    nonce = re.search(r"script-src 'nonce-([^']+)'", headers["Content-Security-Policy"]).group(1)  # type: ignore[union-attr]
+    # The page's own script runs by its nonce; nothing else can.
+    assert re.findall(r"<script[^>]*>", page) == [f'<script nonce="{nonce}">']
+    assert "unsafe-inline" not in headers["Content-Security-Policy"].split("script-src")[1].split(";")[0]
+
+
+def test_the_preview_links_only_web_addresses(running: Running) -> None:
+    write_article(
+        running.tmp_path / "content",
+        "trap.md",
+        title="Click me",
+        date="2025-08-09T10:00:00+01:00",
+        body="The lead of the trap. More.",
+        extra="url: \"javascript:fetch('/send-test')\"\n",
+    )
+    assert running.preview.refresh()
+    _, _, page = _request(running.port, "GET", "/")
+    assert "Click me" in page
+    assert "javascript:" not in page.lower()
+
+
 @pytest.fixture
 def browser() -> Iterator[object]:
     executable = chromium_executable()

@@ -208,3 +208,25 @@ def test_the_archive_feed_is_atom_of_the_sent_issues(site: Site) -> None:
     assert "1 article" in (entry.findtext("a:summary", namespaces=ns) or "")
     for address in SUBSCRIBERS:
         assert address not in body
+
+
+def test_every_page_carries_the_security_headers(site: Site) -> None:
+    key = site.store.issues.published()[0].key
+    for method, path in [
+        ("GET", "/archive"),
+        ("GET", f"/archive/{key}"),
+        ("GET", f"/archive/{key}.txt"),
+        ("GET", "/unsubscribe"),
+        ("GET", "/unsubscribe?token=forged"),
+        ("GET", "/nowhere"),
+        ("PUT", "/unsubscribe"),
+    ]:
+        conn = http.client.HTTPConnection("127.0.0.1", site.port, timeout=30)
+        try:
+            conn.request(method, path)
+            r = conn.getresponse()
+            r.read()
+            assert r.getheader("X-Content-Type-Options") == "nosniff", path
+            assert "frame-ancestors 'none'" in (r.getheader("Content-Security-Policy") or ""), path
+        finally:
+            conn.close()

@@ -76,16 +76,26 @@ def preview(c: Context, host: str, port: int, as_of: str | None) -> None:
     "--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep 127.0.0.1 behind a web server)."
 )
 @click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535), help="Port to listen on.")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256), help="Requests handled at once.")
+@click.option(
+    "--idle-timeout",
+    default=30,
+    show_default=True,
+    type=click.IntRange(1, 3600),
+    help="Seconds before a silent connection (idle, or stalled mid-request) is closed.",
+)
 @pass_ctx
-def serve(c: Context, host: str, port: int) -> None:
+def serve(c: Context, host: str, port: int, threads: int, idle_timeout: int) -> None:
     """Serve the subscribers' endpoints: sign-up with double opt-in (/subscribe, /confirm),
     one-click unsubscribe (/unsubscribe, RFC 8058), the archive of sent issues (/archive, the
     view-in-browser link) and the e-mail services' webhooks (/webhooks/mailgun, sendgrid,
     postmark). Meant to sit behind the publication's web server."""
     from digest.web.serve import run_serve
+    from digest.web.wsgi import ServerLimits
 
     _daemon_logging(c.debug)
+    limits = ServerLimits(threads=threads, idle_timeout=idle_timeout)
     try:
-        run_serve(c.settings, c.store, host, port, ready=lambda url: echo(f"serving on {url} (Ctrl-C to stop)"))
+        run_serve(c.settings, c.store, host, port, limits, ready=lambda url: echo(f"serving on {url} (Ctrl-C to stop)"))
     except OSError as exc:
         raise DigestError(f"cannot listen on {host}:{port}: {exc.strerror or exc}; pick another --port") from None

@@ -64,6 +64,8 @@ class NewsletterSettings(ConfigSection):
     editor_note_file: Path | None = None
     # Who gets the [PREVIEW] before each slot when schedule.review_hours is set.
     editors: list[str] = []
+    # Templates' {{ recipient_name }} for a subscriber without a name ("Dear reader").
+    name_fallback: str = "reader"
 
     @field_validator("sender")
     @classmethod
@@ -116,6 +118,12 @@ class NewsletterSettings(ConfigSection):
         """The one-click unsubscribe URL for a token (the base may already carry a query)."""
         base = self.unsubscribe_base
         return f"{base}{'&' if '?' in base else '?'}token={token}"
+
+    def recipient_name(self, name: str | None) -> str:
+        """What a template's ``recipient_name`` becomes for a subscriber: their name on one line,
+        or ``name_fallback`` when they gave none."""
+        single = " ".join((name or "").split())
+        return single or self.name_fallback
 
     @property
     def archive_base(self) -> str:

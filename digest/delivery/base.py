@@ -43,7 +43,8 @@ class OutgoingMessage:
     token: str
     message_id: str
     date: datetime
-    name: str | None = None  # the subscriber's name, for the To: field
+    #: The subscriber's name, if they gave one (the To: display name and the templates' recipient_name).
+    name: str | None = None
 
     @property
     def wire_recipient(self) -> str:

@@ -50,7 +50,7 @@ def apply_feedback(store: Store, item: Feedback, *, now: datetime, soft_bounce_l
     if item.kind == "soft-bounce" and store.feedback.soft_bounces_in_a_row(email) < soft_bounce_limit:
         log.info("%s: soft bounce from %s recorded", item.origin, email)
         return "recorded"
-    if store.feedback.suppress(email, _STATUS[item.kind], now=now):
+    if store.feedback.suppress(email, _STATUS[item.kind], origin=item.origin, now=now):
         log.info("%s: %s from %s: taken off the list", item.origin, item.kind, email)
         return "suppressed"
     return "recorded"

@@ -21,6 +21,7 @@ import requests
 from digest.config import MailgunSettings
 from digest.delivery.api import APIBackend
 from digest.delivery.base import OutgoingMessage
+from digest.delivery.mime import to_field
 from digest.models import DeliveryResult
 
 
@@ -36,9 +37,15 @@ class MailgunBackend(APIBackend):
 
     def form(self, messages: Sequence[OutgoingMessage]) -> list[tuple[str, str]]:
         t = messages[0].template
-        text, html = t.bodies(token="%recipient.token%", email="%recipient.email%", email_html="%recipient.email_html%")
+        text, html = t.bodies(
+            token="%recipient.token%",
+            email="%recipient.email%",
+            email_html="%recipient.email_html%",
+            name="%recipient.name%",
+            name_html="%recipient.name_html%",
+        )
         fields = [("from", t.nl.sender)]
-        fields += [("to", m.recipient) for m in messages]
+        fields += [("to", to_field(m.recipient, m.name)) for m in messages]
         fields += [
             ("subject", t.subject),
             ("text", text),
@@ -54,6 +61,8 @@ class MailgunBackend(APIBackend):
                             "token": m.token,
                             "email": m.recipient,
                             "email_html": htmllib.escape(m.recipient),
+                            "name": t.recipient_name(m.name),
+                            "name_html": htmllib.escape(t.recipient_name(m.name)),
                             "unsubscribe_url": m.unsubscribe_url,
                         }
                         for m in messages

@@ -34,7 +34,7 @@ from email.utils import format_datetime, formataddr, make_msgid, parseaddr
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from digest.config import NewsletterSettings
-from digest.models import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, RenderedIssue
+from digest.models import EMAIL_MARK, MAX_SUBJECT, NAME_MARK, TOKEN_MARK, RenderedIssue
 from digest.text import one_line
 
 
@@ -117,7 +117,7 @@ def to_field(address: str, name: str | None) -> str:
     name is quoted, or RFC 2047-encoded when not ASCII; with a UTF-8 one (RFC 6532) it is
     written as UTF-8."""
     wire = wire_address(address)
-    name = " ".join((name or "").split())
+    name = display_name(name)
     if not name:
         return wire
     if wire.isascii():
@@ -149,7 +149,7 @@ def build_message(
     subject_prefix: str = "",
     name: str | None = None,
 ) -> EmailMessage:
-    html, text = rendered.personalise(email=to, token=token)
+    html, text = rendered.personalise(email=to, token=token, name=nl.recipient_name(name))
     msg = EmailMessage(policy=POLICY if wire_address(to).isascii() else UTF8_POLICY)
     msg["From"] = _sender_field(nl)
     msg["To"] = to_field(to, name)
@@ -171,6 +171,11 @@ def build_message(
     # Text first: clients show the last alternative they can display (RFC 2046 §5.1.4).
     msg.set_payload([_text_part(text, "plain"), _text_part(html, "html")])
     return msg
+
+
+def display_name(name: str | None) -> str:
+    """A subscriber's name as a header shows it: on one line (a name cannot add a header field)."""
+    return " ".join((name or "").split())
 
 
 def normalise_body(text: str) -> str:
@@ -197,7 +202,7 @@ CRLF = b"\r\n"
 MAX_LINE = 76  # RFC 2045 §6.7 rule 5: encoded lines are at most 76 characters
 
 # Slot kinds in an encoded body.
-_TOKEN, _EMAIL, _EMAIL_HTML = 0, 1, 2
+_TOKEN, _EMAIL, _EMAIL_HTML, _NAME, _NAME_HTML = 0, 1, 2, 3, 4
 
 _LITERAL = [(33 <= b <= 126 and b != 61) or b in (9, 32) for b in range(256)]
 _ESCAPED = [f"={b:02X}" for b in range(256)]
@@ -308,7 +313,6 @@ class MessageTemplate:
         self.mailto = wire_address(nl.unsubscribe_mailto or nl.sender_address)
         self.envelope_from = wire_address(nl.sender_address)
         self._msgid_domain = ascii_domain(nl.sender_domain)
-        self._newsletter = nl
         self._date: tuple[datetime, bytes] | None = None
         self.msgid_idstring = rendered.key.replace(" ", "")
         # The reference message, built once with placeholder values, gives the constant header
@@ -344,8 +348,10 @@ class MessageTemplate:
             + b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n'
         )
         self._close = f"\r\n--{boundary}--\r\n".encode("ascii")
-        self._text = _pieces(normalise_body(rendered.text), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL})
-        self._html = _pieces(normalise_body(rendered.html), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL_HTML})
+        self._text = _pieces(normalise_body(rendered.text), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL, NAME_MARK: _NAME})
+        self._html = _pieces(
+            normalise_body(rendered.html), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL_HTML, NAME_MARK: _NAME_HTML}
+        )
 
     @property
     def subject(self) -> str:
@@ -359,16 +365,20 @@ class MessageTemplate:
         """The List-Unsubscribe value for one recipient (RFC 2369, with RFC 8058's one-click)."""
         return f"<{ascii_url(self.unsubscribe_url(token))}>, <mailto:{self.mailto}?subject=unsubscribe>"
 
-    def bodies(self, *, token: str, email: str, email_html: str) -> tuple[str, str]:
+    def bodies(self, *, token: str, email: str, email_html: str, name: str, name_html: str) -> tuple[str, str]:
         """(text, html) with the per-recipient markers replaced by the given strings: a
         service's substitution tags, for the batch APIs."""
         r = self.rendered
-        text = r.text.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email)
-        html = r.html.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email_html)
+        text = r.text.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email).replace(NAME_MARK, name)
+        html = r.html.replace(TOKEN_MARK, token).replace(EMAIL_MARK, email_html).replace(NAME_MARK, name_html)
         return text, html
 
+    def recipient_name(self, name: str | None) -> str:
+        """The text of ``recipient_name`` for a subscriber (their name, or name_fallback)."""
+        return self.nl.recipient_name(name)
+
     def unsubscribe_url(self, token: str) -> str:
-        return self._newsletter.unsubscribe_link(token)
+        return self.nl.unsubscribe_link(token)
 
     def _date_field(self, date: datetime) -> bytes:
         # A batch shares one moment: format it once.
@@ -380,7 +390,7 @@ class MessageTemplate:
         return make_msgid(idstring=self.msgid_idstring, domain=self._msgid_domain)
 
     def render(self, *, to: str, token: str, date: datetime, message_id: str, name: str | None = None) -> bytes:
-        """The whole message for one recipient, CRLF line ends, ready for SMTP DATA. An address
+        """The whole message for one recipient (``name``: the subscriber's, if any), CRLF line ends, ready for SMTP DATA. An address
         whose local part is not ASCII gets its To: field in UTF-8 (RFC 6532): such a message goes
         out only with SMTPUTF8. Raises ValueError for an address that cannot be written at all."""
         if not token.isascii():
@@ -388,10 +398,13 @@ class MessageTemplate:
         field = to_field(to, name)
         email = qp_piece(to)
         escaped = htmllib.escape(to)
+        shown = self.nl.recipient_name(name)
         values = {
             _TOKEN: qp_piece(token),
             _EMAIL: email,
             _EMAIL_HTML: email if escaped == to else qp_piece(escaped),
+            _NAME: qp_piece(shown),
+            _NAME_HTML: qp_piece(htmllib.escape(shown)),
         }
         out = [
             self._from,

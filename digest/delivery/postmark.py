@@ -23,6 +23,7 @@ import requests
 from digest.config import PostmarkSettings
 from digest.delivery.api import APIBackend
 from digest.delivery.base import OutgoingMessage
+from digest.delivery.mime import to_field
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 
@@ -41,10 +42,17 @@ class PostmarkBackend(APIBackend):
 
     def message(self, m: OutgoingMessage) -> dict[str, object]:
         t = m.template
-        text, html = t.bodies(token=m.token, email=m.recipient, email_html=htmllib.escape(m.recipient))
+        shown = t.recipient_name(m.name)
+        text, html = t.bodies(
+            token=m.token,
+            email=m.recipient,
+            email_html=htmllib.escape(m.recipient),
+            name=shown,
+            name_html=htmllib.escape(shown),
+        )
         out: dict[str, object] = {
             "From": t.nl.sender,
-            "To": m.recipient,
+            "To": to_field(m.recipient, m.name),
             "Subject": t.subject,
             "TextBody": text,
             "HtmlBody": html,

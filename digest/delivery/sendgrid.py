@@ -22,11 +22,14 @@ import requests
 
 from digest.delivery.api import APIBackend, sender_parts
 from digest.delivery.base import OutgoingMessage
+from digest.delivery.mime import display_name
 from digest.models import DeliveryResult
 
 TOKEN_TAG = "-digest_token-"
 EMAIL_TAG = "-digest_email-"
 EMAIL_HTML_TAG = "-digest_email_html-"
+NAME_TAG = "-digest_name-"
+NAME_HTML_TAG = "-digest_name_html-"
 
 
 class SendGridBackend(APIBackend):
@@ -37,16 +40,20 @@ class SendGridBackend(APIBackend):
 
     def payload(self, messages: Sequence[OutgoingMessage]) -> dict[str, Any]:
         t = messages[0].template
-        text, html = t.bodies(token=TOKEN_TAG, email=EMAIL_TAG, email_html=EMAIL_HTML_TAG)
+        text, html = t.bodies(
+            token=TOKEN_TAG, email=EMAIL_TAG, email_html=EMAIL_HTML_TAG, name=NAME_TAG, name_html=NAME_HTML_TAG
+        )
         name, address = sender_parts(t.nl.sender)
         body: dict[str, Any] = {
             "personalizations": [
                 {
-                    "to": [{"email": m.recipient}],
+                    "to": [{"email": m.recipient, **({"name": display_name(m.name)} if display_name(m.name) else {})}],
                     "substitutions": {
                         TOKEN_TAG: m.token,
                         EMAIL_TAG: m.recipient,
                         EMAIL_HTML_TAG: htmllib.escape(m.recipient),
+                        NAME_TAG: t.recipient_name(m.name),
+                        NAME_HTML_TAG: htmllib.escape(t.recipient_name(m.name)),
                     },
                     "headers": {"List-Unsubscribe": t.list_unsubscribe(m.token)},
                     "custom_args": {"digest_issue": t.rendered.key},

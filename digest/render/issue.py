@@ -22,7 +22,7 @@ from markupsafe import Markup, escape
 
 from digest.config import NewsletterSettings, Settings
 from digest.errors import RenderError
-from digest.models import EMAIL_MARK, MAX_SUBJECT, TOKEN_MARK, Issue, RenderedIssue, Skipped
+from digest.models import EMAIL_MARK, MAX_SUBJECT, NAME_MARK, TOKEN_MARK, Issue, RenderedIssue, Skipped
 from digest.render.environment import make_environment
 from digest.render.links import safe_url, tag_url
 from digest.render.mjml import compile_mjml
@@ -45,11 +45,13 @@ MAX_SUBJECT_HEAD = 78
 # possible address (254 characters), and that address HTML-escaped.
 _TOKEN_ROOM = 400
 _EMAIL_ROOM = 254 * 5
+# A name as the HTML carries it: up to 200 characters, each escaped at worst ("&quot;").
+_NAME_ROOM = 200 * 6
 
 
-def personalise(rendered: RenderedIssue, *, email: str, token: str) -> tuple[str, str]:
-    """The issue's HTML and text with one recipient's token and address filled in."""
-    return rendered.personalise(email=email, token=token)
+def personalise(rendered: RenderedIssue, *, email: str, token: str, name: str = "") -> tuple[str, str]:
+    """The issue's HTML and text with one recipient's token, address and name filled in."""
+    return rendered.personalise(email=email, token=token, name=name)
 
 
 def _editor_note(nl: NewsletterSettings, issue: Issue) -> list[str]:
@@ -150,6 +152,8 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
         "unsubscribe_url": nl.unsubscribe_link(TOKEN_MARK),
         "archive_url": f"{nl.archive_base}/{issue.key}",
         "recipient_email": EMAIL_MARK,
+        # The subscriber's name, or [newsletter] name_fallback when they gave none.
+        "recipient_name": NAME_MARK,
         "tracking_pixel_url": pixel,
     }
 
@@ -179,8 +183,9 @@ def _render_once(issue: Issue, settings: Settings, env: jinja2.Environment) -> R
 def html_bytes(rendered: RenderedIssue) -> int:
     """The HTML's size in bytes once the per-recipient markers are filled in (at their longest)."""
     html = rendered.html
-    grow = html.count(TOKEN_MARK) * (_TOKEN_ROOM - len(TOKEN_MARK)) + html.count(EMAIL_MARK) * (
-        _EMAIL_ROOM - len(EMAIL_MARK)
+    grow = sum(
+        html.count(mark) * (room - len(mark))
+        for mark, room in ((TOKEN_MARK, _TOKEN_ROOM), (EMAIL_MARK, _EMAIL_ROOM), (NAME_MARK, _NAME_ROOM))
     )
     return len(html.encode("utf-8")) + grow
 

@@ -12,6 +12,7 @@ from digest.models import DeliveryResult
 from digest.store.records import DeliveryRecord, record_from_row
 from digest.store.repository import Repository
 from digest.store.schema import UTCDateTime, deliveries, issues, subscribers
+from digest.store.subscribers import mark_bounced
 
 d = deliveries
 # What a delivery leaving the in-flight state drops.
@@ -100,11 +101,7 @@ class DeliveriesRepository(Repository):
             if params:
                 conn.execute(stmt, params)
             if bounced:
-                conn.execute(
-                    subscribers.update()
-                    .where(subscribers.c.email.in_(list(bounced)), subscribers.c.status == "active")
-                    .values(status="bounced", updated_at=now)
-                )
+                mark_bounced(conn, bounced, reason="the receiving server refused the address", now=now)
 
     def release_claim(self, key: str, claim: str, *, now: datetime) -> int:
         """Give a claimed batch back as pending (nothing was sent), e.g. after bad credentials."""

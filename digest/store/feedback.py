@@ -10,6 +10,8 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.store.repository import Repository, utcnow
 from digest.store.schema import deliveries, feedback, issues, subscribers, webhook_tokens
+from digest.store.subscribers import record_status
+from digest.subscribers import address_key
 
 
 class FeedbackRepository(Repository):
@@ -84,16 +86,19 @@ class FeedbackRepository(Repository):
         with self.engine.connect() as conn:
             return {kind: n for kind, n in conn.execute(q)}
 
-    def suppress(self, email: str, status: str, *, now: datetime | None = None) -> bool:
+    def suppress(self, email: str, status: str, *, origin: str, now: datetime | None = None) -> bool:
         """Take an active address off the list with ``status`` (bounced, complained,
-        unsubscribed); an address that already left keeps its status. True when it changed."""
+        unsubscribed), recorded in its history with ``origin``; an address that already left keeps
+        its status. True when it changed."""
+        key = address_key(email)
         with self.engine.begin() as conn:
-            changed = conn.execute(
-                subscribers.update()
-                .where(sa.func.lower(subscribers.c.email) == email.lower(), subscribers.c.status == "active")
-                .values(status=status, updated_at=now or utcnow())
-            ).rowcount
-        return bool(changed)
+            active = conn.execute(
+                sa.select(subscribers.c.email).where(subscribers.c.address_key == key, subscribers.c.status == "active")
+            ).first()
+            if active is None:
+                return False
+            record_status(conn, key, status, origin=origin, reason=f"{status} ({origin})", now=now or utcnow())
+        return True
 
     def first_use(self, token: str, *, now: datetime | None = None) -> bool:
         """Record a one-time webhook token; False when it was seen before (a replay)."""

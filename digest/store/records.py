@@ -93,9 +93,29 @@ class ReviewRecord:
 class SubscriberRecord:
     email: str
     name: str | None
-    status: str  # active | unsubscribed | bounced
+    status: str  # active | unsubscribed | bounced | complained
     created_at: datetime
     updated_at: datetime
+
+
+@dataclass(frozen=True)
+class SubscriberEventRecord:
+    """One change of a subscriber's status: when, to what, from where, why."""
+
+    at: datetime
+    status: str
+    origin: str  # import | form | one-click | webhook | bounce-mailbox | cli | delivery | migration
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class ImportReport:
+    """What adding addresses did, per address: ``added``; ``present`` (already active);
+    ``kept_out`` (address, why) for those who left or were removed, who an import never brings back."""
+
+    added: list[str]
+    present: list[str]
+    kept_out: list[tuple[str, str]]
 
 
 @dataclass(frozen=True)

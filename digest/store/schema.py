@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StateError
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -130,9 +130,37 @@ subscribers = sa.Table(
     metadata,
     sa.Column("email", sa.String(320), primary_key=True),
     sa.Column("name", sa.Text),
-    sa.Column("status", sa.String(16), nullable=False, default="active"),  # active | unsubscribed | bounced
+    # active | unsubscribed | bounced | complained (see digest.subscribers.STATUS_WEIGHT)
+    sa.Column("status", sa.String(16), nullable=False, default="active"),
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    # The address as matched (digest.subscribers.address_key): ``B@Example.ORG`` and ``b@example.org``
+    # are one subscriber, stored as first given. Nullable only because SQLite cannot add a NOT NULL
+    # column to a filled table; every write sets it.
+    sa.Column("address_key", sa.String(320)),
+    sa.Index("ux_subscribers_address_key", "address_key", unique=True),
+)
+
+# Every change of a subscriber's status: when, to what, why and from where (import, form,
+# one-click, webhook, bounce-mailbox, cli, delivery, migration). Erased with the subscriber.
+subscriber_events = sa.Table(
+    "subscriber_events",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("address_key", sa.String(320), nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("origin", sa.String(32), nullable=False),
+    sa.Column("reason", sa.Text),
+)
+
+# People removed from the list (`digest subscribers remove`): only a SHA-256 of the address key is
+# kept, so an old CSV cannot bring them back while their address itself is gone.
+suppressions = sa.Table(
+    "suppressions",
+    metadata,
+    sa.Column("key_hash", sa.String(64), primary_key=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
 deliveries = sa.Table(
@@ -254,12 +282,45 @@ def _add_image_width(conn: Connection) -> None:
     conn.execute(sa.text(f"ALTER TABLE articles ADD COLUMN image_width {kind}"))
 
 
+def _one_subscriber_per_address(conn: Connection) -> None:
+    """Version 6: subscribers get an address key; rows whose addresses differ only in letter case
+    become one, keeping the most restrictive status (someone who left stays gone) and recording
+    the merge in the new history table."""
+    from digest.subscribers import address_key, most_restrictive
+
+    conn.execute(sa.text("ALTER TABLE subscribers ADD COLUMN address_key VARCHAR(320)"))
+    subscriber_events.create(conn, checkfirst=True)
+    s = subscribers.c
+    groups: dict[str, list[Any]] = {}
+    for row in conn.execute(sa.select(s.email, s.name, s.status, s.created_at).order_by(s.created_at, s.email)):
+        groups.setdefault(address_key(row.email), []).append(row)
+    now = datetime.now(timezone.utc)
+    for key, rows in groups.items():
+        keep, others = rows[0], rows[1:]
+        status = most_restrictive(r.status for r in rows)
+        name = next((r.name for r in rows if r.name), None)
+        if others:
+            conn.execute(subscribers.delete().where(s.email.in_([r.email for r in others])))
+            merged = ", ".join(r.email for r in others)
+            conn.execute(
+                subscriber_events.insert().values(
+                    address_key=key, at=now, status=status, origin="migration", reason=f"merged with {merged}"
+                )
+            )
+        conn.execute(
+            subscribers.update().where(s.email == keep.email).values(address_key=key, status=status, name=name)
+        )
+    for index in subscribers.indexes:
+        index.create(conn)
+
+
 #: The step that brings a database to each version from the one before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_summary_by_editor,
     3: _add_issue_edits,
     4: _add_image_width,
     5: _add_feedback_tables,
+    6: _one_subscriber_per_address,
 }
 
 

@@ -1,73 +1,290 @@
-"""Subscribers: who gets the issues, and who left."""
+"""Subscribers: who gets the issues, who left, when, why and from where.
+
+One subscriber per address, matched by its key (digest.subscribers.address_key: letter case and the
+IDNA form of the domain aside); the address is stored as first given. Every status change writes a
+row of history (``subscriber_events``) in the same transaction.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import hashlib
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
 
-from digest.store.records import SubscriberRecord, record_from_row
+from digest.store.records import ImportReport, SubscriberEventRecord, SubscriberRecord, record_from_row
 from digest.store.repository import Repository, utcnow
-from digest.store.schema import subscribers
+from digest.store.schema import deliveries, subscriber_events, subscribers, suppressions
+from digest.subscribers import address_key
 
-_ACTIVE = (
-    sa.select(subscribers.c.email, subscribers.c.name)
-    .where(subscribers.c.status == "active")
-    .order_by(subscribers.c.email)
-)
+s = subscribers.c
+
+_ACTIVE = sa.select(s.email, s.name).where(s.status == "active").order_by(s.email)
+
+#: Statuses that keep someone off the list for a reason outside their own choice.
+SUPPRESSED = ("bounced", "complained")
 
 
 def _listing(status: str | None) -> sa.Select[Any]:
-    q = sa.select(subscribers).order_by(subscribers.c.email)
-    return q if status is None else q.where(subscribers.c.status == status)
+    q = sa.select(subscribers).order_by(s.email)
+    return q if status is None else q.where(s.status == status)
+
+
+def _key_hash(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def record_status(conn: Connection, key: str, status: str, *, origin: str, reason: str | None, now: datetime) -> None:
+    """Set the status of the subscriber keyed ``key`` and write the change into its history
+    (inside the caller's transaction). Nothing is written when the status is already that."""
+    changed = conn.execute(
+        subscribers.update().where(s.address_key == key, s.status != status).values(status=status, updated_at=now)
+    ).rowcount
+    if changed:
+        conn.execute(
+            subscriber_events.insert().values(address_key=key, at=now, status=status, origin=origin, reason=reason)
+        )
+
+
+def _insert_active(
+    conn: Connection, email: str, name: str | None, *, origin: str, reason: str | None, now: datetime
+) -> bool:
+    """Add ``email`` as active with its history row; False when the address is on the list already.
+    INSERT … ON CONFLICT DO NOTHING rather than look-then-insert alone: two imports (or the subscriber
+    syncs of two first sends) at once then serialise on the row instead of one failing on the key."""
+    key = address_key(email)
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = (
+        dialect.insert(subscribers)
+        .values(email=email, name=name, status="active", created_at=now, updated_at=now, address_key=key)
+        .on_conflict_do_nothing(index_elements=[s.address_key])
+    )
+    if not conn.execute(stmt).rowcount:
+        return False
+    conn.execute(
+        subscriber_events.insert().values(address_key=key, at=now, status="active", origin=origin, reason=reason)
+    )
+    return True
+
+
+def mark_bounced(conn: Connection, emails: Sequence[str], *, reason: str | None, now: datetime) -> None:
+    """Mark the active subscribers among ``emails``, whose delivery bounced, as bounced (inside the
+    caller's transaction, with history)."""
+    for email in emails:
+        key = address_key(email)
+        if conn.execute(sa.select(s.status).where(s.address_key == key)).scalar() == "active":
+            record_status(conn, key, "bounced", origin="delivery", reason=reason, now=now)
 
 
 class SubscribersRepository(Repository):
-    def add(self, rows: Iterable[tuple[str, str | None]], *, now: datetime | None = None) -> tuple[int, int]:
-        """Add new addresses as active; existing ones keep their status (an import never
-        re-subscribes someone who left). Returns (added, already_present)."""
-        now = now or utcnow()
-        added = present = 0
-        # INSERT … ON CONFLICT DO NOTHING rather than look-then-insert: two imports (or the
-        # subscriber sync of two first sends) at once then serialise on the row instead of one
-        # failing on the unique address.
-        from sqlalchemy.dialects import postgresql, sqlite
+    def _find(self, conn: Connection, key: str) -> SubscriberRecord | None:
+        row = conn.execute(sa.select(subscribers).where(s.address_key == key)).first()
+        return None if row is None else record_from_row(SubscriberRecord, row)
 
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(subscribers).on_conflict_do_nothing(index_elements=[subscribers.c.email])
+    def _removed(self, conn: Connection, key: str) -> bool:
+        return (
+            conn.execute(sa.select(suppressions.c.key_hash).where(suppressions.c.key_hash == _key_hash(key))).first()
+            is not None
+        )
+
+    def find(self, email: str) -> SubscriberRecord | None:
+        """The subscriber with this address (letter case aside), or None."""
+        with self.engine.connect() as conn:
+            return self._find(conn, address_key(email))
+
+    def is_removed(self, email: str) -> bool:
+        """Whether this address was removed from the list (`digest subscribers remove`)."""
+        with self.engine.connect() as conn:
+            return self._removed(conn, address_key(email))
+
+    def add(
+        self,
+        rows: Iterable[tuple[str, str | None]],
+        *,
+        now: datetime | None = None,
+        origin: str = "import",
+        reason: str | None = None,
+    ) -> ImportReport:
+        """Add new addresses as active. Existing ones keep their status: an import never
+        re-subscribes someone who left, nor anyone removed from the list; the report says so per address."""
+        now = now or utcnow()
+        report = ImportReport([], [], [])
         with self.engine.begin() as conn:
             for email, name in rows:
-                done = conn.execute(
-                    stmt.values(email=email, name=name, status="active", created_at=now, updated_at=now)
-                ).rowcount
-                added += done
-                present += 1 - done
-        return added, present
+                key = address_key(email)
+                found = self._find(conn, key)
+                if found is not None:
+                    if found.status == "active":
+                        report.present.append(found.email)
+                    else:
+                        since = found.updated_at.strftime("%Y-%m-%d")
+                        report.kept_out.append((email, f"{found.status} since {since}; not re-subscribed"))
+                    continue
+                if self._removed(conn, key):
+                    report.kept_out.append((email, "removed from the list; not added back"))
+                    continue
+                if _insert_active(conn, email, name, origin=origin, reason=reason, now=now):
+                    report.added.append(email)
+                else:  # added by another process a moment ago
+                    report.present.append(email)
+        return report
 
     def add_new(self, rows: Iterable[tuple[str, str | None]], *, now: datetime, chunk: int = 50_000) -> None:
-        """Add addresses known not to be on the list yet as active, in bulk (one transaction);
-        for filling a database fast, e.g. in a benchmark. An address already present is an error."""
+        """Add addresses known not to be on the list yet as active, in bulk (one transaction), without
+        history; for filling a database fast, e.g. in a benchmark. An address already present is an error."""
         batch: list[dict[str, Any]] = []
         with self.engine.begin() as conn:
             for email, name in rows:
-                batch.append({"email": email, "name": name, "status": "active", "created_at": now, "updated_at": now})
+                batch.append(
+                    {
+                        "email": email,
+                        "name": name,
+                        "status": "active",
+                        "created_at": now,
+                        "updated_at": now,
+                        "address_key": address_key(email),
+                    }
+                )
                 if len(batch) >= chunk:
                     conn.execute(subscribers.insert(), batch)
                     batch = []
             if batch:
                 conn.execute(subscribers.insert(), batch)
 
-    def set_status(self, email: str, status: str, *, now: datetime | None = None) -> bool:
-        """Set a subscriber's status; False when the address is not on the list."""
+    def set_status(
+        self,
+        email: str,
+        status: str,
+        *,
+        now: datetime | None = None,
+        origin: str = "cli",
+        reason: str | None = None,
+    ) -> bool:
+        """Set a subscriber's status, recording when, why and from where; False when the address
+        is not on the list."""
+        key = address_key(email)
         with self.engine.begin() as conn:
-            result = conn.execute(
-                subscribers.update()
-                .where(subscribers.c.email == email)
-                .values(status=status, updated_at=now or utcnow())
+            if self._find(conn, key) is None:
+                return False
+            record_status(conn, key, status, origin=origin, reason=reason, now=now or utcnow())
+        return True
+
+    def suppress(
+        self, email: str, status: str, *, origin: str, reason: str | None = None, now: datetime | None = None
+    ) -> bool:
+        """Mark an address ``bounced`` or ``complained`` (whatever its status was: a complaint after an
+        unsubscribe is still worth knowing). False when the address is not on the list."""
+        if status not in SUPPRESSED:
+            raise ValueError(f"suppress: status must be one of {', '.join(SUPPRESSED)}, got {status!r}")
+        return self.set_status(email, status, now=now, origin=origin, reason=reason)
+
+    def unsubscribe(
+        self, email: str, *, now: datetime | None = None, origin: str = "one-click", reason: str | None = None
+    ) -> str:
+        """Unsubscribe an address. Returns ``unsubscribed`` when it was active, ``already`` when it
+        had already left (or bounced), ``unknown`` when it is not on the list."""
+        key = address_key(email)
+        with self.engine.begin() as conn:
+            found = self._find(conn, key)
+            if found is None:
+                return "unknown"
+            if found.status != "active":
+                return "already"
+            record_status(conn, key, "unsubscribed", origin=origin, reason=reason, now=now or utcnow())
+        return "unsubscribed"
+
+    def resubscribe(
+        self, email: str, *, now: datetime | None = None, origin: str = "cli", reason: str | None = None
+    ) -> str:
+        """Bring someone who left back as active. Returns ``resubscribed``, ``already`` (active) or
+        ``unknown``. A removed address is added afresh (its suppression lifted): only a deliberate
+        act by the person or the editor calls this."""
+        now = now or utcnow()
+        key = address_key(email)
+        with self.engine.begin() as conn:
+            found = self._find(conn, key)
+            if found is None:
+                if not self._removed(conn, key):
+                    return "unknown"
+                conn.execute(suppressions.delete().where(suppressions.c.key_hash == _key_hash(key)))
+                _insert_active(conn, email, None, origin=origin, reason=reason, now=now)
+                return "resubscribed"
+            if found.status == "active":
+                return "already"
+            record_status(conn, key, "active", origin=origin, reason=reason, now=now)
+        return "resubscribed"
+
+    def activate(
+        self,
+        email: str,
+        name: str | None,
+        *,
+        now: datetime | None = None,
+        origin: str = "form",
+        reason: str | None = None,
+    ) -> str:
+        """Put a confirmed sign-up on the list: ``added`` when the address is new, ``resubscribed``
+        when it had left, bounced or been removed (confirming is the person's own deliberate act),
+        ``already`` when it is active. The stored spelling of the address is kept."""
+        now = now or utcnow()
+        key = address_key(email)
+        with self.engine.begin() as conn:
+            found = self._find(conn, key)
+            if found is None:
+                removed = self._removed(conn, key)
+                if removed:
+                    conn.execute(suppressions.delete().where(suppressions.c.key_hash == _key_hash(key)))
+                if not _insert_active(conn, email, name, origin=origin, reason=reason, now=now):
+                    return "already"
+                return "resubscribed" if removed else "added"
+            if found.status == "active":
+                return "already"
+            record_status(conn, key, "active", origin=origin, reason=reason, now=now)
+            if name:
+                conn.execute(subscribers.update().where(s.address_key == key).values(name=name))
+        return "resubscribed"
+
+    def status_of(self, email: str) -> str | None:
+        """The status of an address (letter case aside), or None when it is not on the list."""
+        found = self.find(email)
+        return None if found is None else found.status
+
+    def remove(self, email: str, *, now: datetime | None = None) -> bool:
+        """Erase a person: their subscriber row and history; their name and address in past
+        deliveries (which stay, anonymised, for the issue counts) and their undelivered ones. Keeps
+        only a hash of the address key, so an import cannot add them again. False when unknown."""
+        now = now or utcnow()
+        key = address_key(email)
+        digest = _key_hash(key)
+        with self.engine.begin() as conn:
+            found = self._find(conn, key)
+            if found is None:
+                return False
+            d = deliveries.c
+            conn.execute(deliveries.delete().where(d.email == found.email, d.status.in_(("pending", "retry"))))
+            conn.execute(
+                deliveries.update()
+                .where(d.email == found.email)
+                .values(email=f"removed:{digest[:16]}", name=None, detail=None)
             )
-        return bool(result.rowcount)
+            conn.execute(subscriber_events.delete().where(subscriber_events.c.address_key == key))
+            conn.execute(subscribers.delete().where(s.address_key == key))
+            if not self._removed(conn, key):
+                conn.execute(suppressions.insert().values(key_hash=digest, created_at=now))
+        return True
+
+    def history(self, email: str) -> list[SubscriberEventRecord]:
+        """The status changes of an address, oldest first."""
+        e = subscriber_events.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(e.at, e.status, e.origin, e.reason).where(e.address_key == address_key(email)).order_by(e.id)
+            )
+            return [record_from_row(SubscriberEventRecord, r) for r in rows]
 
     def all(self, status: str | None = None) -> list[SubscriberRecord]:
         """Every subscriber (or those with ``status``), by address."""
@@ -90,46 +307,3 @@ class SubscribersRepository(Repository):
         with self.engine.connect() as conn:
             for row in conn.execution_options(yield_per=chunk).execute(_ACTIVE):
                 yield row.email, row.name
-
-    def unsubscribe(self, email: str, *, now: datetime | None = None) -> str:
-        """Unsubscribe an address in one statement. Returns ``unsubscribed`` when it was active,
-        ``already`` when it had already left (or bounced), ``unknown`` when it is not on the list."""
-        same_address = sa.func.lower(subscribers.c.email) == email.lower()
-        with self.engine.begin() as conn:
-            changed = conn.execute(
-                subscribers.update()
-                .where(same_address, subscribers.c.status == "active")
-                .values(status="unsubscribed", updated_at=now or utcnow())
-            ).rowcount
-            if changed:
-                return "unsubscribed"
-            exists = conn.execute(sa.select(subscribers.c.email).where(same_address)).first()
-        return "already" if exists else "unknown"
-
-    def activate(self, email: str, name: str | None, *, now: datetime | None = None) -> str:
-        """Put a confirmed sign-up on the list: ``added`` when the address is new,
-        ``resubscribed`` when it had left (or bounced), ``already`` when it is active. Matched
-        case-insensitively; the stored spelling is kept."""
-        now = now or utcnow()
-        same_address = sa.func.lower(subscribers.c.email) == email.lower()
-        with self.engine.begin() as conn:
-            found = conn.execute(sa.select(subscribers.c.email, subscribers.c.status).where(same_address)).first()
-            if found is None:
-                conn.execute(
-                    subscribers.insert().values(email=email, name=name, status="active", created_at=now, updated_at=now)
-                )
-                return "added"
-            if found.status == "active":
-                return "already"
-            values: dict[str, Any] = {"status": "active", "updated_at": now}
-            if name:
-                values["name"] = name
-            conn.execute(subscribers.update().where(subscribers.c.email == found.email).values(**values))
-        return "resubscribed"
-
-    def status_of(self, email: str) -> str | None:
-        """The status of an address (matched case-insensitively), or None when it is not on the list."""
-        with self.engine.connect() as conn:
-            return conn.execute(
-                sa.select(subscribers.c.status).where(sa.func.lower(subscribers.c.email) == email.lower())
-            ).scalar()

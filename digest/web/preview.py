@@ -27,7 +27,7 @@ from datetime import datetime, timedelta, timezone
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from digest import editorial
 from digest.build_files import SAMPLE_RECIPIENT
@@ -176,6 +176,14 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     return out
 
 
+def web_link(url: str | None) -> str | None:
+    """``url`` when it is an http(s) address, else None: a front matter's ``javascript:`` or
+    ``data:`` URL is shown as text, never as a link the editor could click."""
+    if url and urlsplit(url.strip()).scheme.lower() in ("http", "https"):
+        return url
+    return None
+
+
 def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleLine, ...], tuple[ArticleLine, ...]]:
     tz = settings.newsletter.tz
     issue = built.issue
@@ -190,7 +198,7 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
             a.display_title,
             a.source,
             when(a),
-            a.url,
+            web_link(a.url),
             "pinned as the lead story by the editor"
             if a.id == issue.pinned
             else f"published inside this issue's window ({window}), not in an earlier issue; {i} of at most {cap}",
@@ -204,7 +212,7 @@ def article_lines(settings: Settings, built: BuiltIssue) -> tuple[tuple[ArticleL
             s.article.display_title,
             s.article.source,
             when(s.article),
-            s.article.url,
+            web_link(s.article.url),
             s.reason,
             s.article.id,
             s.reason == LEFT_OUT,
@@ -334,7 +342,10 @@ class Preview:
             slot = due_slot(settings, self.as_of) if self.as_of else upcoming_slot(settings, now)
             built = build_issue(settings, store, slot)
             html, plain = personalise(
-                built.rendered, email=SAMPLE_RECIPIENT, token=token_signer(settings, store).token(SAMPLE_RECIPIENT)
+                built.rendered,
+                email=SAMPLE_RECIPIENT,
+                token=token_signer(settings, store).token(SAMPLE_RECIPIENT),
+                name=settings.newsletter.recipient_name(None),
             )
         except DigestError as exc:
             self.snapshot = Snapshot(version, now, settings=settings, error=str(exc))
@@ -360,10 +371,24 @@ class Preview:
 
 # --- the app ---------------------------------------------------------------------------------------
 
+# The issue as e-mail HTML: inline styles and remote images, never scripts; framed only by the preview page.
 EMAIL_CSP = [
-    ("Content-Security-Policy", "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'"),
+    (
+        "Content-Security-Policy",
+        "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'self'",
+    ),
     ("Cache-Control", "no-store"),
 ]
+
+
+def page_csp(nonce: str) -> str:
+    """The preview page's policy: its own script (by nonce) and nothing injected into it, frames and
+    fetches from itself only. A link in an article's front matter cannot run script here."""
+    return (
+        f"default-src 'self'; script-src 'nonce-{nonce}'; style-src 'unsafe-inline'; img-src 'self' data:; "
+        "frame-src 'self'; connect-src 'self'; form-action 'self'; base-uri 'none'; object-src 'none'; "
+        "frame-ancestors 'none'"
+    )
 
 
 @dataclass
@@ -393,10 +418,12 @@ class PreviewApp:
         if method not in ("GET", "HEAD"):
             raise BadRequest(405, "method not allowed")
         if path == "/":
+            nonce = secrets.token_urlsafe(16)
             return page(
                 "preview.html",
                 200,
-                [("Cache-Control", "no-store")],
+                [("Cache-Control", "no-store"), ("Content-Security-Policy", page_csp(nonce))],
+                nonce=nonce,
                 snap=snap,
                 csrf=self.csrf,
                 notice=request.query.get("notice"),

@@ -29,14 +29,24 @@ from typing import Any
 from urllib.parse import quote
 
 from digest.config import NewsletterSettings, Settings
-from digest.models import EMAIL_MARK, TOKEN_MARK, RenderedIssue
+from digest.models import EMAIL_MARK, NAME_MARK, TOKEN_MARK, RenderedIssue
 from digest.store import Store
 from digest.store.records import ArchivedIssue
 from digest.text import plural
 from digest.tokens import ConfirmSigner, TokenSigner, secret_for
 from digest.web.signup import Signup
 from digest.web.webhooks import Webhooks
-from digest.web.wsgi import BadRequest, Request, Response, StartResponse, make_wsgi_server, page, redirect, text
+from digest.web.wsgi import (
+    BadRequest,
+    Request,
+    Response,
+    ServerLimits,
+    StartResponse,
+    make_wsgi_server,
+    page,
+    redirect,
+    text,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +56,12 @@ ONE_CLICK = ("List-Unsubscribe", "One-Click")
 # Pages about one person's subscription are never cached, indexed, or leaked through Referer.
 PRIVATE = [("Cache-Control", "no-store"), ("Referrer-Policy", "no-referrer"), ("X-Robots-Tag", "noindex")]
 # The archive shows e-mail HTML: it needs inline styles, never scripts.
-ARCHIVE_CSP = [("Content-Security-Policy", "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'")]
+ARCHIVE_CSP = [
+    (
+        "Content-Security-Policy",
+        "script-src 'none'; object-src 'none'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    )
+]
 
 _KEY = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
@@ -65,23 +80,24 @@ _TOKEN_LINK = re.compile(rf"{_LINK}\s*·\s*|\s*·\s*{_LINK}|{_LINK}", re.S)
 _TOKEN_IMG = re.compile(rf"<img\b[^>]*{re.escape(TOKEN_MARK)}[^>]*>", re.S)
 
 
-def _public_html(body: str) -> str:
+def _public_html(body: str, name: str) -> str:
     body = _TOKEN_IMG.sub("", body)
     body = _TOKEN_LINK.sub("", body)
     body = _PERSONAL_P.sub("", body)
-    return _leftover_markers(body)
+    return _leftover_markers(body, htmllib.escape(name))
 
 
-def _public_text(body: str) -> str:
+def _public_text(body: str, name: str) -> str:
     # Paragraphs (blank-line separated) that name the recipient go whole; lines with a token go.
     paragraphs = [p for p in re.split(r"\n[ \t]*\n", body) if not any(f in p for f in _EMAIL_FORMS)]
     kept = "\n\n".join(paragraphs)
-    return _leftover_markers("\n".join(line for line in kept.split("\n") if TOKEN_MARK not in line))
+    return _leftover_markers("\n".join(line for line in kept.split("\n") if TOKEN_MARK not in line), name)
 
 
-def _leftover_markers(body: str) -> str:
-    # Markers a user's template put somewhere else: no token, and the address becomes "you".
-    body = body.replace(TOKEN_MARK, "")
+def _leftover_markers(body: str, name: str) -> str:
+    # Markers a user's template put somewhere else: no token, the address becomes "you" and the
+    # subscriber's name the newsletter's fallback name.
+    body = body.replace(TOKEN_MARK, "").replace(NAME_MARK, name)
     for form in _EMAIL_FORMS:
         body = body.replace(form, "you")
     return body
@@ -90,8 +106,9 @@ def _leftover_markers(body: str) -> str:
 def public_copy(rendered: RenderedIssue, nl: NewsletterSettings) -> tuple[str, str]:
     """The issue's HTML and text for anyone to read: the footer text that speaks to one recipient,
     the unsubscribe link (it would have no token) and the tracking pixel are taken out. Markers a
-    custom template put anywhere else are removed (the address becomes "you")."""
-    return _public_html(rendered.html), _public_text(rendered.text)
+    custom template put anywhere else are removed (the address becomes "you", the subscriber's name
+    the newsletter's ``name_fallback``)."""
+    return _public_html(rendered.html, nl.name_fallback), _public_text(rendered.text, nl.name_fallback)
 
 
 def _atom_time(value: datetime) -> str:
@@ -309,10 +326,16 @@ def make_serve_app(settings: Settings, store: Store) -> SubscriberApp:
 
 
 def run_serve(
-    settings: Settings, store: Store, host: str, port: int, *, ready: Callable[[str], None] | None = None
+    settings: Settings,
+    store: Store,
+    host: str,
+    port: int,
+    limits: ServerLimits | None = None,
+    *,
+    ready: Callable[[str], None] | None = None,
 ) -> None:
     """Serve until Ctrl-C or SIGTERM."""
-    server = make_wsgi_server(make_serve_app(settings, store), host, port)
+    server = make_wsgi_server(make_serve_app(settings, store), host, port, limits or ServerLimits())
     url = f"http://{host}:{server.server_port}"
     log.info("serving unsubscribe and archive on %s", url)
     if ready:

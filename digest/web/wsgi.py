@@ -1,11 +1,12 @@
-"""A few WSGI helpers shared by the preview and the subscriber apps, and a threaded server from the
-standard library whose log never shows query strings (they carry unsubscribe tokens)."""
+"""A few WSGI helpers shared by the preview and the subscriber apps, the security headers every page
+carries, and the server both run on: waitress, with bounded threads, idle and request timeouts and a
+body-size cap. It writes no access log, so query strings (they carry unsubscribe tokens) stay out of logs."""
 
 from __future__ import annotations
 
 import json
 import logging
-import socketserver
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from email.parser import BytesParser
@@ -13,9 +14,10 @@ from email.policy import HTTP
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qs
-from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import jinja2
+from waitress import wasyncore
+from waitress.server import BaseWSGIServer, create_server
 
 log = logging.getLogger(__name__)
 
@@ -133,22 +135,120 @@ def redirect(location: str) -> Response:
     return Response(303, b"", headers=[("Location", location)])
 
 
-class ThreadingWSGIServer(socketserver.ThreadingMixIn, WSGIServer):
-    daemon_threads = True
-    allow_reuse_address = True
+# Every page: no MIME sniffing, no framing by other sites, and a policy that allows no script and
+# no form target elsewhere unless the response sets its own (and then it must say frame-ancestors).
+NOSNIFF = ("X-Content-Type-Options", "nosniff")
+DEFAULT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
 
 
-class QuietHandler(WSGIRequestHandler):
-    """Logs method, path and status only: the query string can hold a subscriber's token."""
+def with_security_headers(app: Callable[..., Iterable[bytes]]) -> Callable[..., Iterable[bytes]]:
+    """``app`` with X-Content-Type-Options and a Content-Security-Policy (DEFAULT_CSP when the
+    response sets none) on every response, error pages included; each request logged as method,
+    path and status, never the query string (it can hold a subscriber's token)."""
 
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        path = self.path.split("?", 1)[0]
-        log.info("%s %s %s", self.command, path, code)
+    def wrapped(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+            names = {name.lower() for name, _ in headers}
+            extra = [NOSNIFF] if "x-content-type-options" not in names else []
+            if "content-security-policy" not in names:
+                extra.append(("Content-Security-Policy", DEFAULT_CSP))
+            log.info("%s %s %s", environ.get("REQUEST_METHOD"), environ.get("PATH_INFO"), status.split(" ", 1)[0])
+            return start_response(status, [*headers, *extra], exc_info)
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base class's name
-        log.debug("%s", format % args)
+        return app(environ, start)
+
+    return wrapped
 
 
-def make_wsgi_server(app: Callable[..., Iterable[bytes]], host: str, port: int) -> ThreadingWSGIServer:
-    """A threaded server for ``app`` on host:port (port 0: any free port; see ``server_port``)."""
-    return make_server(host, port, app, server_class=ThreadingWSGIServer, handler_class=QuietHandler)
+@dataclass(frozen=True)
+class ServerLimits:
+    """How much one server takes on. A connection that sends nothing for ``idle_timeout`` seconds
+    is closed, whether idle between requests or stalled mid-body (a Content-Length larger than the
+    body): waitress reads each request whole before a worker thread sees it, so a slow client holds
+    a socket, never a thread. Bodies over ``max_body`` get 413."""
+
+    threads: int = 8
+    idle_timeout: int = 30
+    max_body: int = MAX_BODY
+    connections: int = 1000
+
+
+class WebServer:
+    """``app`` served by waitress on host:port (port 0: any free port; see ``server_port``), with
+    the security headers. ``serve_forever`` in one thread; ``shutdown`` from another stops it."""
+
+    def __init__(
+        self, app: Callable[..., Iterable[bytes]], host: str, port: int, limits: ServerLimits = ServerLimits()
+    ) -> None:
+        self.app = app
+        self.limits = limits
+        self._map: dict[int, Any] = {}  # waitress's socket map, ours so we can run and stop its loop
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
+        self._stopped.set()
+        self.server = create_server(
+            with_security_headers(app),
+            map=self._map,
+            host=host,
+            port=port,
+            threads=limits.threads,
+            channel_timeout=limits.idle_timeout,
+            # How often idle connections are looked for: a fraction of the timeout.
+            cleanup_interval=max(1, limits.idle_timeout // 4),
+            # waitress refuses a body of exactly its limit; ours is the largest allowed.
+            max_request_body_size=limits.max_body + 1,
+            connection_limit=limits.connections,
+            # select() cannot watch more than 1024 sockets; poll() can.
+            asyncore_use_poll=True,
+            ident="digest",
+            expose_tracebacks=False,
+        )
+        # A host name with several addresses (localhost: IPv4 and IPv6) gets one socket for each.
+        single = self.server if isinstance(self.server, BaseWSGIServer) else None
+        self._single = single
+        if single is not None:
+            self.server_port = int(single.getsockname()[1])
+        else:
+            assert not isinstance(self.server, BaseWSGIServer)
+            self.server_port = int(self.server.effective_listen[0][1])
+
+    def get_app(self) -> Callable[..., Iterable[bytes]]:
+        return self.app
+
+    def serve_forever(self) -> None:
+        self._stopped.clear()
+        try:
+            while not self._stop.is_set():
+                wasyncore.loop(timeout=0.5, map=self._map, use_poll=True, count=1)
+        finally:
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        """Stop serve_forever (running in another thread) and wait for it."""
+        self._stop.set()
+        if self._single:
+            self._single.pull_trigger()  # wakes the loop at once (else within its half-second poll)
+        self._stopped.wait()
+
+    def close_idle(self, now: float) -> None:
+        """Close the connections idle since before ``now - idle_timeout`` (a time.time() value).
+        The server does this by itself every ``idle_timeout // 4`` seconds; tests call it with a
+        clock of their own instead of waiting."""
+        servers = [self._single] if self._single else [s for s in self._map.values() if isinstance(s, BaseWSGIServer)]
+        for server in servers:
+            server.maintenance(int(now))
+            server.pull_trigger()
+
+    def server_close(self) -> None:
+        self.server.task_dispatcher.shutdown()
+        wasyncore.close_all(self._map)
+
+
+def make_wsgi_server(
+    app: Callable[..., Iterable[bytes]], host: str, port: int, limits: ServerLimits = ServerLimits()
+) -> WebServer:
+    """The server for ``app`` on host:port, with the security headers and the limits."""
+    return WebServer(app, host, port, limits)
