@@ -21,7 +21,7 @@ import requests
 from digest.config import MailgunSettings
 from digest.delivery.api import APIBackend
 from digest.delivery.base import OutgoingMessage
-from digest.delivery.mime import to_field
+from digest.delivery.mime import api_to_field
 from digest.models import DeliveryResult
 
 
@@ -45,7 +45,7 @@ class MailgunBackend(APIBackend):
             name_html="%recipient.name_html%",
         )
         fields = [("from", t.nl.sender)]
-        fields += [("to", to_field(m.recipient, m.name)) for m in messages]
+        fields += [("to", api_to_field(m.recipient, m.name)) for m in messages]
         fields += [
             ("subject", t.subject),
             ("text", text),

@@ -28,6 +28,7 @@ import html as htmllib
 import re
 import secrets
 from datetime import datetime
+from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
 from email.utils import format_datetime, formataddr, make_msgid, parseaddr
@@ -124,6 +125,14 @@ def to_field(address: str, name: str | None) -> str:
         return formataddr((name, wire))
     quoted = name.replace("\\", "\\\\").replace('"', '\\"')
     return f'"{quoted}" <{wire}>'
+
+
+def api_to_field(address: str, name: str | None) -> str:
+    """The To: value for an e-mail service's API: the name as it is (quoted as RFC 5322 needs,
+    not RFC 2047-encoded: the service encodes the header it writes) and the wire address."""
+    single = display_name(name)
+    wire = wire_address(address)
+    return str(Address(display_name=single, addr_spec=wire)) if single else wire
 
 
 def message_id(key: str, domain: str) -> str:

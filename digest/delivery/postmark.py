@@ -23,7 +23,7 @@ import requests
 from digest.config import PostmarkSettings
 from digest.delivery.api import APIBackend
 from digest.delivery.base import OutgoingMessage
-from digest.delivery.mime import to_field
+from digest.delivery.mime import api_to_field
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 
@@ -52,7 +52,7 @@ class PostmarkBackend(APIBackend):
         )
         out: dict[str, object] = {
             "From": t.nl.sender,
-            "To": to_field(m.recipient, m.name),
+            "To": api_to_field(m.recipient, m.name),
             "Subject": t.subject,
             "TextBody": text,
             "HtmlBody": html,
