@@ -205,6 +205,9 @@ class WebServer:
             asyncore_use_poll=True,
             ident="digest",
             expose_tracebacks=False,
+            # Keep X-Forwarded-For: the sign-up's rate limit trusts it from a loopback peer only (the
+            # publication's own web server in front), and decides that itself (digest.web.signup).
+            clear_untrusted_proxy_headers=False,
         )
         # A host name with several addresses (localhost: IPv4 and IPv6) gets one socket for each.
         single = self.server if isinstance(self.server, BaseWSGIServer) else None
