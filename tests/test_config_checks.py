@@ -182,3 +182,9 @@ def test_cli_reports_every_problem_at_once_with_exit_2(write_config) -> None:
     for key in ("newsletter.site_url", ".url", "selection.window_days", "delivery.lease_seconds", "templates.path"):
         assert sum(key in line for line in lines) >= 1, (key, proc.stderr)
     assert all(line.startswith(f"digest: config error: {path}: ") for line in lines), proc.stderr
+
+
+def test_path_with_a_nul_character_is_reported_not_raised(tmp_path: Path) -> None:
+    problems = problems_for(tmp_path, {"delivery": {"outbox": {"path": "out\x00box"}}, "templates": {"path": "\x00"}})
+    assert [p.split(": ")[1] for p in problems] == ["delivery.outbox.path", "templates.path"], problems
+    assert all("contains a NUL character" in p for p in problems), problems

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 if TYPE_CHECKING:
     from apscheduler.triggers.cron import CronTrigger
@@ -30,8 +30,14 @@ class ConfigSection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
+def _usable_path(value: Path) -> Path:
+    if "\x00" in str(value):
+        raise ValueError(f"path {str(value)!r} contains a NUL character")
+    return value
+
+
 #: A path in the config file: a TOML string, made absolute against the config file's folder.
-ConfigPath = Annotated[Path, Field(strict=False)]
+ConfigPath = Annotated[Path, Field(strict=False), AfterValidator(_usable_path)]
 
 # Characters that never belong in a URL we put in a header or an attribute: controls (CR/LF
 # would split a List-Unsubscribe header), spaces, quotes, angle brackets, backslash, backtick.

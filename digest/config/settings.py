@@ -131,8 +131,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
     def fix(table: Any, key: str) -> None:
         if isinstance(table, dict) and isinstance(table.get(key), str):
-            p = Path(table[key]).expanduser()
-            table[key] = str(p if p.is_absolute() else (base / p).resolve())
+            try:
+                p = Path(table[key]).expanduser()
+                table[key] = str(p if p.is_absolute() else (base / p).resolve())
+            except (ValueError, OSError, RuntimeError):
+                pass  # a NUL character, a symlink loop: left as written, for validation to report
 
     for src in data.get("sources", []) if isinstance(data.get("sources"), list) else []:
         fix(src, "path")
