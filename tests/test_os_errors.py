@@ -113,3 +113,19 @@ def test_zero_length_state_file_is_one_line_from_the_cli(write_config, tmp_path:
     state.parent.mkdir()
     state.write_bytes(b"")
     one_line(digest("--config", str(cfg), "subscribers", "list"), str(state), "is empty")
+
+
+def test_article_dates_out_of_range_are_one_problem_each_and_the_folder_goes_on(write_config, tmp_path: Path) -> None:
+    cfg = write_config()
+    # East of UTC, midnight of 1 January of year 1 is in year 0, which datetime cannot hold.
+    cfg.write_text(cfg.read_text().replace("Europe/London", "Asia/Tokyo"))
+    write_article(tmp_path / "content", "old.md", title="Old", date="0001-01-01", body="Lead. More.")
+    write_article(tmp_path / "content", "far.md", title="Far", date="9999-12-31T23:59:00-05:00", body="Lead. More.")
+    write_article(tmp_path / "content", "one.md", title="One", date="2025-08-08", body="Lead one. More.")
+    proc = digest("--config", str(cfg), "ingest")
+    assert proc.returncode == 0, proc.stderr
+    assert "1 articles (1 new" in proc.stdout, proc.stdout
+    problems = proc.stderr.strip().splitlines()
+    assert len(problems) == 2, proc.stderr
+    assert "far.md: skipped: date 9999-12-31T23:59:00-05:00 is out of range" in problems[0], problems
+    assert "old.md: skipped: date 0001-01-01T00:00:00 is out of range" in problems[1], problems
