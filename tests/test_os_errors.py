@@ -129,3 +129,18 @@ def test_article_dates_out_of_range_are_one_problem_each_and_the_folder_goes_on(
     assert len(problems) == 2, proc.stderr
     assert "far.md: skipped: date 9999-12-31T23:59:00-05:00 is out of range" in problems[0], problems
     assert "old.md: skipped: date 0001-01-01T00:00:00 is out of range" in problems[1], problems
+
+
+def test_an_os_error_no_command_wrapped_is_still_one_line_with_its_path(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    from digest.cli import app
+
+    def refuse(_path: object) -> None:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "digest.toml"))
+
+    monkeypatch.setattr(app, "load_config", refuse)
+    with pytest.raises(SystemExit) as stopped:
+        app.main(["--config", str(tmp_path / "digest.toml"), "status"])
+    assert stopped.value.code == 1
+    assert capsys.readouterr().err == f"digest: error: {tmp_path / 'digest.toml'}: Permission denied\n"
