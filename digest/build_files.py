@@ -12,6 +12,7 @@ from pathlib import Path
 
 from digest.config import Settings
 from digest.delivery.mime import build_message
+from digest.errors import FileError
 from digest.models import RenderedIssue
 from digest.render.issue import personalise
 from digest.tokens import TokenSigner
@@ -30,15 +31,19 @@ class BuildOutput:
 def write_build(
     rendered: RenderedIssue, settings: Settings, signer: TokenSigner, out: Path, *, now: datetime
 ) -> BuildOutput:
-    """Write issue.html, issue.txt and a sample issue.eml (addressed to a sample reader)."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Write issue.html, issue.txt and a sample issue.eml (addressed to a sample reader).
+    Raises :class:`FileError` naming the file when the folder cannot be made or written."""
     token = signer.token(SAMPLE_RECIPIENT)
     html, text = personalise(
         rendered, email=SAMPLE_RECIPIENT, token=token, name=settings.newsletter.recipient_name(None)
     )
     paths = BuildOutput(out / "issue.html", out / "issue.txt", out / "issue.eml")
-    paths.html.write_text(html, encoding="utf-8")
-    paths.text.write_text(text, encoding="utf-8")
     msg = build_message(rendered, settings.newsletter, to=SAMPLE_RECIPIENT, token=token, now=now)
-    paths.eml.write_bytes(msg.as_bytes())
+    target = out
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for target, data in ((paths.html, html.encode()), (paths.text, text.encode()), (paths.eml, msg.as_bytes())):
+            target.write_bytes(data)
+    except OSError as exc:
+        raise FileError.from_os(exc, f"cannot write {target}", "choose a folder you can write to") from None
     return paths

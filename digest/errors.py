@@ -25,6 +25,26 @@ class UsageError(DigestError):
     exit_code = 2
 
 
+class FileError(DigestError):
+    """A file or folder digest writes or reads cannot be used (missing folder, permissions, disk full)."""
+
+    @classmethod
+    def from_os(cls, exc: OSError, doing: str, fix: str) -> FileError:
+        """``doing`` names the file (``"cannot write out/issue.html"``); ``fix`` what to do."""
+        return cls(f"{doing}: {os_reason(exc)}; {fix}")
+
+
+def os_reason(exc: OSError) -> str:
+    """An OS error's reason without its errno and repeated path: "Permission denied"."""
+    return exc.strerror or exc.__class__.__name__
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line for an OS error nothing more specific caught: the path(s) and the reason."""
+    paths = " -> ".join(str(f) for f in (exc.filename, exc.filename2) if f is not None)
+    return f"{paths}: {os_reason(exc)}" if paths else os_reason(exc)
+
+
 class SourceError(DigestError):
     """A source could not be read or parsed."""
 

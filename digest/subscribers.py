@@ -9,7 +9,7 @@ from pathlib import Path
 
 from email_validator import EmailNotValidError, validate_email
 
-from digest.errors import DigestError
+from digest.errors import DigestError, FileError
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ def read_subscriber_csv(path: Path) -> CSVImport:
         raise DigestError(f"{path}: subscriber file not found; check [subscribers] csv or the path given") from None
     except UnicodeDecodeError:
         raise DigestError(f"{path}: not UTF-8 text; save the CSV as UTF-8") from None
+    except OSError as exc:
+        raise FileError.from_os(exc, f"cannot read {path}", "check [subscribers] csv or the path given") from None
     lines = text.splitlines()
     reader = csv.reader(lines)
     first = next(reader, None)

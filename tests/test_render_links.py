@@ -65,5 +65,5 @@ def test_issue_links_are_tagged_but_unsubscribe_and_archive_are_not(tmp_path: Pa
 def test_unknown_placeholder_is_a_config_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"links\.utm_campaign: unknown placeholder or stray brace in '\{week\}'"):
         make_settings(tmp_path, {"links": {"utm_campaign": "{week}"}})
-    with pytest.raises(ConfigError, match=r"links\.tracking_pixel_url: expected an https URL"):
+    with pytest.raises(ConfigError, match=r"links\.tracking_pixel_url: expected a URL starting with https://"):
         make_settings(tmp_path, {"links": {"tracking_pixel_url": "http://t.example.org/p.gif"}})

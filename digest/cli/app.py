@@ -12,9 +12,13 @@ import click
 
 from digest import __version__
 from digest.config import Settings, config_path_from, load_config
-from digest.errors import ConfigError, DigestError, UsageError
+from digest.errors import ConfigError, DigestError, UsageError, describe_os_error
 from digest.redact import MaskingFilter, mask
 from digest.store import Store, state_error_line
+
+# The moments --as-of accepts: the window, the schedule's year ahead and the time zones all
+# stay far inside what datetime can hold (year 1 to 9999) and what the state database stores.
+AS_OF_RANGE = (datetime(1970, 1, 1), datetime(9000, 12, 31, 23, 59, 59))
 
 
 class Context:
@@ -49,6 +53,9 @@ class Context:
             raise UsageError(
                 f"--as-of: expected a date or date and time like 2025-08-11T09:00, got {value!r}"
             ) from None
+        if not AS_OF_RANGE[0] <= when.replace(tzinfo=None) <= AS_OF_RANGE[1]:
+            first, last = (d.date().isoformat() for d in AS_OF_RANGE)
+            raise UsageError(f"--as-of: {value} is out of range; give a moment between {first} and {last}")
         return when if when.tzinfo else when.replace(tzinfo=self.settings.newsletter.tz)
 
 
@@ -122,6 +129,12 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         click.echo("digest: interrupted", err=True)
         sys.exit(130)
+    except OSError as exc:
+        # A file or folder no command wrapped with its own advice: still one line with the path.
+        if debug:
+            raise
+        click.echo(f"digest: error: {describe_os_error(exc)}", err=True)
+        sys.exit(1)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no traceback
         state = state_error_line(exc)
         if state is not None and not debug:

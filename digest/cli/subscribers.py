@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from digest.cli.app import Context, cli, echo, pass_ctx, warn
-from digest.errors import DigestError
+from digest.errors import DigestError, FileError
 
 STATUSES = ["active", "unsubscribed", "bounced", "complained"]
 
@@ -147,16 +147,22 @@ def subscribers_export(c: Context, out: Path | None, status: str | None) -> None
     """Write subscribers as CSV (email, name, status) to FILE.csv, or to standard output."""
     import csv
 
-    handle = out.open("w", encoding="utf-8", newline="") if out else None
     try:
-        writer = csv.writer(handle or sys.stdout, lineterminator="\n")
-        writer.writerow(["email", "name", "status"])
-        n = 0
-        for r in c.store.subscribers.stream(status):
-            writer.writerow([spreadsheet_safe(r.email), spreadsheet_safe(r.name or ""), r.status])
-            n += 1
-    finally:
-        if handle:
-            handle.close()
+        handle = out.open("w", encoding="utf-8", newline="") if out else None
+        try:
+            writer = csv.writer(handle or sys.stdout, lineterminator="\n")
+            writer.writerow(["email", "name", "status"])
+            n = 0
+            for r in c.store.subscribers.stream(status):
+                writer.writerow([spreadsheet_safe(r.email), spreadsheet_safe(r.name or ""), r.status])
+                n += 1
+        finally:
+            if handle:
+                handle.close()
+    except OSError as exc:
+        where = out or "standard output"
+        raise FileError.from_os(
+            exc, f"cannot write {where}", "give a path in a folder that exists and you can write to"
+        ) from None
     if out:
         echo(f"wrote {n} subscribers to {out}")

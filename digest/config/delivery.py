@@ -10,7 +10,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from digest.config.sections import ConfigSection, one_of
+from digest.config.sections import ConfigPath, ConfigSection, check_url, one_of
 
 #: The ``[delivery] backend`` values. digest.delivery.registry maps each to its backend class
 #: (the config sits below the backends and does not import them; a test keeps the two equal).
@@ -45,11 +45,11 @@ class SMTPSettings(ConfigSection):
     security: Literal["none", "starttls", "tls"] = "starttls"
     username: str | None = None
     password_env: str | None = None
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(30.0, gt=0, le=3600)
     # Parallel connections, each reused for many messages (delivery.pace caps messages each).
     connections: int = Field(2, ge=1, le=64)
     # A CA bundle for a relay with a private certificate; certificates are always checked.
-    ca_file: Path | None = None
+    ca_file: ConfigPath | None = None
     # A Return-Path per recipient (VERP: sender+ana=example.org@domain), so the bounce mailbox
     # knows whom each bounce is about; the relay must deliver sender+anything to the sender's box.
     verp: bool = False
@@ -63,7 +63,7 @@ class DKIMSettings(ConfigSection):
     selector: str
     # The signing domain (d=); the sender's domain when not given, which keeps DMARC aligned.
     domain: str | None = None
-    key_path: Path | None = None
+    key_path: ConfigPath | None = None
     key_env: str | None = None
     # Filled from key_path or the environment variable named by key_env; never from the file.
     private_key: SecretStr | None = Field(None, exclude=True, repr=False)
@@ -85,22 +85,22 @@ class DKIMSettings(ConfigSection):
 
 
 class OutboxSettings(ConfigSection):
-    path: Path = Path("outbox")
+    path: ConfigPath = Path("outbox")
 
 
 class PaceSettings(ConfigSection):
     # 0 = as fast as the backend goes; a provider's 421 or 429 slows the pace down either way.
-    messages_per_second: float = Field(0.0, ge=0)
+    messages_per_second: float = Field(0.0, ge=0, le=100_000)
     # SMTP: a connection is closed and opened again after this many messages.
-    messages_per_connection: int = Field(100, ge=1)
+    messages_per_connection: int = Field(100, ge=1, le=1_000_000)
 
 
 class RetrySettings(ConfigSection):
     # Transient failures (SMTP 4xx, dropped connections, HTTP 429/5xx) are retried with
     # exponential backoff and jitter, honouring Retry-After, up to max_attempts in all.
-    max_attempts: int = Field(5, ge=1)
-    base_delay: float = Field(5.0, gt=0)
-    max_delay: float = Field(600.0, gt=0)
+    max_attempts: int = Field(5, ge=1, le=100)
+    base_delay: float = Field(5.0, gt=0, le=86400)
+    max_delay: float = Field(600.0, gt=0, le=86400)
 
 
 class APISettings(ConfigSection):
@@ -109,16 +109,14 @@ class APISettings(ConfigSection):
     )
 
     base_url: str
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(30.0, gt=0, le=3600)
     # Filled from the environment variable named by api_key_env; never read from the file.
     api_key: SecretStr | None = Field(None, exclude=True, repr=False)
 
     @field_validator("base_url")
     @classmethod
     def _base(cls, v: str) -> str:
-        if not v.startswith(("https://", "http://")):
-            raise ValueError(f"expected an http(s) URL, got {v!r}")
-        return v.rstrip("/")
+        return check_url(v).rstrip("/")
 
 
 class SendGridSettings(APISettings):
@@ -153,7 +151,7 @@ class DeliverySettings(ConfigSection):
     # (see digest.delivery.ledger). Default: the backend's own (SMTP 100, APIs their limit).
     batch_size: int | None = Field(None, ge=1, le=1000)
     # How long a claimed batch stays reserved for its sender before another may take it over.
-    lease_seconds: float = Field(600.0, gt=0)
+    lease_seconds: float = Field(600.0, gt=0, le=86400)
 
     @field_validator("backend")
     @classmethod

@@ -5,22 +5,75 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from datetime import datetime, timedelta, timezone
 from email.utils import parseaddr
 from pathlib import Path
 from string import Formatter
+from typing import TYPE_CHECKING, Annotated
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+if TYPE_CHECKING:
+    from apscheduler.triggers.cron import CronTrigger
 
 DEFAULT_CONFIG = Path("config/digest.toml")
 CONFIG_ENV = "DIGEST_CONFIG"
 
 
 class ConfigSection(BaseModel):
-    """A table of the config file: unknown keys are errors; the values, once read, are fixed."""
+    """A table of the config file: unknown keys are errors; the values, once read, are fixed.
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    Types are strict (``window_days = "7"`` is refused, not read as 7: a quoted number is
+    usually a mistake worth seeing) and numbers finite (``inf`` and ``nan`` are refused)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
+
+
+def _usable_path(value: Path) -> Path:
+    if "\x00" in str(value):
+        raise ValueError(f"path {str(value)!r} contains a NUL character")
+    return value
+
+
+#: A path in the config file: a TOML string, made absolute against the config file's folder.
+ConfigPath = Annotated[Path, Field(strict=False), AfterValidator(_usable_path)]
+
+# Characters that never belong in a URL we put in a header or an attribute: controls (CR/LF
+# would split a List-Unsubscribe header), spaces, quotes, angle brackets, backslash, backtick.
+_URL_UNSAFE = re.compile(r"[\x00-\x20\x7f\"'<>\\`]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_url(value: str, *, schemes: tuple[str, ...] = ("https", "http")) -> str:
+    """``value`` if it is an absolute URL with one of ``schemes``, a host, a valid port and no
+    character that would break a header or an HTML attribute; else a ValueError that says why."""
+    example = f"{schemes[0]}://example.org"
+    bad = _URL_UNSAFE.search(value)
+    if bad:
+        raise ValueError(
+            f"URL {value!r} contains {bad.group()!r}; spaces, control characters, quotes and <> "
+            "are not allowed (percent-encode them)"
+        )
+    parts = urlsplit(value)
+    listed = " or ".join(f"{s}://" for s in schemes)
+    if parts.scheme.lower() not in schemes:
+        raise ValueError(f"expected a URL starting with {listed}, got {value!r}")
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError:
+        raise ValueError(f"URL {value!r} has an invalid port") from None
+    if not parts.hostname:
+        raise ValueError(f"URL {value!r} has no host; expected a URL like {example!r}")
+    return value
+
+
+def single_line(value: str, what: str) -> str:
+    """``value`` if it holds no control character (a CR/LF would split the header it goes into)."""
+    if _CONTROL.search(value):
+        raise ValueError(f"{what} {value!r} contains a control character (a line break?); give it on one line")
+    return value
 
 
 def one_of(value: str, names: Iterable[str]) -> str:
@@ -33,6 +86,7 @@ def one_of(value: str, names: Iterable[str]) -> str:
 
 
 def _check_address(value: str, *, display_name: bool) -> str:
+    single_line(value, "address")
     name, addr = parseaddr(value)
     if "@" not in addr or addr.startswith("@") or addr.endswith("@") or " " in addr:
         form = '"Name <address@example.org>"' if display_name else '"address@example.org"'
@@ -61,11 +115,16 @@ class NewsletterSettings(ConfigSection):
     # An editor's note above the articles: inline text, or a file read when the issue is built
     # (blank lines separate paragraphs).
     editor_note: str | None = None
-    editor_note_file: Path | None = None
+    editor_note_file: ConfigPath | None = None
     # Who gets the [PREVIEW] before each slot when schedule.review_hours is set.
     editors: list[str] = []
     # Templates' {{ recipient_name }} for a subscriber without a name ("Dear reader").
     name_fallback: str = "reader"
+
+    @field_validator("title")
+    @classmethod
+    def _title(cls, v: str) -> str:
+        return single_line(v, "title")
 
     @field_validator("sender")
     @classmethod
@@ -85,16 +144,15 @@ class NewsletterSettings(ConfigSection):
     @field_validator("site_url", "unsubscribe_url", "archive_url", "subscribe_url", "logo_url")
     @classmethod
     def _url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("https://", "http://")):
-            raise ValueError(f"expected an http(s) URL, got {v!r}")
-        return None if v is None else v.rstrip("/")
+        return None if v is None else check_url(v).rstrip("/")
 
     @field_validator("timezone")
     @classmethod
     def _tz(cls, v: str) -> str:
         try:
             ZoneInfo(v)
-        except (ZoneInfoNotFoundError, ValueError):
+        # A folder of the zone database ("Europe") is an OSError, not ZoneInfoNotFoundError.
+        except (ZoneInfoNotFoundError, ValueError, OSError):
             raise ValueError(f'unknown time zone {v!r}; use an IANA name such as "Europe/London"') from None
         return v
 
@@ -149,7 +207,7 @@ class SourceSettings(ConfigSection):
     # One of SOURCE_KINDS.
     kind: str
     url: str | None = None
-    path: Path | None = None
+    path: ConfigPath | None = None
     # A feed whose items carry only a stub: fetch each new item's page and extract the article.
     fetch_full: bool = False
     # For a site that refuses the default User-Agent ([fetch] user_agent applies otherwise).
@@ -167,14 +225,17 @@ class SourceSettings(ConfigSection):
     def _known_kind(cls, v: str) -> str:
         return one_of(v, SOURCE_KINDS)
 
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return None if v is None else check_url(v)
+
     @model_validator(mode="after")
     def _one_location(self) -> SourceSettings:
         if (self.url is None) == (self.path is None):
             raise ValueError("give exactly one of url or path")
         if self.kind == "folder" and self.path is None:
             raise ValueError("a folder source needs path, not url")
-        if self.url is not None and not self.url.startswith(("http://", "https://")):
-            raise ValueError(f"url must start with http:// or https://, got {self.url!r}")
         if self.fetch_full and self.kind != "feed":
             raise ValueError(f"fetch_full applies to feed sources only, not kind = {self.kind!r}")
         if self.user_agent is not None and not self.user_agent.strip():
@@ -195,6 +256,8 @@ class SourceSettings(ConfigSection):
                 f"url_pattern {self.url_pattern!r}: unknown placeholder {{{unknown[0]}}}; use "
                 + ", ".join(f"{{{f}}}" for f in FOLDER_URL_FIELDS)
             )
+        if self.user_agent is not None:
+            single_line(self.user_agent, "user_agent")
         return self
 
 
@@ -203,33 +266,44 @@ class FetchSettings(ConfigSection):
 
     # Default: "digest/<version> (newsletter digest generator; +<newsletter.site_url>)".
     user_agent: str | None = None
-    timeout: float = Field(30.0, gt=0)
+    timeout: float = Field(30.0, gt=0, le=3600)
     # Wall-clock limit for one whole response, however slowly it arrives (default: 4 × timeout,
     # at least 60 s).
-    deadline: float | None = Field(None, gt=0, allow_inf_nan=False)
-    max_response_mb: float = Field(10.0, gt=0)
-    host_delay: float = Field(1.0, ge=0)
+    deadline: float | None = Field(None, gt=0, le=86400)
+    max_response_mb: float = Field(10.0, gt=0, le=1024)
+    host_delay: float = Field(1.0, ge=0, le=3600)
     workers: int = Field(8, ge=1, le=64)
     retries: int = Field(3, ge=0, le=10)
-    max_retry_after: float = Field(300.0, ge=0)
+    max_retry_after: float = Field(300.0, ge=0, le=86400)
+
+    @field_validator("user_agent")
+    @classmethod
+    def _agent(cls, v: str | None) -> str | None:
+        return None if v is None else single_line(v, "user_agent")
 
 
 class SelectionSettings(ConfigSection):
-    window_days: int = Field(7, ge=1)
-    max_articles: int = Field(10, ge=1)
-    min_articles: int = Field(1, ge=0)
+    # At most ten years back (a larger window is a typo, and would reach before year 1).
+    window_days: int = Field(7, ge=1, le=3660)
+    max_articles: int = Field(10, ge=1, le=1000)
+    min_articles: int = Field(1, ge=0, le=1000)
 
 
 class TeaserSettings(ConfigSection):
-    max_chars: int = Field(220, ge=40)
+    max_chars: int = Field(220, ge=40, le=100_000)
+
+
+_HOURS_IN_A_YEAR = 24 * 366
 
 
 class ScheduleSettings(ConfigSection):
+    # Five crontab fields in newsletter.timezone; it must fire at least once in every year
+    # (February 30th, or the 1st of January only on a Monday, is refused).
     cron: str = "0 8 * * mon"
-    misfire_grace_hours: float = Field(6.0, ge=0)
+    misfire_grace_hours: float = Field(6.0, ge=0, le=_HOURS_IN_A_YEAR)
     # Build the issue this many hours before its slot and send it as [PREVIEW] to
     # newsletter.editors; it goes out at the slot unless `digest hold ISSUE`. 0: no review.
-    review_hours: float = Field(0.0, ge=0)
+    review_hours: float = Field(0.0, ge=0, le=_HOURS_IN_A_YEAR)
 
     @field_validator("cron")
     @classmethod
@@ -237,16 +311,32 @@ class ScheduleSettings(ConfigSection):
         from apscheduler.triggers.cron import CronTrigger
 
         try:
-            CronTrigger.from_crontab(v, timezone="UTC")
+            trigger = CronTrigger.from_crontab(v, timezone="UTC")
         except ValueError as exc:
             raise ValueError(
                 f'invalid cron expression {v!r} ({exc}); expected five fields like "0 8 * * mon"'
             ) from None
+        if not _fires_every_year(trigger):
+            raise ValueError(
+                f"cron expression {v!r} does not fire in every year (a date that does not exist, "
+                'or a weekday and a date that rarely meet); expected a schedule like "0 8 * * mon"'
+            )
         return v
 
 
+def _fires_every_year(trigger: CronTrigger) -> bool:
+    """Whether ``trigger`` fires within a year of every 1 January. The years 2001–2028 are a full
+    cycle of the Gregorian calendar's leap years and weekdays, so they stand for every year."""
+    for year in range(2001, 2029):
+        start = datetime(year, 1, 1, tzinfo=timezone.utc)
+        fire = trigger.get_next_fire_time(None, start)
+        if fire is None or fire - start > timedelta(days=366):
+            return False
+    return True
+
+
 class SubscriberSettings(ConfigSection):
-    csv: Path | None = None
+    csv: ConfigPath | None = None
 
 
 class StateSettings(ConfigSection):
@@ -254,7 +344,15 @@ class StateSettings(ConfigSection):
 
 
 class TemplateSettings(ConfigSection):
-    path: Path | None = None
+    # A folder of templates looked up before the default theme's; it must exist.
+    path: ConfigPath | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _folder(cls, v: Path | None) -> Path | None:
+        if v is not None and not v.is_dir():
+            raise ValueError(f"template folder {str(v)!r} does not exist; create it or remove templates.path")
+        return v
 
 
 class LinkSettings(ConfigSection):
@@ -292,16 +390,14 @@ class LinkSettings(ConfigSection):
     @field_validator("tracking_pixel_url")
     @classmethod
     def _pixel(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith("https://"):
-            raise ValueError(f"expected an https URL, got {v!r}")
-        return v
+        return None if v is None else check_url(v, schemes=("https",))
 
 
 class RenderSettings(ConfigSection):
     """Size guard: Gmail clips a message whose HTML passes about 102 KB."""
 
-    warn_html_bytes: int = Field(90_000, ge=1000)
-    max_html_bytes: int = Field(102_000, ge=1000)
+    warn_html_bytes: int = Field(90_000, ge=1000, le=10_000_000)
+    max_html_bytes: int = Field(102_000, ge=1000, le=10_000_000)
     # Drop articles from the end of the issue until the HTML fits, instead of failing the build.
     drop_trailing_articles: bool = False
 

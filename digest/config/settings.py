@@ -12,7 +12,7 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from digest import redact
 from digest.config.delivery import (
@@ -59,17 +59,7 @@ class Settings(ConfigSection):
     webhooks: WebhookSettings = WebhookSettings()
     signup: SignupSettings = SignupSettings()
     # Where the settings came from; relative paths above are already resolved against its folder.
-    config_path: Path = Field(Path("."), exclude=True)
-
-    @field_validator("sources")
-    @classmethod
-    def _unique_names(cls, v: list[SourceSettings]) -> list[SourceSettings]:
-        seen: set[str] = set()
-        for s in v:
-            if s.name in seen:
-                raise ValueError(f"source name {s.name!r} is used twice; names must be unique")
-            seen.add(s.name)
-        return v
+    config_path: Path = Field(Path("."), exclude=True, strict=False)
 
     @model_validator(mode="after")
     def _review_needs_editors(self) -> Settings:
@@ -111,6 +101,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"expected {err['ctx']['expected']}, got {value!r}"
     if kind == "value_error":
         return str(err["ctx"]["error"])
+    if kind == "finite_number":
+        return f"expected a finite number, got {_show(value)}"
     for prefix, words in _TYPE_WORDS.items():
         if kind.startswith(prefix + "_"):
             return f"expected {words}, got {_show(value)}"
@@ -144,8 +136,11 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> None:
 
     def fix(table: Any, key: str) -> None:
         if isinstance(table, dict) and isinstance(table.get(key), str):
-            p = Path(table[key]).expanduser()
-            table[key] = str(p if p.is_absolute() else (base / p).resolve())
+            try:
+                p = Path(table[key]).expanduser()
+                table[key] = str(p if p.is_absolute() else (base / p).resolve())
+            except (ValueError, OSError, RuntimeError):
+                pass  # a NUL character, a symlink loop: left as written, for validation to report
 
     for src in data.get("sources", []) if isinstance(data.get("sources"), list) else []:
         fix(src, "path")
@@ -259,7 +254,8 @@ def _read_dkim_key(data: dict[str, Any], problems: list[str]) -> None:
 
     try:
         parse_pem_private_key(pem.encode("ascii", "replace"))
-    except UnparsableKeyError:
+    # dkimpy lets a bad base64 body or a short ASN.1 structure through as its own exceptions.
+    except (UnparsableKeyError, ValueError, IndexError, TypeError):
         where = "key_env" if dkim.get("key_env") else "key_path"
         problems.append(f"delivery.dkim.{where}: not a PEM RSA private key (make one with `openssl genrsa 2048`)")
         return
@@ -294,11 +290,32 @@ def load_config(path: str | os.PathLike[str]) -> Settings:
     return settings_from_dict(data, p)
 
 
+def _duplicate_source_names(data: dict[str, Any], problems: list[str]) -> None:
+    """Checked on the raw tables, so a repeated name is reported beside every other problem
+    (a model validator on the list runs only once each source is valid)."""
+    sources = data.get("sources")
+    first: dict[str, int] = {}
+    for i, src in enumerate(sources if isinstance(sources, list) else []):
+        name = src.get("name") if isinstance(src, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            problems.append(
+                f"sources[{i}].name: source name {name!r} is already used by sources[{first[name]}]; "
+                "names must be unique"
+            )
+        else:
+            first[name] = i
+
+
 def settings_from_dict(data: dict[str, Any], path: Path) -> Settings:
+    """Validate a parsed config (``path`` names it in messages and anchors relative paths).
+    Raises :class:`ConfigError` listing every problem."""
     where = str(path)
     base = path.resolve().parent
     _resolve_paths(data, base)
     problems: list[str] = []
+    _duplicate_source_names(data, problems)
     _read_backend_secret(data, problems)
     _read_dkim_key(data, problems)
     data["config_path"] = str(path.resolve())

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend, OutgoingMessage
+from digest.errors import DeliveryConfigError, os_reason
 from digest.models import DeliveryResult
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
@@ -31,7 +32,19 @@ class OutboxBackend(Backend):
         return cls(settings.outbox.path / issue_key)
 
     def open(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise self._unwritable(self.folder, exc) from None
+
+    @staticmethod
+    def _unwritable(path: Path, exc: OSError) -> DeliveryConfigError:
+        # A configuration problem (a folder digest may not write, a full disk): the send stops
+        # with nothing marked sent; a message already written is written again on the next run.
+        return DeliveryConfigError(
+            f"delivery.outbox.path: cannot write {path}: {os_reason(exc)}; "
+            "give a folder digest can write to (and free disk space)"
+        )
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         results = []
@@ -40,7 +53,11 @@ class OutboxBackend(Backend):
             path = self.folder / eml_name(m.recipient)
             tmp = path.with_suffix(".eml.tmp")
             # Write then rename, so a crash never leaves a half-written message behind.
-            tmp.write_bytes(m.as_bytes())
-            os.replace(tmp, path)
+            try:
+                tmp.write_bytes(m.as_bytes())
+                os.replace(tmp, path)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise self._unwritable(path, exc) from None
             results.append(DeliveryResult(m.recipient, "sent", m.message_id, str(path)))
         return results

@@ -300,6 +300,8 @@ def _from_front_matter(
     tags = meta.get("tags") or ()
     if isinstance(tags, str):
         tags = [t.strip() for t in tags.split(",")]
+    elif not isinstance(tags, list):
+        tags = [tags]  # one tag written as a number or a date (`tags: 2025`)
     url = str(meta["url"]).strip() if meta.get("url") else None
     summary = normalise_space(str(meta.get("teaser") or meta.get("summary") or "")) or None
     return Article(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timezone
 from zoneinfo import ZoneInfo
 
 _WS = re.compile(r"\s+")
@@ -26,4 +26,9 @@ def as_aware(value: datetime | date, tz: ZoneInfo) -> datetime:
     midnight)."""
     if not isinstance(value, datetime):
         value = datetime.combine(value, time(0, 0))
-    return value if value.tzinfo is not None else value.replace(tzinfo=tz)
+    aware = value if value.tzinfo is not None else value.replace(tzinfo=tz)
+    try:
+        aware.astimezone(timezone.utc)  # stored in UTC: year 1 east of UTC would be year 0
+    except OverflowError:
+        raise ValueError(f"date {value.isoformat()} is out of range") from None
+    return aware

@@ -16,7 +16,7 @@ from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
 
-from digest.errors import StateError
+from digest.errors import StateError, os_reason
 from digest.store.articles import ArticlesRepository
 from digest.store.deliveries import DeliveriesRepository
 from digest.store.edits import EditsRepository
@@ -55,6 +55,27 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    """A state file that exists must be a SQLite database: SQLite would take an empty file for a
+    new database (forgetting every issue sent) and fail later on any other file."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(len(_SQLITE_HEADER))
+    except FileNotFoundError:
+        return  # a new database
+    except OSError as exc:
+        raise StateError(f"state database {path}: cannot read it: {os_reason(exc)}") from None
+    if head != _SQLITE_HEADER:
+        what = "is empty" if not head else "is not a SQLite database"
+        raise StateError(
+            f"state database {path} {what}, so it is not digest's state; "
+            "move it aside (or give [state] url another file) and digest makes a new one"
+        )
+
+
 class Store:
     """The state database. Create with a SQLAlchemy URL; the schema is made, or migrated, on first use."""
 
@@ -64,6 +85,7 @@ class Store:
             if url.startswith("sqlite:///"):
                 db_path = url.removeprefix("sqlite:///")
                 if db_path and db_path != ":memory:":
+                    _refuse_foreign_file(Path(db_path))
                     Path(db_path).parent.mkdir(parents=True, exist_ok=True)
             # hide_parameters: no error message or traceback ever carries a row's values
             # (subscribers' names and addresses).

@@ -331,11 +331,24 @@ def _version(conn: Connection) -> int | None:
     return None if found is None else int(found)
 
 
+def _holds_only_other_tables(conn: Connection) -> bool:
+    """Whether the database has tables and none of them is digest's (APScheduler's job table,
+    which digest keeps beside its own, does not count as digest's)."""
+    present = set(sa.inspect(conn).get_table_names())
+    return bool(present) and not present & set(metadata.tables)
+
+
 def migrate(engine: Engine, *, where: str) -> None:
     """Bring the database at ``engine`` to SCHEMA_VERSION: create it when empty, run the missing
     migrations when older, refuse it (StateError naming ``where``) when newer."""
     with engine.connect() as conn:
         found = _version(conn)
+        foreign = found is None and _holds_only_other_tables(conn)
+    if foreign:
+        raise StateError(
+            f"state database {where} holds tables but none of digest's, so it is another program's "
+            "database; give [state] url a database of digest's own"
+        )
     if found is not None and found > SCHEMA_VERSION:
         raise StateError(
             f"state database {where} has schema version {found}, newer than this digest's {SCHEMA_VERSION}; "
