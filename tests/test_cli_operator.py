@@ -1,0 +1,35 @@
+"""The operator's view: verbosity options, logging levels, status and machine-readable lists."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import write_article, write_sample_config
+from test_cli import digest
+
+
+def test_debug_shows_digests_own_lines_and_not_third_party_internals(tmp_path: Path) -> None:
+    cfg = write_sample_config(tmp_path)
+    proc = digest("--config", str(cfg), "--debug", "build", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "o"))
+    assert proc.returncode == 0, proc.stderr
+    assert "DEBUG digest.pipeline: source 'northwind-articles': 14 articles" in proc.stderr
+    debug_names = {line.split()[1].rstrip(":") for line in proc.stderr.splitlines() if line.startswith("DEBUG ")}
+    assert debug_names and all(n.startswith("digest") for n in debug_names), debug_names
+
+
+def test_quiet_and_verbose_work_before_and_after_the_command(write_config, tmp_path: Path) -> None:
+    cfg = write_config()
+    cfg.write_text(cfg.read_text().replace("min_articles = 1", "min_articles = 2"))
+    write_article(tmp_path / "content", "one.md", title="One", date="2025-08-08", body="Lead one.")
+    args = ("build", "--as-of", "2025-08-11T09:00", "--out", str(tmp_path / "o"))
+    loud = digest("--config", str(cfg), *args)
+    assert "warning: only 1 new article" in loud.stderr
+    for quiet in (digest("--config", str(cfg), "-q", *args), digest("--config", str(cfg), *args, "-q")):
+        assert quiet.returncode == 0, quiet.stderr
+        assert quiet.stderr == "" and "issue 2025-W33" in quiet.stdout
+    for verbose in (digest("-v", "--config", str(cfg), "sources"), digest("--config", str(cfg), "sources", "-v")):
+        assert verbose.returncode == 0, verbose.stderr
+    listed = digest("--config", str(cfg), "subscribers", "list", "--verbose")
+    assert listed.returncode == 0, listed.stderr
+    both = digest("-q", "-v", "--config", str(cfg), "sources")
+    assert both.returncode == 2 and both.stderr.count("\n") == 1 and "-q/--quiet" in both.stderr
