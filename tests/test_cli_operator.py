@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from conftest import write_article, write_sample_config
@@ -33,3 +34,17 @@ def test_quiet_and_verbose_work_before_and_after_the_command(write_config, tmp_p
     assert listed.returncode == 0, listed.stderr
     both = digest("-q", "-v", "--config", str(cfg), "sources")
     assert both.returncode == 2 and both.stderr.count("\n") == 1 and "-q/--quiet" in both.stderr
+
+
+def test_sources_and_subscribers_list_as_json(write_config, tmp_path: Path) -> None:
+    cfg = write_config()
+    write_article(tmp_path / "content", "one.md", title="One", date="2025-08-08", body="Lead one.")
+    assert digest("--config", str(cfg), "run", "--as-of", "2025-08-11T09:00").returncode == 0
+    sources = json.loads(digest("--config", str(cfg), "sources", "--json").stdout)
+    assert [(s["name"], s["kind"], s["state"], s["failures_in_a_row"]) for s in sources] == [
+        ("articles", "folder", "ok", 0)
+    ]
+    assert sources[0]["location"] == str(tmp_path / "content") and sources[0]["last_success"].startswith("20")
+    subscribers = json.loads(digest("--config", str(cfg), "subscribers", "list", "--json").stdout)
+    assert subscribers == [{"email": f"{x}@example.org", "status": "active", "name": None} for x in ("a", "b", "c")]
+    assert json.loads(digest("--config", str(cfg), "subscribers", "list", "--json", "--status", "bounced").stdout) == []
