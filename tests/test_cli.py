@@ -22,6 +22,7 @@ COMMANDS = [
     ["subscribers", "export"],
 ]
 COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
+COMMANDS += [["init"]]
 
 
 def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

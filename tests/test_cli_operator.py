@@ -48,3 +48,23 @@ def test_sources_and_subscribers_list_as_json(write_config, tmp_path: Path) -> N
     subscribers = json.loads(digest("--config", str(cfg), "subscribers", "list", "--json").stdout)
     assert subscribers == [{"email": f"{x}@example.org", "status": "active", "name": None} for x in ("a", "b", "c")]
     assert json.loads(digest("--config", str(cfg), "subscribers", "list", "--json", "--status", "bounced").stdout) == []
+
+
+def test_init_starts_a_newsletter_that_builds_at_once(tmp_path: Path) -> None:
+    folder = tmp_path / "x"
+    made = digest("init", str(folder))
+    assert made.returncode == 0, made.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["content", "digest.toml", "subscribers.csv", "templates"]
+    assert list((folder / "templates").iterdir()) == []
+    (article,) = (folder / "content").iterdir()
+    built = digest("--config", str(folder / "digest.toml"), "build", "--out", str(tmp_path / "out"))
+    assert built.returncode == 0, built.stderr
+    assert built.stderr == ""  # no warnings either: a thin week, a failing source ...
+    assert "1 article" in built.stdout
+    assert "Welcome to the first issue" in (tmp_path / "out" / "issue.html").read_text()
+    # The config explains itself, including that the subscriber CSV is read again on every send.
+    config = (folder / "digest.toml").read_text()
+    assert "Re-imported on every send" in config and config.count("#") > 20
+    again = digest("init", str(folder))
+    assert again.returncode == 2 and again.stderr.count("\n") == 1
+    assert "digest.toml already exists" in again.stderr and article.exists()

@@ -6,7 +6,7 @@ one family of commands to the group when imported here.
 
 from __future__ import annotations
 
-from digest.cli import content, issues, servers, subscribers
+from digest.cli import content, issues, servers, starting, subscribers
 from digest.cli.app import cli, main
 
-__all__ = ["cli", "content", "issues", "main", "servers", "subscribers"]
+__all__ = ["cli", "content", "issues", "main", "servers", "starting", "subscribers"]
