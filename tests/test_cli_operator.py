@@ -68,3 +68,48 @@ def test_init_starts_a_newsletter_that_builds_at_once(tmp_path: Path) -> None:
     again = digest("init", str(folder))
     assert again.returncode == 2 and again.stderr.count("\n") == 1
     assert "digest.toml already exists" in again.stderr and article.exists()
+
+
+def test_config_reference_is_generated_from_the_schema_and_up_to_date() -> None:
+    from conftest import ROOT
+
+    from digest.config.reference import config_keys, config_reference
+
+    written = (ROOT / "docs" / "config.md").read_text()
+    assert written == config_reference(), "docs/config.md is out of date: run `make docs`"
+    keys = config_keys()
+    assert [f"{k.table}.{k.key}" for k in keys if not k.meaning] == []
+    assert {"newsletter.title", "[sources].kind", "delivery.smtp.password_env", "subscribers.csv"} <= {
+        f"{k.table}.{k.key}" for k in keys
+    }
+    assert "| `port` | integer | `587` |" in written and "| `title` | string | required |" in written
+    assert "re-imported on every run" in written
+    # Secrets are filled from the environment; they are not keys of the file.
+    assert "| `password` |" not in written and "| `api_key` |" not in written
+
+
+def test_config_check_prints_the_settings_in_force_with_secrets_masked(write_config, tmp_path: Path) -> None:
+    cfg = write_config(
+        """
+        [delivery.smtp]
+        username = "digest"
+        password_env = "TEST_SMTP_PASSWORD"
+
+        [state]
+        url = "postgresql+psycopg://digest:db-secret-1@db.example.org/digest"
+        """
+    )
+    cfg.write_text(cfg.read_text().replace('backend = "outbox"', 'backend = "smtp"'))
+    env = {"TEST_SMTP_PASSWORD": "smtp-secret-2"}
+    proc = digest("--config", str(cfg), "config", "check", env=env)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "smtp-secret-2" not in out and "db-secret-1" not in out
+    assert 'password = "********" (set from the environment)' in out
+    assert "postgresql+psycopg://digest:********@db.example.org/digest" in out
+    assert f'path = "{tmp_path / "content"}"' in out  # resolved against the config's folder
+    assert "[selection]\nwindow_days = 7" in out and "cron = " in out  # defaults filled in
+    broken = write_config('[teaser]\nmax_chars = "long"\n')
+    bad = digest("--config", str(broken), "config", "check")
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.strip() == f'digest: config error: {broken}: teaser.max_chars: expected an integer, got "long"'

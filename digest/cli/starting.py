@@ -121,3 +121,19 @@ def init(c: Context, folder: Path) -> None:
     for p in written:
         echo(f"wrote {p}{'/' if p.is_dir() else ''}")
     echo(f"next: digest --config {folder / CONFIG_NAME} build   (then open out/issue.html)")
+
+
+@cli.group(epilog="Example:\n\n  digest config check")
+def config() -> None:
+    """Check the config file and see the settings in force."""
+
+
+@config.command("check", epilog="Example:\n\n  digest config check")
+@pass_ctx
+def config_check(c: Context) -> None:
+    """Validate the config file and print the resolved settings (defaults filled in, paths made
+    absolute, secrets masked). Every problem is reported at once; exit status 2 if any.
+    Every key is described in docs/config.md."""
+    from digest.config.reference import resolved_settings
+
+    click.echo(resolved_settings(c.settings), nl=False)
