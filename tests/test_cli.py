@@ -22,7 +22,7 @@ COMMANDS = [
     ["subscribers", "export"],
 ]
 COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
-COMMANDS += [["init"], ["config"], ["config", "check"]]
+COMMANDS += [["init"], ["config"], ["config", "check"], ["templates"], ["templates", "list"], ["templates", "copy"]]
 
 
 def digest(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -113,3 +113,25 @@ def test_config_check_prints_the_settings_in_force_with_secrets_masked(write_con
     bad = digest("--config", str(broken), "config", "check")
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip() == f'digest: config error: {broken}: teaser.max_chars: expected an integer, got "long"'
+
+
+def test_templates_copy_puts_a_default_template_in_the_users_folder(tmp_path: Path) -> None:
+    from digest.render.environment import DEFAULT_TEMPLATES
+
+    folder = tmp_path / "x"
+    assert digest("init", str(folder)).returncode == 0
+    cfg = str(folder / "digest.toml")
+    copied = digest("--config", cfg, "templates", "copy", "article.mjml.j2")
+    assert copied.returncode == 0, copied.stderr
+    mine = folder / "templates" / "partials" / "article.mjml.j2"
+    assert mine.read_text() == (DEFAULT_TEMPLATES / "partials" / "article.mjml.j2").read_text()
+    assert f"(yours: {mine})" in digest("--config", cfg, "templates", "list").stdout
+    # The copy is used: an edit shows in the next build.
+    mine.write_text(mine.read_text().replace("<mj-text padding=", '<mj-text css-class="mine" padding=', 1))
+    built = digest("--config", cfg, "build", "--out", str(tmp_path / "out"))
+    assert built.returncode == 0, built.stderr
+    assert 'class="mine' in (tmp_path / "out" / "issue.html").read_text()
+    again = digest("--config", cfg, "templates", "copy", "partials/article.mjml.j2")
+    assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
+    unknown = digest("--config", cfg, "templates", "copy", "nope.j2")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "subject.j2" in unknown.stderr

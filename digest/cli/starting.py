@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -137,3 +138,58 @@ def config_check(c: Context) -> None:
     from digest.config.reference import resolved_settings
 
     click.echo(resolved_settings(c.settings), nl=False)
+
+
+def default_template_names() -> list[str]:
+    """The default theme's templates, as names relative to its folder (partials/ included)."""
+    from digest.render.environment import DEFAULT_TEMPLATES
+
+    return sorted(
+        p.relative_to(DEFAULT_TEMPLATES).as_posix()
+        for p in DEFAULT_TEMPLATES.rglob("*.j2")
+        if "__pycache__" not in p.parts
+    )
+
+
+@cli.group(epilog="Examples:\n\n  digest templates list\n\n  digest templates copy partials/article.mjml.j2")
+def templates() -> None:
+    """The default theme's templates, and copies of them to start your own from."""
+
+
+@templates.command("list", epilog="Example:\n\n  digest templates list")
+@pass_ctx
+def templates_list(c: Context) -> None:
+    """List the default templates; those overridden by your [templates] path are marked."""
+    folder = c.settings.templates.path
+    for name in default_template_names():
+        mine = folder / name if folder is not None else None
+        echo(f"{name}  (yours: {mine})" if mine is not None and mine.exists() else name)
+
+
+@templates.command("copy", epilog="Example:\n\n  digest templates copy partials/article.mjml.j2")
+@click.argument("name")
+@click.option("--force", is_flag=True, help="Replace your copy if there is one.")
+@pass_ctx
+def templates_copy(c: Context, name: str, force: bool) -> None:
+    """Copy the default template NAME into your templates folder ([templates] path) to edit it.
+    Your copy overrides the default from the next build; docs/templates.md lists what a template
+    can use."""
+    from digest.render.environment import DEFAULT_TEMPLATES
+
+    names = default_template_names()
+    if name not in names:
+        matches = [n for n in names if n.rsplit("/", 1)[-1] == name]
+        if len(matches) != 1:
+            raise UsageError(f"no default template {name!r}; choose one of: {', '.join(names)}")
+        name = matches[0]
+    folder = c.settings.templates.path
+    if folder is None:
+        raise UsageError(
+            f'{c.settings.config_path}: templates.path is not set; add [templates] path = "templates" to the config first'
+        )
+    target = folder / name
+    if target.exists() and not force:
+        raise UsageError(f"{target} already exists; edit it, or add --force to start again from the default")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(DEFAULT_TEMPLATES / name, target)
+    echo(f"copied {name} to {target}; it overrides the default from the next build")
