@@ -135,3 +135,24 @@ def test_templates_copy_puts_a_default_template_in_the_users_folder(tmp_path: Pa
     assert again.returncode == 2 and "already exists" in again.stderr and "--force" in again.stderr
     unknown = digest("--config", cfg, "templates", "copy", "nope.j2")
     assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1 and "subject.j2" in unknown.stderr
+
+
+def test_a_state_database_shared_by_two_configs_is_reported(write_config, tmp_path: Path) -> None:
+    cfg = write_config()
+    other = tmp_path / "other.toml"
+    other.write_text(cfg.read_text())  # same folder: the same default var/digest.sqlite3
+    first = digest("--config", str(cfg), "status")
+    assert first.returncode == 0 and first.stderr == ""
+    second = digest("--config", str(other), "status")
+    assert second.returncode == 0
+    assert second.stderr.strip() == (
+        f"warning: state database sqlite:///{tmp_path / 'var' / 'digest.sqlite3'} belongs to {cfg}, not {other}: "
+        "two configs share one state (articles, issues, subscribers); give this one its own [state] url, "
+        "or use the other config"
+    )
+    # The owner itself is not warned; a config renamed or moved takes the database over.
+    assert digest("--config", str(cfg), "status").stderr == ""
+    moved = tmp_path / "renamed.toml"
+    cfg.rename(moved)
+    assert digest("--config", str(moved), "status").stderr == ""
+    assert "belongs to" in digest("--config", str(other), "status").stderr

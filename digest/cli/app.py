@@ -35,7 +35,13 @@ class Context:
     def store(self) -> Store:
         if self._store is None:
             self._store = Store(self.settings.state_url)
+            self._check_owner(self._store)
         return self._store
+
+    def _check_owner(self, store: Store) -> None:
+        shared = store.shared_with(str(self.settings.config_path))
+        if shared:
+            warn(shared)
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
