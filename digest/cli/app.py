@@ -116,18 +116,14 @@ def _verbosity_options() -> list[click.Parameter]:
 
 
 class DigestGroup(click.Group):
-    """A group whose every command (and subgroup) takes -q / -v too, not only ``digest`` itself."""
+    """A group whose every command takes -q / -v too, not only ``digest`` itself; its subgroups
+    (``digest subscribers``, ``digest config`` ...) are DigestGroups as well."""
+
+    group_class = type
 
     def add_command(self, cmd: click.Command, name: str | None = None) -> None:
-        names = {n for p in cmd.params for n in getattr(p, "opts", [])}
-        if "-q" not in names and "-v" not in names:
+        if not any("-q" in getattr(p, "opts", ()) for p in cmd.params):
             cmd.params.extend(_verbosity_options())
-        if isinstance(cmd, click.Group) and not isinstance(cmd, DigestGroup):
-            cmd.__class__ = DigestGroup
-            for sub in list(cmd.commands.values()):
-                names = {n for p in sub.params for n in getattr(p, "opts", [])}
-                if "-q" not in names:
-                    sub.params.extend(_verbosity_options())
         super().add_command(cmd, name)
 
 
