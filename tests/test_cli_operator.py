@@ -156,3 +156,15 @@ def test_a_state_database_shared_by_two_configs_is_reported(write_config, tmp_pa
     cfg.rename(moved)
     assert digest("--config", str(moved), "status").stderr == ""
     assert "belongs to" in digest("--config", str(other), "status").stderr
+
+
+def test_quiet_send_prints_no_progress_lines(write_config, tmp_path: Path) -> None:
+    cfg = write_config()
+    write_article(tmp_path / "content", "one.md", title="One", date="2025-08-08", body="Lead one. More.")
+    write_article(tmp_path / "content", "two.md", title="Two", date="2025-08-01", body="Lead two. More.")
+    assert digest("--config", str(cfg), "ingest", "-q").returncode == 0
+    quiet = digest("--config", str(cfg), "send", "-q", "--as-of", "2025-08-11T09:00")
+    assert quiet.returncode == 0, quiet.stderr
+    assert "issue 2025-W33 sent: 3 delivered" in quiet.stdout and quiet.stderr == ""
+    loud = digest("--config", str(cfg), "send", "--as-of", "2025-08-04T09:00")
+    assert loud.returncode == 0 and "issue 2025-W32: 3/3 sent" in loud.stderr

@@ -90,7 +90,7 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_fai
         echo(_reset_failed(c, slot.key, now))
     if not dry_run:
         sync_subscribers(c.settings, c.store, now=now)
-    with ProgressReporter() as progress:
+    with ProgressReporter(quiet=c.verbosity == "quiet") as progress:
         report = send_issue_exclusive(
             c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress
         )
