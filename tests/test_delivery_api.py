@@ -301,3 +301,26 @@ def test_missing_api_key_variable_is_a_config_error(write_config, tmp_path: Path
         ConfigError, match="delivery.sendgrid.api_key_env: environment variable TEST_API_KEY is not set"
     ):
         load_config(cfg)
+
+
+def test_a_service_that_cannot_be_reached_is_reported_in_words(
+    write_config, tmp_path: Path, fixed_now, api_key
+) -> None:
+    with ServiceStub(lambda req: Answer(202, b"")) as stub:
+        pass  # closed again: nothing listens on its port now
+    settings, store, slot, clock, _ = _send(
+        "sendgrid",
+        stub,
+        write_config,
+        tmp_path,
+        fixed_now,
+        addresses(1, "example.net"),
+        "[delivery.retry]\nmax_attempts = 1\n",
+    )
+    report = send_issue(
+        settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+    )
+    assert report.counts == {"failed": 1}
+    assert report.failures[0][1].endswith(
+        "SendGrid: no answer: connection refused; is the server running and the port right?"
+    )

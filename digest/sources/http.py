@@ -23,7 +23,6 @@ The clock and the sleep function are parameters, so tests control time instead o
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -35,6 +34,7 @@ from requests.structures import CaseInsensitiveDict
 
 from digest import __version__
 from digest.errors import SourceError
+from digest.neterrors import connect_failure
 from digest.retry_after import retry_after_seconds
 from digest.sources.encoding import charset_from_content_type
 
@@ -308,7 +308,10 @@ class Fetcher:
                 raise FetchError(
                     f"source {source!r}: {url} stopped sending for {p.read_timeout:g} s (timed out)", url=url
                 ) from None
-            raise FetchError(f"source {source!r}: cannot connect to {url}: {connect_failure(exc)}", url=url) from None
+            raise FetchError(
+                f"source {source!r}: cannot connect to {url}: {connect_failure(exc, fallback=_short_reason(reason))}",
+                url=url,
+            ) from None
         except requests.RequestException as exc:
             raise FetchError(
                 f"source {source!r}: cannot fetch {url}: {exc.__class__.__name__}: {_short_reason(exc)}", url=url
@@ -322,26 +325,6 @@ def _short_reason(reason: object) -> str:
     if "Caused by " in text:
         text = text.rsplit("Caused by ", 1)[1].rstrip(")")
     return " ".join(text.split())
-
-
-def connect_failure(exc: BaseException) -> str:
-    """Why a connection failed, in words ("connection refused", "host name not found"), not
-    urllib3's nested reprs (``NewConnectionError("HTTPConnection(host=...``)."""
-    seen: set[int] = set()
-    todo: list[object] = [exc]
-    while todo:
-        e = todo.pop(0)
-        if not isinstance(e, BaseException) or id(e) in seen:
-            continue
-        seen.add(id(e))
-        if isinstance(e, socket.gaierror):
-            return "host name not found (DNS lookup failed); check the URL"
-        if isinstance(e, ConnectionRefusedError):
-            return "connection refused; is the server running and the port right?"
-        if isinstance(e, OSError) and e.strerror and not isinstance(e, requests.RequestException):
-            return e.strerror[:1].lower() + e.strerror[1:]
-        todo.extend([e.__cause__, e.__context__, getattr(e, "reason", None), *e.args])
-    return _short_reason(exc.args[0] if exc.args else exc)
 
 
 _default: Fetcher | None = None
