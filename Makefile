@@ -8,7 +8,7 @@ DEMO_CONFIG := config/digest.toml
 # same issue whatever day the demo is run.
 DEMO_AS_OF := 2025-08-11T09:00
 
-.PHONY: demo test bench golden lint setup system-deps js-deps clean
+.PHONY: demo test bench golden docs lint setup system-deps js-deps clean
 
 setup: $(STAMP)
 
@@ -47,6 +47,10 @@ bench: $(STAMP) js-deps
 
 golden: $(STAMP)
 	DIGEST_UPDATE_GOLDEN=1 $(BIN)/python -m pytest -q tests -k golden
+
+# The config reference, generated from the settings' models (a test fails when it is out of date).
+docs: $(STAMP)
+	$(BIN)/python -m digest.config.reference > docs/config.md
 
 clean:
 	rm -rf out config/var .pytest_cache

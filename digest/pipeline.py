@@ -179,6 +179,7 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
                 moved_to=result.moved_to,
                 note=outcome.note,
             )
+            log.debug("source %r: %s", source.name, outcome.note)
             outcomes.append(outcome)
     return IngestReport(tuple(outcomes))
 
@@ -223,6 +224,13 @@ def build_issue(settings: Settings, store: Store, slot: Slot) -> BuiltIssue:
         already_sent=store.issues.carried_article_ids(excluding=slot.key),
         max_articles=settings.selection.max_articles,
         edits=edits,
+    )
+    log.debug(
+        "issue %s: %d candidate articles, %d chosen, %d left out",
+        slot.key,
+        len(candidates),
+        len(selection.chosen),
+        len(selection.skipped),
     )
     entries = tuple(IssueEntry(a, make_teaser(a, settings.teaser.max_chars)) for a in selection.chosen)
     chosen = {a.id for a in selection.chosen}

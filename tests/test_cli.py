@@ -29,10 +29,11 @@ COMMANDS = [
 COMMANDS += [["bounces"], ["bounces", "process"]]
 COMMANDS += [["sources"], ["status"], ["schedule"], ["hold"], ["serve"], ["preview"], ["teaser"]]
 COMMANDS += [["issue"], *(["issue", c] for c in ("show", "pin", "drop", "order", "subject", "note", "reset"))]
+COMMANDS += [["init"], ["config"], ["config", "check"], ["templates"], ["templates", "list"], ["templates", "copy"]]
 
 
-def digest(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
+def digest(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}, **(env or {})}
     return subprocess.run(
         [sys.executable, "-m", "digest", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
     )

@@ -86,6 +86,13 @@ def _send(service: str, stub: ServiceStub, write_config, tmp_path: Path, now, su
     return settings, store, slot, clock, cfg
 
 
+def _deliver(settings, store, slot, clock, now):  # type: ignore[no-untyped-def]
+    """Send the issue with the fake clock: its sleeps are recorded, not slept."""
+    return send_issue(
+        settings, store, slot, now=now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+    )
+
+
 def _send_checked(service: str, write_config, tmp_path: Path, now, subs: list[str]):  # type: ignore[no-untyped-def]
     """Send through the service stub that checks every request; returns (store, report, stub, signer)."""
     problems: list[str] = []
@@ -194,9 +201,7 @@ def test_429_waits_for_retry_after_then_sends(service: str, write_config, tmp_pa
             addresses(20, "example.net"),
             "[delivery.retry]\nbase_delay = 1\n",
         )
-        report = send_issue(
-            settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
-        )
+        report = _deliver(settings, store, slot, clock, fixed_now)
     assert report.counts == {"sent": 20}
     assert len(stub.requests) == 2
     assert 7.0 in clock.sleeps, clock.sleeps
@@ -244,9 +249,7 @@ def test_retries_stop_at_the_configured_limit(service: str, write_config, tmp_pa
             addresses(3, "example.net"),
             "[delivery.retry]\nmax_attempts = 3\n",
         )
-        report = send_issue(
-            settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
-        )
+        report = _deliver(settings, store, slot, clock, fixed_now)
     assert len(stub.requests) == 3 and len(clock.sleeps) == 2
     assert report.counts == {"failed": 3}
     assert report.failures[0][1].startswith("gave up after 3 attempts; last: ")
@@ -301,3 +304,24 @@ def test_missing_api_key_variable_is_a_config_error(write_config, tmp_path: Path
         ConfigError, match="delivery.sendgrid.api_key_env: environment variable TEST_API_KEY is not set"
     ):
         load_config(cfg)
+
+
+def test_a_service_that_cannot_be_reached_is_reported_in_words(
+    write_config, tmp_path: Path, fixed_now, api_key
+) -> None:
+    with ServiceStub(lambda req: Answer(202, b"")) as stub:
+        pass  # closed again: nothing listens on its port now
+    settings, store, slot, clock, _ = _send(
+        "sendgrid",
+        stub,
+        write_config,
+        tmp_path,
+        fixed_now,
+        addresses(1, "example.net"),
+        "[delivery.retry]\nmax_attempts = 1\n",
+    )
+    report = _deliver(settings, store, slot, clock, fixed_now)
+    assert report.counts == {"failed": 1}
+    assert report.failures[0][1].endswith(
+        "SendGrid: no answer: connection refused; is the server running and the port right?"
+    )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,7 +36,29 @@ def test_status_and_retry_failed(write_config, tmp_path: Path, fixed_now) -> Non
         assert "issue 2025-W33: 10/12 sent, 2 failed" in sent.stderr and "messages/s" in sent.stderr
 
         listing = digest("--config", c, "status")
-        assert "2025-W33\tsent\t2 failed, 10 sent" in listing.stdout
+        header, rule, row = listing.stdout.splitlines()
+        assert re.split(r"\s{2,}", header) == [
+            "issue",
+            "subject",
+            "sent at",
+            "duration",
+            "delivered",
+            "failed",
+            "pending",
+        ]
+        assert set(rule) == {"-", " "}
+        assert row.startswith("2025-W33  ") and row.split()[-3:] == ["10", "2", "0"]
+        sent_row = json.loads(digest("--config", c, "status", "--json").stdout)[0]
+        assert sent_row["issue"] == "2025-W33" and sent_row["subject"].startswith(
+            re.split(r"\s{2,}", row)[1].rstrip("…")
+        )
+        assert (sent_row["delivered"], sent_row["failed"], sent_row["pending"], sent_row["status"]) == (
+            10,
+            2,
+            0,
+            "sent",
+        )
+        assert sent_row["sent_at"] and sent_row["finished_at"] and sent_row["duration_seconds"] >= 0
         one = digest("--config", c, "status", "2025-W33")
         assert "issue 2025-W33: sent; 12 deliveries" in one.stdout
         assert "  sent: 10" in one.stdout and "  failed: 2" in one.stdout

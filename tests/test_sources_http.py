@@ -316,6 +316,11 @@ def test_connection_refused_is_one_line() -> None:
     with pytest.raises(FetchError) as err:
         fetcher(FakeTime(), retries=0).get(url, source="news")
     assert "\n" not in str(err.value) and "cannot connect to" in str(err.value) and url in str(err.value)
+    # Words, not urllib3's nested reprs (NewConnectionError("HTTPConnection(host=...).
+    assert (
+        str(err.value)
+        == f"source 'news': cannot connect to {url}: connection refused; is the server running and the port right?"
+    )
 
 
 # --- per-host delay and the bounded pool --------------------------------------------------------------

@@ -155,7 +155,14 @@ def test_published_issues_leave_out_skipped_ones_and_recent_lists_all(store: Sto
     assert not store.issues.record_skipped("2025-W34", slot=NOW, note="again", now=NOW)
     (published,) = store.issues.published()
     assert published == IssueSummary(
-        key="2025-W33", slot=NOW, status="sending", subject="Issue 33", preheader="This week", note=None
+        key="2025-W33",
+        slot=NOW,
+        status="sending",
+        subject="Issue 33",
+        preheader="This week",
+        note=None,
+        created_at=NOW,
+        finished_at=None,
     )
     assert [(r.key, r.status, r.note) for r in store.issues.recent()] == [
         ("2025-W34", "skipped", "too few articles"),

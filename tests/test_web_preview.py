@@ -106,6 +106,30 @@ def test_preview_builds_the_issue_with_reasons_and_warnings(write_config, tmp_pa
         preview.close()
 
 
+def test_preview_forgets_a_failing_source_removed_from_the_config(write_config, tmp_path: Path) -> None:
+    port = free_port()  # nothing listens there: a failing source
+    wire = f'\n[[sources]]\nname = "wire"\nkind = "feed"\nurl = "http://127.0.0.1:{port}/feed.xml"\n'
+    cfg = _setup(write_config, tmp_path, wire)
+    preview = Preview(cfg, as_of=AS_OF)
+    try:
+        assert preview.refresh()
+        assert "source 'wire' is failing (1 run in a row)" in "\n".join(preview.snapshot.warnings)
+        _touch_later(cfg, cfg.read_text().replace(wire, "\n"))
+        assert preview.refresh() and preview.snapshot.error is None
+        assert not [w for w in preview.snapshot.warnings if "wire" in w]
+    finally:
+        preview.close()
+    # A second config beside it shares its state database: the preview says so.
+    other = tmp_path / "other.toml"
+    other.write_text(cfg.read_text())
+    second = Preview(other, as_of=AS_OF)
+    try:
+        assert second.refresh()
+        assert any(w.startswith("state database ") and f"belongs to {cfg}" in w for w in second.snapshot.warnings)
+    finally:
+        second.close()
+
+
 def test_dark_variant_switches_on_declared_styles() -> None:
     html = "<html><head><style>@media (prefers-color-scheme: dark) { body { background: #000 } }</style></head><body>x</body></html>"
     dark, declared = dark_variant(html)

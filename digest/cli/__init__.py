@@ -6,7 +6,7 @@ one family of commands to the group when imported here.
 
 from __future__ import annotations
 
-from digest.cli import bounces, content, editorial, issues, servers, subscribers
+from digest.cli import bounces, content, editorial, issues, servers, starting, subscribers
 from digest.cli.app import cli, main
 
-__all__ = ["bounces", "cli", "content", "editorial", "issues", "main", "servers", "subscribers"]
+__all__ = ["bounces", "cli", "content", "editorial", "issues", "main", "servers", "starting", "subscribers"]

@@ -25,6 +25,8 @@ class Context:
     def __init__(self, config: str | None, debug: bool) -> None:
         self.config_option = config
         self.debug = debug
+        # "quiet", "normal", "verbose" or "debug" (set by -q / -v / --debug).
+        self.verbosity = "debug" if debug else "normal"
         self._settings: Settings | None = None
         self._store: Store | None = None
 
@@ -38,7 +40,13 @@ class Context:
     def store(self) -> Store:
         if self._store is None:
             self._store = Store(self.settings.state_url)
+            self._check_owner(self._store)
         return self._store
+
+    def _check_owner(self, store: Store) -> None:
+        shared = store.shared_with(str(self.settings.config_path))
+        if shared:
+            warn(shared)
 
     def now(self) -> datetime:
         return datetime.now(timezone.utc)
@@ -67,6 +75,11 @@ def echo(message: str) -> None:
 
 
 def warn(message: str) -> None:
+    """A warning line on stderr, unless -q was given."""
+    ctx = click.get_current_context(silent=True)
+    obj = ctx.find_object(Context) if ctx is not None else None
+    if obj is not None and obj.verbosity == "quiet":
+        return
     click.echo(mask(f"warning: {message}"), err=True)
 
 
@@ -75,7 +88,63 @@ def _error(message: str) -> None:
     click.echo(mask(message), err=True)
 
 
+def configure_logging(level: str) -> None:
+    """``quiet``: errors only; ``normal``: warnings; ``verbose``: digest's progress (INFO);
+    ``debug``: digest's own debug lines. Third-party loggers (trafilatura, htmldate, urllib3 ...)
+    stay at WARNING whatever the level: their internals are not the operator's business."""
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        root.addHandler(handler)
+    for each in root.handlers:  # the output boundary: no secret reaches a log line
+        if not any(isinstance(f, MaskingFilter) for f in each.filters):
+            each.addFilter(MaskingFilter())
+    root.setLevel(logging.ERROR if level == "quiet" else logging.WARNING)
+    logging.getLogger("digest").setLevel(_LEVELS[level])
+
+
+_LEVELS = {"quiet": logging.ERROR, "normal": logging.WARNING, "verbose": logging.INFO, "debug": logging.DEBUG}
+
+
+def _set_verbosity(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    """-q / -v given after a subcommand's name: the same as before it."""
+    if not value or ctx.resilient_parsing:
+        return
+    obj = ctx.find_object(Context)
+    level = "quiet" if param.name == "quiet" else "verbose"
+    if obj is not None and not obj.debug:
+        obj.verbosity = level
+    configure_logging("debug" if obj is not None and obj.debug else level)
+
+
+_VERBOSITY = (
+    (("-q", "--quiet"), "Only errors: no warnings, no progress logging."),
+    (("-v", "--verbose"), "Log what digest does (INFO); --debug for more."),
+)
+
+
+def _verbosity_options() -> list[click.Parameter]:
+    return [
+        click.Option(list(opts), is_flag=True, expose_value=False, callback=_set_verbosity, help=text)
+        for opts, text in _VERBOSITY
+    ]
+
+
+class DigestGroup(click.Group):
+    """A group whose every command takes -q / -v too, not only ``digest`` itself; its subgroups
+    (``digest subscribers``, ``digest config`` ...) are DigestGroups as well."""
+
+    group_class = type
+
+    def add_command(self, cmd: click.Command, name: str | None = None) -> None:
+        if not any("-q" in getattr(p, "opts", ()) for p in cmd.params):
+            cmd.params.extend(_verbosity_options())
+        super().add_command(cmd, name)
+
+
 @click.group(
+    cls=DigestGroup,
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="Example:\n\n  digest --config config/digest.toml run",
 )
@@ -85,25 +154,24 @@ def _error(message: str) -> None:
     metavar="FILE",
     help="Config file (default: $DIGEST_CONFIG, else config/digest.toml).",
 )
-@click.option("--debug", is_flag=True, help="Verbose logging, and a traceback for unexpected errors.")
+@click.option(*_VERBOSITY[0][0], is_flag=True, help=_VERBOSITY[0][1])
+@click.option(*_VERBOSITY[1][0], is_flag=True, help=_VERBOSITY[1][1])
+@click.option("--debug", is_flag=True, help="digest's debug logging, and a traceback for unexpected errors.")
 @click.version_option(__version__, prog_name="digest")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, debug: bool) -> None:
+def cli(ctx: click.Context, config: str | None, quiet: bool, verbose: bool, debug: bool) -> None:
     """digest: a newsletter digest generator.
 
     Ingests articles from feeds, pages and folders, selects this issue's articles, writes their
     teasers, renders a responsive e-mail with a plain-text twin, and delivers it to each
     subscriber exactly once.
     """
-    logging.basicConfig(
-        level=logging.DEBUG if debug else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for handler in logging.getLogger().handlers:
-        if not any(isinstance(f, MaskingFilter) for f in handler.filters):
-            handler.addFilter(MaskingFilter())
+    if quiet and (verbose or debug):
+        raise UsageError("-q/--quiet does not go with -v/--verbose or --debug; choose one")
+    level = "debug" if debug else "quiet" if quiet else "verbose" if verbose else "normal"
+    configure_logging(level)
     ctx.obj = Context(config, debug)
+    ctx.obj.verbosity = level
 
 
 def main(argv: list[str] | None = None) -> None:

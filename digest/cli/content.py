@@ -4,12 +4,17 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from digest.cli.app import Context, cli, echo, pass_ctx, warn
+from digest.cli.output import json_option, print_json
 from digest.config import config_path_from, load_config
 from digest.errors import DigestError, UsageError
+
+if TYPE_CHECKING:
+    from digest.sources.health import SourceHealth
 
 
 @cli.command(epilog="Example:\n\n  digest ingest")
@@ -38,8 +43,9 @@ def _when(value: datetime | None) -> str:
 
 @cli.command("sources", epilog="Examples:\n\n  digest sources\n\n  digest sources --failing")
 @click.option("--failing", is_flag=True, help="Only sources whose last read failed.")
+@json_option
 @pass_ctx
-def sources_list(c: Context, failing: bool) -> None:
+def sources_list(c: Context, failing: bool, as_json: bool) -> None:
     """List the configured sources and their health: last success, last error, failures in a row.
 
     Health is recorded by every ingest (digest ingest, build, run); this command reads nothing.
@@ -47,9 +53,11 @@ def sources_list(c: Context, failing: bool) -> None:
     from digest.sources.health import configured_location, source_health
 
     shown = 0
-    for h in source_health(c.settings.sources, c.store.sources.all()):
-        if failing and not h.failing:
-            continue
+    health = [h for h in source_health(c.settings.sources, c.store.sources.all()) if h.failing or not failing]
+    if as_json:
+        print_json([_source_json(h) for h in health])
+        return
+    for h in health:
         shown += 1
         r = h.record
         if h.config is None:
@@ -73,6 +81,25 @@ def sources_list(c: Context, failing: bool) -> None:
             echo(f"  last error:    {_when(r.last_error_at)}: {r.last_error}")
     if not shown:
         echo("no failing sources" if failing else "no sources configured; add [[sources]] tables to the config")
+
+
+def _source_json(h: SourceHealth) -> dict[str, object]:
+    from digest.sources.health import configured_location
+
+    r = h.record
+    return {
+        "name": h.name,
+        "configured": h.config is not None,
+        "kind": h.config.kind if h.config else None,
+        "location": configured_location(h.config) if h.config else (r.location if r else None),
+        "state": h.state,
+        "failures_in_a_row": h.failures,
+        "last_success": r.last_success if r else None,
+        "last_note": r.last_note if r else None,
+        "last_error_at": r.last_error_at if r else None,
+        "last_error": r.last_error if r else None,
+        "moved_to": r.moved_to if r else None,
+    }
 
 
 @cli.command(

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import click
 
 from digest.cli.app import Context, cli, echo, pass_ctx, warn
+from digest.cli.output import duration, json_option, print_json, table
 from digest.cli.progress import ProgressReporter
 from digest.errors import UsageError
 from digest.text import plural
@@ -102,7 +103,7 @@ def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retr
         echo(_reset_failed(c, slot.key, now))
     if not dry_run:
         sync_subscribers(c.settings, c.store, now=now)
-    with ProgressReporter() as progress:
+    with ProgressReporter(quiet=c.verbosity == "quiet") as progress:
         report = send_issue_exclusive(
             c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress, force=force
         )
@@ -182,26 +183,73 @@ def _reset_failed(c: Context, key: str, now: datetime) -> str:
     return f"issue {key}: {n} failed deliveries will be tried again"
 
 
-@cli.command(epilog="Examples:\n\n  digest status\n\n  digest status 2025-W33")
+@cli.command(epilog="Examples:\n\n  digest status\n\n  digest status 2025-W33\n\n  digest status --json")
 @click.argument("issue", required=False, metavar="[ISSUE]")
+@json_option
 @pass_ctx
-def status(c: Context, issue: str | None) -> None:
+def status(c: Context, issue: str | None, as_json: bool) -> None:
     """Show issues and their deliveries: counts, failures with the server's words, retries; for
     one ISSUE also what came back (bounced, complained, unsubscribed from this issue) and the
     complaint rate against Gmail's 0.3% line."""
     from digest.delivery.status import STATUS_ORDER, issue_status, recent_issues
 
+    tz = c.settings.newsletter.tz
     if issue is None:
         summaries = recent_issues(c.store)
+        if as_json:
+            print_json(
+                [
+                    {
+                        "issue": r.key,
+                        "status": r.status,
+                        "subject": r.subject,
+                        "sent_at": r.sent_at,
+                        "finished_at": r.finished_at,
+                        "duration_seconds": r.duration_seconds,
+                        "delivered": r.delivered,
+                        "failed": r.failed,
+                        "pending": r.pending,
+                        "note": r.note,
+                    }
+                    for r in summaries
+                ]
+            )
+            return
         if not summaries:
             echo("no issues yet")
-        for r in summaries:
-            parts = ", ".join(f"{n} {s}" for s, n in sorted(r.counts.items())) or (r.note or "")
-            echo(f"{r.key}\t{r.status}\t{parts}")
+            return
+        rows = [
+            (
+                r.key,
+                _clip(r.subject or (f"({r.status}: {r.note})" if r.note else f"({r.status})"), 50),
+                f"{r.sent_at.astimezone(tz):%Y-%m-%d %H:%M}" if r.sent_at else "",
+                duration(r.duration_seconds) or ("sending" if r.status == "sending" else ""),
+                r.delivered,
+                r.failed,
+                r.pending,
+            )
+            for r in summaries
+        ]
+        echo(table(("issue", "subject", "sent at", "duration", "delivered", "failed", "pending"), rows))
         return
     found = issue_status(c.store, issue)
     if found is None:
         raise UsageError(f"no issue {issue!r}; `digest status` lists the issues")
+    if as_json:
+        print_json(
+            {
+                "issue": found.key,
+                "status": found.status,
+                "counts": found.counts,
+                "interrupted": found.interrupted,
+                "failed": [{"email": d.email, "detail": d.detail, "attempts": d.attempts} for d in found.failed],
+                "retrying": [
+                    {"email": d.email, "detail": d.detail, "attempts": d.attempts, "next_attempt": d.next_attempt}
+                    for d in found.retrying
+                ],
+            }
+        )
+        return
     echo(f"issue {issue}: {found.status}; {found.total} deliveries")
     for name in STATUS_ORDER:
         if found.counts.get(name):
@@ -229,3 +277,7 @@ def status(c: Context, issue: str | None) -> None:
     for d in found.retrying:
         when = d.next_attempt.isoformat(timespec="seconds") if d.next_attempt else "now"
         echo(f"  retry: {d.email}: after {d.attempts} attempts, next at {when}: {d.detail or ''}")
+
+
+def _clip(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"

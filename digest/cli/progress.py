@@ -34,10 +34,21 @@ class _LogProgress:
         click.echo(f"issue {p.key}: {p.sent}/{p.total} sent, {p.failed} failed, {rate:.0f} messages/s{eta}", err=True)
 
 
+def _silent(p: SendProgress) -> None:
+    pass
+
+
 class ProgressReporter:
-    """A rich progress bar (sent, failed, rate, time left) on a terminal, log lines otherwise."""
+    """A rich progress bar (sent, failed, rate, time left) on a terminal, log lines otherwise;
+    nothing with ``quiet`` (-q)."""
+
+    def __init__(self, *, quiet: bool = False) -> None:
+        self.quiet = quiet
 
     def __enter__(self) -> Callable[[SendProgress], None]:
+        if self.quiet:
+            self._bar = None
+            return _silent
         if not sys.stderr.isatty():
             self._bar = None
             return _LogProgress()

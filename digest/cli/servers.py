@@ -6,16 +6,17 @@ import logging
 
 import click
 
-from digest.cli.app import Context, cli, echo, pass_ctx
+from digest.cli.app import Context, cli, configure_logging, echo, pass_ctx
 from digest.config import config_path_from
 from digest.errors import DigestError, UsageError
 
 
-def _daemon_logging(debug: bool) -> None:
-    """Long-running commands log what they do, with the time, at INFO (DEBUG with --debug)."""
+def _daemon_logging(c: Context) -> None:
+    """Long-running commands log what they do, with the time, at INFO (DEBUG with --debug,
+    errors only with -q)."""
     for handler in logging.getLogger().handlers:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("digest").setLevel(logging.DEBUG if debug else logging.INFO)
+    configure_logging("verbose" if c.verbosity == "normal" else c.verbosity)
 
 
 @cli.command(epilog="Examples:\n\n  digest schedule\n\n  digest schedule --list")
@@ -36,7 +37,7 @@ def schedule(c: Context, list_runs: bool, as_of: str | None) -> None:
         return
     if as_of:
         raise UsageError("--as-of: only with --list; the scheduler runs on the real clock")
-    _daemon_logging(c.debug)
+    _daemon_logging(c)
     run_scheduler(c.settings, c.store)
 
 
@@ -58,7 +59,7 @@ def preview(c: Context, host: str, port: int, as_of: str | None) -> None:
     from digest.web.preview import run_preview
 
     when = c.moment(as_of)
-    _daemon_logging(c.debug)
+    _daemon_logging(c)
     try:
         run_preview(
             config_path_from(c.config_option),
@@ -93,7 +94,7 @@ def serve(c: Context, host: str, port: int, threads: int, idle_timeout: int) -> 
     from digest.web.serve import run_serve
     from digest.web.wsgi import ServerLimits
 
-    _daemon_logging(c.debug)
+    _daemon_logging(c)
     limits = ServerLimits(threads=threads, idle_timeout=idle_timeout)
     try:
         run_serve(c.settings, c.store, host, port, limits, ready=lambda url: echo(f"serving on {url} (Ctrl-C to stop)"))

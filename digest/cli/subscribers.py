@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from digest.cli.app import Context, cli, echo, pass_ctx, warn
+from digest.cli.output import json_option, print_json
 from digest.errors import DigestError, FileError
 
 STATUSES = ["active", "unsubscribed", "bounced", "complained"]
@@ -129,10 +130,14 @@ def subscribers_import(c: Context, csv_file: Path) -> None:
 
 @subscribers.command("list", epilog="Example:\n\n  digest subscribers list --status active")
 @click.option("--status", type=click.Choice(STATUSES), help="Only this status.")
+@json_option
 @pass_ctx
-def subscribers_list(c: Context, status: str | None) -> None:
+def subscribers_list(c: Context, status: str | None, as_json: bool) -> None:
     """List subscribers: address, status, name."""
     rows = c.store.subscribers.all(status)
+    if as_json:
+        print_json([{"email": r.email, "status": r.status, "name": r.name} for r in rows])
+        return
     for r in rows:
         echo(f"{r.email}\t{r.status}\t{r.name or ''}")
     if not rows:

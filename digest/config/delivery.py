@@ -40,11 +40,17 @@ class SMTPSettings(ConfigSection):
         ascii_only=True,
     )
 
+    # The SMTP relay's host name.
     host: str = "localhost"
+    # Its port: 587 (starttls), 465 (tls) or 25.
     port: int = Field(587, ge=1, le=65535)
+    # "starttls", "tls" (implicit TLS) or "none" (only for a relay on localhost).
     security: Literal["none", "starttls", "tls"] = "starttls"
+    # The login name, if the relay wants one (the password comes from password_env).
     username: str | None = None
+    # The environment variable holding the SMTP password.
     password_env: str | None = None
+    # Seconds to wait for the relay.
     timeout: float = Field(30.0, gt=0, le=3600)
     # Parallel connections, each reused for many messages (delivery.pace caps messages each).
     connections: int = Field(2, ge=1, le=64)
@@ -60,10 +66,13 @@ class SMTPSettings(ConfigSection):
 class DKIMSettings(ConfigSection):
     """DKIM signing of messages sent by digest itself over SMTP (an ESP signs its own)."""
 
+    # The DKIM selector (s=): the DNS record is <selector>._domainkey.<domain>.
     selector: str
     # The signing domain (d=); the sender's domain when not given, which keeps DMARC aligned.
     domain: str | None = None
+    # A PEM file with the RSA private key (or key_env).
     key_path: ConfigPath | None = None
+    # An environment variable holding the PEM private key (or key_path).
     key_env: str | None = None
     # Filled from key_path or the environment variable named by key_env; never from the file.
     private_key: SecretStr | None = Field(None, exclude=True, repr=False)
@@ -85,6 +94,7 @@ class DKIMSettings(ConfigSection):
 
 
 class OutboxSettings(ConfigSection):
+    # The folder the outbox backend writes one .eml per recipient into (a folder per issue).
     path: ConfigPath = Path("outbox")
 
 
@@ -99,7 +109,9 @@ class RetrySettings(ConfigSection):
     # Transient failures (SMTP 4xx, dropped connections, HTTP 429/5xx) are retried with
     # exponential backoff and jitter, honouring Retry-After, up to max_attempts in all.
     max_attempts: int = Field(5, ge=1, le=100)
+    # Seconds before the first retry, doubled each time.
     base_delay: float = Field(5.0, gt=0, le=86400)
+    # The longest wait between two attempts, in seconds.
     max_delay: float = Field(600.0, gt=0, le=86400)
 
 
@@ -108,7 +120,9 @@ class APISettings(ConfigSection):
         env_key="api_key_env", into="api_key", what="the {backend} API key", file_keys=("api_key", "token", "password")
     )
 
+    # The service's API address.
     base_url: str
+    # Seconds to wait for the service.
     timeout: float = Field(30.0, gt=0, le=3600)
     # Filled from the environment variable named by api_key_env; never read from the file.
     api_key: SecretStr | None = Field(None, exclude=True, repr=False)
@@ -121,23 +135,29 @@ class APISettings(ConfigSection):
 
 class SendGridSettings(APISettings):
     base_url: str = "https://api.sendgrid.com"
+    # The environment variable holding the API key.
     api_key_env: str = "SENDGRID_API_KEY"
 
 
 class MailgunSettings(APISettings):
     base_url: str = "https://api.mailgun.net"  # EU region: https://api.eu.mailgun.net
+    # The environment variable holding the API key.
     api_key_env: str = "MAILGUN_API_KEY"
+    # The sending domain set up at Mailgun ("mg.example.org"); required with the mailgun backend.
     domain: str | None = None
 
 
 class PostmarkSettings(APISettings):
+    # The service's API address.
     base_url: str = "https://api.postmarkapp.com"
+    # The environment variable holding the server token.
     api_key_env: str = "POSTMARK_SERVER_TOKEN"
+    # The Postmark message stream (a broadcast stream for newsletters).
     message_stream: str = "broadcast"
 
 
 class DeliverySettings(ConfigSection):
-    # One of DELIVERY_BACKENDS.
+    # "outbox", "smtp", "sendgrid", "mailgun", "postmark" or "console" (DELIVERY_BACKENDS).
     backend: str = "outbox"
     smtp: SMTPSettings = SMTPSettings()
     outbox: OutboxSettings = OutboxSettings()

@@ -95,26 +95,40 @@ def _check_address(value: str, *, display_name: bool) -> str:
 
 
 class NewsletterSettings(ConfigSection):
+    # The newsletter's name: the e-mail's header (unless logo_url) and the subject's start.
     title: str
+    # The From address, with a display name: "Name <address@example.org>".
     sender: str
+    # Where replies go, when not to the sender address.
     reply_to: str | None = None
+    # The newsletter's web site; the default unsubscribe and archive links live under it.
     site_url: str
+    # An IANA time zone ("Europe/London"): the schedule and the dates shown are in it.
     timezone: str = "UTC"
+    # The sender's postal address, shown in every footer (anti-spam laws ask for one).
     postal_address: str
+    # The language of the e-mail (its lang attribute; also the teasers' sentence rules).
     language: str = "en"
+    # One line about the newsletter, used in the footer ("You receive <description> as ...").
     description: str | None = None
+    # The one-click unsubscribe page; default: <site_url>/unsubscribe (digest serve answers it).
     unsubscribe_url: str | None = None
+    # An address for mailto: unsubscribes in the List-Unsubscribe header.
     unsubscribe_mailto: str | None = None
+    # Where the web copies of past issues live; default: <site_url>/archive.
     archive_url: str | None = None
     # Where readers of the web archive can sign up (default: site_url).
     subscribe_url: str | None = None
     # The header shows this image (hosted: e-mail cannot carry it) instead of the title text.
     logo_url: str | None = None
+    # The logo's alt text; default: the title.
     logo_alt: str | None = None
+    # The logo's width in pixels (16-552).
     logo_width: int = Field(180, ge=16, le=552)
     # An editor's note above the articles: inline text, or a file read when the issue is built
     # (blank lines separate paragraphs).
     editor_note: str | None = None
+    # A file holding the editor's note, read at each build (instead of editor_note).
     editor_note_file: ConfigPath | None = None
     # Who gets the [PREVIEW] before each slot when schedule.review_hours is set.
     editors: list[str] = []
@@ -203,10 +217,13 @@ FOLDER_URL_FIELDS = ("path", "name", "slug", "year", "month", "day")
 
 
 class SourceSettings(ConfigSection):
+    # A unique name for the source; articles and health are recorded under it.
     name: str
-    # One of SOURCE_KINDS.
+    # "feed", "page" or "folder" (SOURCE_KINDS).
     kind: str
+    # The feed's or page's http(s) URL (kind feed or page).
     url: str | None = None
+    # The folder of article files (kind folder).
     path: ConfigPath | None = None
     # A feed whose items carry only a stub: fetch each new item's page and extract the article.
     fetch_full: bool = False
@@ -266,14 +283,20 @@ class FetchSettings(ConfigSection):
 
     # Default: "digest/<version> (newsletter digest generator; +<newsletter.site_url>)".
     user_agent: str | None = None
+    # Seconds to wait for a server to answer (and between two chunks of a response).
     timeout: float = Field(30.0, gt=0, le=3600)
     # Wall-clock limit for one whole response, however slowly it arrives (default: 4 × timeout,
     # at least 60 s).
     deadline: float | None = Field(None, gt=0, le=86400)
+    # Responses larger than this many megabytes are refused.
     max_response_mb: float = Field(10.0, gt=0, le=1024)
+    # Seconds between two requests to one host.
     host_delay: float = Field(1.0, ge=0, le=3600)
+    # Sources read at the same time (requests to one host stay one at a time).
     workers: int = Field(8, ge=1, le=64)
+    # Retries of a request that failed with a timeout, 429 or 5xx, with backoff.
     retries: int = Field(3, ge=0, le=10)
+    # A Retry-After longer than this many seconds is not waited for (the source fails this time).
     max_retry_after: float = Field(300.0, ge=0, le=86400)
 
     @field_validator("user_agent")
@@ -285,11 +308,14 @@ class FetchSettings(ConfigSection):
 class SelectionSettings(ConfigSection):
     # At most ten years back (a larger window is a typo, and would reach before year 1).
     window_days: int = Field(7, ge=1, le=3660)
+    # At most this many articles per issue (the newest first).
     max_articles: int = Field(10, ge=1, le=1000)
+    # An issue with fewer new articles is skipped (a thin week); 0 never skips.
     min_articles: int = Field(1, ge=0, le=1000)
 
 
 class TeaserSettings(ConfigSection):
+    # A teaser is cut at a word to at most this many characters.
     max_chars: int = Field(220, ge=40, le=100_000)
 
 
@@ -300,6 +326,7 @@ class ScheduleSettings(ConfigSection):
     # Five crontab fields in newsletter.timezone; it must fire at least once in every year
     # (February 30th, or the 1st of January only on a Monday, is refused).
     cron: str = "0 8 * * mon"
+    # A slot missed (the scheduler was down) is still sent if caught up within this many hours.
     misfire_grace_hours: float = Field(6.0, ge=0, le=_HOURS_IN_A_YEAR)
     # Build the issue this many hours before its slot and send it as [PREVIEW] to
     # newsletter.editors; it goes out at the slot unless `digest hold ISSUE`. 0: no review.
@@ -336,10 +363,12 @@ def _fires_every_year(trigger: CronTrigger) -> bool:
 
 
 class SubscriberSettings(ConfigSection):
+    # A CSV of subscribers (columns email, name), re-imported on every run and send: new addresses are added, known ones keep their status (an unsubscribe is never undone).
     csv: ConfigPath | None = None
 
 
 class StateSettings(ConfigSection):
+    # Where digest keeps its state (articles, issues, deliveries): an SQLAlchemy URL; default: SQLite at var/digest.sqlite3 beside the config.
     url: str | None = None
 
 
@@ -358,11 +387,15 @@ class TemplateSettings(ConfigSection):
 class LinkSettings(ConfigSection):
     """Campaign tags on article links, and the opt-in open-tracking pixel."""
 
+    # Add utm_* campaign tags to article links.
     utm: bool = False
+    # The utm_source value.
     utm_source: str = "newsletter"
+    # The utm_medium value.
     utm_medium: str = "email"
     # {issue} is the issue key, {position} the article's place in the issue (1, 2, ...).
     utm_campaign: str = "{issue}"
+    # The utm_content value ({issue} and {position} work here too); none when not set.
     utm_content: str | None = None
     # Links to these domains (and their subdomains) are left untagged.
     skip_domains: list[str] = []
@@ -396,7 +429,9 @@ class LinkSettings(ConfigSection):
 class RenderSettings(ConfigSection):
     """Size guard: Gmail clips a message whose HTML passes about 102 KB."""
 
+    # A build warns when the HTML passes this many bytes.
     warn_html_bytes: int = Field(90_000, ge=1000, le=10_000_000)
+    # A build fails (or drops trailing articles) when the HTML passes this many bytes.
     max_html_bytes: int = Field(102_000, ge=1000, le=10_000_000)
     # Drop articles from the end of the issue until the HTML fits, instead of failing the build.
     drop_trailing_articles: bool = False
@@ -411,6 +446,7 @@ class RenderSettings(ConfigSection):
 
 
 class SecuritySettings(ConfigSection):
+    # The environment variable holding the secret that signs unsubscribe and preview tokens.
     secret_env: str = "DIGEST_SECRET"
 
 

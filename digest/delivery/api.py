@@ -27,6 +27,7 @@ from digest.config import APISettings, DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
+from digest.neterrors import connect_failure
 from digest.retry_after import retry_after_seconds
 
 #: A batch at least this large whose every message is refused on its own as well is taken as a
@@ -78,7 +79,7 @@ class APIBackend(Backend):
         try:
             resp = self.post(messages)
         except (requests.ConnectionError, requests.Timeout) as exc:
-            return self.every(messages, "retry", f"{self.service}: no answer: {exc.__class__.__name__}")
+            return self.every(messages, "retry", f"{self.service}: no answer: {connect_failure(exc)}")
         status = resp.status_code
         if status in (401, 403):
             raise SendStopped(

@@ -21,6 +21,29 @@ class IssueSummary:
     status: str
     note: str | None
     counts: dict[str, int]
+    subject: str | None = None
+    # When the send began and finished; None for a skipped issue (and finished_at while sending).
+    sent_at: datetime | None = None
+    finished_at: datetime | None = None
+
+    @property
+    def delivered(self) -> int:
+        return self.counts.get("sent", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.counts.get("failed", 0)
+
+    @property
+    def pending(self) -> int:
+        """Deliveries not settled yet: waiting, due for a retry, or in flight."""
+        return sum(self.counts.get(s, 0) for s in ("pending", "retry", "inflight"))
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.sent_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.sent_at).total_seconds()
 
 
 @dataclass(frozen=True)
@@ -68,7 +91,18 @@ class IssueStatus:
 
 def recent_issues(store: Store) -> list[IssueSummary]:
     """The latest issues, newest first, with their delivery counts."""
-    return [IssueSummary(r.key, r.status, r.note, store.deliveries.counts(r.key)) for r in store.issues.recent()]
+    return [
+        IssueSummary(
+            r.key,
+            r.status,
+            r.note,
+            store.deliveries.counts(r.key),
+            subject=r.subject,
+            sent_at=r.created_at if r.status != "skipped" else None,
+            finished_at=r.finished_at if r.status != "skipped" else None,
+        )
+        for r in store.issues.recent()
+    ]
 
 
 def issue_status(store: Store, key: str) -> IssueStatus | None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import re
+import traceback
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ log = logging.getLogger(__name__)
 MAX_TITLE = 200
 MAX_AUTHOR = 120
 MAX_SECTION = 60
+MAX_TAGS = 20
 MAX_TEASER = 1200
 MAX_NOTE = 4000
 MAX_PREHEADER = 150
@@ -102,6 +104,9 @@ def issue_context(issue: Issue, settings: Settings) -> dict[str, Any]:
                 "image_width": min(a.image_width, IMAGE_COLUMN_PX) if a.image_width else None,
                 "image_alt": one_line(a.image_alt, MAX_TITLE) or title,
                 "section": one_line(a.section, MAX_SECTION) or None,
+                # The [[sources]] name the article came from, and its tags (cleaned, at most MAX_TAGS).
+                "source": one_line(a.source, MAX_SECTION),
+                "tags": [t for t in (one_line(t, MAX_SECTION) for t in a.tags[:MAX_TAGS]) if t],
             }
         )
     # Articles of a section stay together, in the order their sections first appear; the
@@ -165,8 +170,22 @@ def _render(env: jinja2.Environment, name: str, context: Mapping[str, Any]) -> s
         raise RenderError(f"template {exc.filename or name}, line {exc.lineno}: {exc.message}") from None
     except jinja2.TemplateNotFound as exc:
         raise RenderError(f"template {exc.name} not found in the templates folders") from None
-    except jinja2.UndefinedError as exc:
-        raise RenderError(f"template {name}: {exc.message}") from None
+    except (jinja2.TemplateError, TypeError, ValueError, AttributeError, KeyError, ZeroDivisionError) as exc:
+        message = exc.message if isinstance(exc, jinja2.TemplateError) and exc.message else str(exc)
+        raise RenderError(f"template {_failing_template(exc, name)}: {message}") from None
+
+
+def _failing_template(exc: BaseException, name: str) -> str:
+    """Where in the templates ``exc`` was raised: Jinja2 rewrites a render's traceback so that
+    its frames point into the template files; the innermost such frame is the failing file
+    (an included partial, not the top template that included it) and its line."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(_TEMPLATE_SUFFIXES)]
+    if not frames:
+        return name
+    return f"{frames[-1].filename}, line {frames[-1].lineno}"
+
+
+_TEMPLATE_SUFFIXES = (".j2", ".jinja", ".jinja2", ".html", ".mjml", ".txt")
 
 
 def _render_once(issue: Issue, settings: Settings, env: jinja2.Environment) -> RenderedIssue:

@@ -46,10 +46,14 @@ class SourceHealth:
         return self.failures > 0
 
     @property
+    def failing_in_config(self) -> bool:
+        """Failing and still configured: a source removed from the config is no one's concern."""
+        return self.config is not None and self.failing
+
+    @property
     def warned_on_build(self) -> bool:
-        """Failing long enough that every build says so (a source removed from the config is no
-        one's concern)."""
-        return self.config is not None and self.failures >= FAILING_RUNS
+        """Failing long enough that every build says so."""
+        return self.failing_in_config and self.failures >= FAILING_RUNS
 
     @property
     def runs_in_a_row(self) -> str:

@@ -35,6 +35,7 @@ from requests.structures import CaseInsensitiveDict
 
 from digest import __version__
 from digest.errors import SourceError
+from digest.neterrors import connect_failure
 from digest.retry_after import retry_after_seconds
 from digest.sources.encoding import charset_from_content_type
 
@@ -320,7 +321,10 @@ class Fetcher:
                 raise FetchError(
                     f"source {source!r}: {url} stopped sending for {p.read_timeout:g} s (timed out)", url=url
                 ) from None
-            raise FetchError(f"source {source!r}: cannot connect to {url}: {_short_reason(reason)}", url=url) from None
+            raise FetchError(
+                f"source {source!r}: cannot connect to {url}: {connect_failure(exc, fallback=_short_reason(reason))}",
+                url=url,
+            ) from None
         except urllib3.exceptions.HTTPError as exc:
             raise FetchError(
                 f"source {source!r}: {url} broke off while sending: {_short_reason(exc)}", url=url, status=200

@@ -117,6 +117,22 @@ class Store:
         except Exception:  # noqa: BLE001 - only for messages
             return "(unparseable URL)"
 
+    def shared_with(self, config: str) -> str | None:
+        """One state database per newsletter: the first config file to open it is recorded as its
+        owner. A warning when ``config`` is another one (two newsletters sharing a database mix
+        their articles, issues and subscribers); None when it is the owner, or when the owner's
+        file is gone (renamed or moved: ``config`` takes over)."""
+        owner = self.meta.claim_owner(config)
+        if owner == config:
+            return None
+        if not Path(owner).exists():
+            self.meta.set_owner(config)
+            return None
+        return (
+            f"state database {self.safe_url} belongs to {owner}, not {config}: two configs share one state "
+            "(articles, issues, subscribers); give this one its own [state] url, or use the other config"
+        )
+
     def scheduler_jobs(self) -> SQLAlchemyJobStore:
         """APScheduler's job store in this database (its own table, made when missing)."""
         return scheduler_job_store(self.engine)

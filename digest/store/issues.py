@@ -149,7 +149,9 @@ class IssuesRepository(Repository):
 
     @staticmethod
     def _summary_query() -> sa.Select[Any]:
-        cols = [issues.c[f] for f in ("key", "slot", "status", "subject", "preheader", "note")]
+        cols = [
+            issues.c[f] for f in ("key", "slot", "status", "subject", "preheader", "note", "created_at", "finished_at")
+        ]
         return sa.select(*cols).order_by(issues.c.slot.desc())
 
     def carried_article_ids(self, *, excluding: str | None = None) -> set[str]:

@@ -85,3 +85,21 @@ class MetaRepository(Repository):
         value = self.get("secret")
         assert value
         return value
+
+    def claim_owner(self, config: str) -> str:
+        """Record ``config`` as the config file this database belongs to, unless one is recorded
+        already; returns the owner (``config`` itself, or the earlier one)."""
+        existing = self.get("owner_config")
+        if existing:
+            return existing
+        with self.engine.begin() as conn:
+            try:
+                conn.execute(meta.insert().values(key="owner_config", value=config))
+            except IntegrityError:
+                pass  # another process claimed it first; theirs is the owner
+        return self.get("owner_config") or config
+
+    def set_owner(self, config: str) -> None:
+        """Hand the database to ``config`` (its recorded owner was moved or deleted)."""
+        with self.engine.begin() as conn:
+            conn.execute(meta.update().where(meta.c.key == "owner_config").values(value=config))

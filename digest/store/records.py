@@ -58,6 +58,9 @@ class IssueSummary:
     subject: str | None
     preheader: str | None
     note: str | None
+    # When the send began and when it finished (None while sending, or for a skipped issue).
+    created_at: datetime | None = None
+    finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)

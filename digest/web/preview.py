@@ -143,6 +143,9 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
     """What an editor should know before the issue goes: size, alt text, a thin week, failing
     sources, and whether the issue is held or already gone."""
     out: list[str] = []
+    shared = store.shared_with(str(settings.config_path))
+    if shared:
+        out.append(shared)
     too_few = too_few_articles(len(built.issue.entries), settings.selection.min_articles)
     if too_few is not None:
         out.append(f"thin week: {too_few}; this issue would be skipped")
@@ -166,7 +169,7 @@ def issue_warnings(settings: Settings, store: Store, slot: Slot, built: BuiltIss
             "after this issue: it is held until then"
         )
     for source in source_health(settings.sources, store.sources.all()):
-        if source.failing and source.record is not None:
+        if source.failing_in_config and source.record is not None:
             out.append(f"source {source.name!r} is failing ({source.runs_in_a_row}): {source.record.last_error}")
     existing = store.issues.get(slot.key)
     if existing is not None:
