@@ -235,6 +235,8 @@ class SourceSettings(ConfigSection):
     # (and its relative images resolve): base_url joined with url_pattern, whose placeholders are
     # FOLDER_URL_FIELDS.
     base_url: str | None = None
+    # How a folder file's address is made under base_url: {path} (its path in the folder without
+    # its suffix), {name}, {slug} (the name without a leading YYYY-MM-DD-), {year}, {month}, {day}.
     url_pattern: str = "{path}"
 
     @field_validator("kind")
@@ -454,9 +456,13 @@ class WebhookSettings(ConfigSection):
     """E-mail services' event webhooks on ``digest serve``. Each names the environment variable
     that holds its secret; a webhook whose secret is not set answers 403 to every request."""
 
+    # The environment variable holding Mailgun's HTTP webhook signing key (/webhooks/mailgun).
     mailgun_signing_key_env: str | None = None
+    # The environment variable holding SendGrid's Event Webhook verification key, base64 DER or PEM (/webhooks/sendgrid).
     sendgrid_public_key_env: str | None = None
+    # The user name Postmark's webhook sends with basic authentication (/webhooks/postmark).
     postmark_username: str | None = None
+    # The environment variable holding that basic-authentication password.
     postmark_password_env: str | None = None
     # Mailgun's signed timestamp may be this old at most (seconds); older requests are refused.
     max_age_seconds: int = Field(900, ge=60)
@@ -467,6 +473,7 @@ class WebhookSettings(ConfigSection):
 class SignupSettings(ConfigSection):
     """Sign-up with double opt-in on ``digest serve`` (GET/POST /subscribe, /confirm)."""
 
+    # Offer sign-up on digest serve; false answers 404 at /subscribe and /confirm.
     enabled: bool = True
     # Where the confirmation link points (default: the site's /confirm); digest serve answers there.
     confirm_url: str | None = None
@@ -475,12 +482,13 @@ class SignupSettings(ConfigSection):
     # Send a welcome e-mail once the address is confirmed.
     welcome: bool = False
     # Sign-up requests per hour from one client address, and confirmation e-mails per hour to one address.
-    per_ip_per_hour: int = Field(20, ge=1)
-    per_address_per_hour: int = Field(3, ge=1)
+    per_ip_per_hour: int = Field(20, ge=1, le=1_000_000)
+    # Confirmation e-mails per hour to one address.
+    per_address_per_hour: int = Field(3, ge=1, le=1000)
 
     @field_validator("confirm_url")
     @classmethod
     def _confirm_url(cls, v: str | None) -> str | None:
-        if v is not None and not v.startswith(("https://", "http://")):
-            raise ValueError(f"expected an http(s) URL, got {v!r}")
+        if v is not None:
+            check_url(v)
         return v
