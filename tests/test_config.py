@@ -158,5 +158,5 @@ def test_signup_and_webhook_settings_are_checked(write_config) -> None:
     with pytest.raises(ConfigError) as e:
         load_config(path)
     message = str(e.value)
-    assert "signup.confirm_url: expected an http(s) URL, got 'ftp://x'" in message
+    assert "signup.confirm_url: expected a URL starting with https:// or http://, got 'ftp://x'" in message
     assert "webhooks.soft_bounce_limt: unknown key (check the spelling)" in message
