@@ -1,12 +1,26 @@
 from __future__ import annotations
 
+import logging
 import socket
 import textwrap
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_it_was() -> Iterator[None]:
+    """A command run in-process sets the log levels and handlers for its run (digest.cli's
+    configure_logging); put them back so the next test's log capture sees what it asks for."""
+    root, ours = logging.getLogger(), logging.getLogger("digest")
+    levels, handlers = (root.level, ours.level), list(root.handlers)
+    yield
+    root.setLevel(levels[0])
+    ours.setLevel(levels[1])
+    root.handlers[:] = handlers
+
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"

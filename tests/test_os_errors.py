@@ -124,7 +124,7 @@ def test_article_dates_out_of_range_are_one_problem_each_and_the_folder_goes_on(
     write_article(tmp_path / "content", "one.md", title="One", date="2025-08-08", body="Lead one. More.")
     proc = digest("--config", str(cfg), "ingest")
     assert proc.returncode == 0, proc.stderr
-    assert "1 articles (1 new" in proc.stdout, proc.stdout
+    assert "1 article (1 new" in proc.stdout, proc.stdout
     problems = proc.stderr.strip().splitlines()
     assert len(problems) == 2, proc.stderr
     assert "far.md: skipped: date 9999-12-31T23:59:00-05:00 is out of range" in problems[0], problems
