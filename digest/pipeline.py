@@ -249,6 +249,7 @@ def send_issue(
     dry_run: bool = False,
     stop: Callable[[], bool] | None = None,
     progress: Callable[[SendProgress], None] | None = None,
+    heartbeat: Callable[[], None] | None = None,
 ) -> SendReport:
     """Send the issue of ``slot`` to every active subscriber, exactly once each.
 
@@ -272,7 +273,7 @@ def send_issue(
         resumed = not sender.open(built.issue, built.rendered, now=now)
     if dry_run:
         return sender.dry_run_pending(slot.key, now=now)
-    return sender.deliver(slot.key, resumed=resumed, stop=stop, progress=progress)
+    return sender.deliver(slot.key, resumed=resumed, stop=stop, progress=progress, heartbeat=heartbeat)
 
 
 def run_once(
@@ -303,9 +304,9 @@ def run_once(
             ingested = ingest(settings, store, now=now)
         sync_subscribers(settings, store, now=now)
         sender = _sender(settings, store, now, backend, clock)
-        return send_issue(settings, store, slot, now=now, sender=sender, stop=lease.stopper(stop))
+        return send_issue(settings, store, slot, now=now, sender=sender, stop=lease.stopper(stop), heartbeat=lease.beat)
 
-    report = exclusively(store, slot, clock or _utcnow, work)
+    report = exclusively(store, slot, clock or _utcnow, work, ttl=_heartbeat(settings))
     return ingested, report
 
 
@@ -338,8 +339,15 @@ def send_issue_exclusive(
             sender=_sender(settings, store, now, backend, clock),
             stop=lease.stopper(stop),
             progress=progress,
+            heartbeat=lease.beat,
         ),
+        ttl=_heartbeat(settings),
     )
+
+
+def _heartbeat(settings: Settings) -> timedelta:
+    """How long the issue's lease lasts without renewal: the same heartbeat as a claimed batch's."""
+    return timedelta(seconds=settings.delivery.lease_seconds)
 
 
 def _sender(

@@ -3,6 +3,8 @@ subscribers who leave mid-send, retries of failures, the pace, and a streaming d
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -11,6 +13,7 @@ import pytest
 from deliverykit import FakeClock, addresses, newsletter
 
 from digest.config import Settings
+from digest.delivery.ledger import HOST
 from digest.delivery.memory import MemoryBackend
 from digest.delivery.ratelimit import Pace
 from digest.delivery.sender import Sender, SendReport, real_time_from
@@ -71,18 +74,21 @@ def test_a_stopped_senders_batch_is_taken_over_after_its_lease(write_config, tmp
     first = MemoryBackend(crash_in_second_batch, max_batch=40)
     with pytest.raises(Crash):
         send_through(settings, store, slot, first, now=fixed_now)
-    assert store.deliveries.counts(slot.key) == {"sent": 40, "inflight": 40, "pending": 40}
+    # The four messages of the second batch that went out were recorded one by one.
+    assert store.deliveries.counts(slot.key) == {"sent": 44, "inflight": 36, "pending": 40}
     # Same process, so the sender looks alive: its batch waits for the lease to end.
     second = MemoryBackend(max_batch=40)
     report = send_through(settings, store, slot, second, now=fixed_now)
-    assert report.outcome == "incomplete" and "40 in flight in another sender" in report.message
+    assert report.outcome == "incomplete" and "36 in flight in another sender" in report.message
     later = fixed_now + timedelta(seconds=settings.delivery.lease_seconds + 1)
     report = send_through(settings, store, slot, second, now=later)
     assert report.outcome == "resumed", report.message
     assert store.deliveries.counts(slot.key) == {"sent": 120}
-    assert store.deliveries.interrupted_total(slot.key) == 40
+    assert store.deliveries.interrupted_total(slot.key) == 36
     sent_twice = {r for r, _ in first.sent} & {r for r, _ in second.sent}
-    assert len(sent_twice) == 4  # the batch's messages that went out before the crash
+    # Each answered message was durable before the next went out: the crash, striking between
+    # messages, repeats none of them (before, the four that went out were sent again).
+    assert sent_twice == set()
 
 
 def test_a_subscriber_who_leaves_mid_send_gets_nothing(write_config, tmp_path: Path, fixed_now) -> None:
@@ -195,3 +201,42 @@ def test_dry_run_streams_recipients_and_renders_each(write_config, tmp_path: Pat
     assert report.outcome == "dry-run"
     assert "would go to 250 subscribers; 250 messages rendered, nothing sent" in report.message
     assert store.issues.get(slot.key) is None
+
+
+def test_in_flight_deliveries_of_a_sender_in_another_pid_namespace_wait_for_its_heartbeat(
+    write_config, tmp_path: Path, fixed_now, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Same hostname, a PID that does not exist here (another container): the sender is alive as
+    long as its heartbeat says so, and its batch stays its own until then."""
+    subs = addresses(30)
+    settings, store, slot, _ = newsletter(write_config, tmp_path, backend="outbox", subscribers=subs, now=fixed_now)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    other = f"{HOST}:{gone.stdout.strip()}:alive"
+    calls = {"n": 0}
+
+    def stalls_in_first_batch(m):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 6:
+            raise Crash()  # from here on this sender is "busy elsewhere"; we look at its claim
+        return None
+
+    monkeypatch.setattr("digest.delivery.ledger.sender_identity", lambda: other)
+    with pytest.raises(Crash):
+        send_through(settings, store, slot, MemoryBackend(stalls_in_first_batch, max_batch=10), now=fixed_now)
+    monkeypatch.undo()
+    held = store.deliveries.counts(slot.key)["inflight"]
+    assert held > 0
+
+    beat = timedelta(seconds=settings.delivery.lease_seconds)
+    second = MemoryBackend(max_batch=10)
+    report = send_through(settings, store, slot, second, now=fixed_now)
+    assert report.outcome == "incomplete" and f"{held} in flight in another sender" in report.message
+    # The other sender renews its claim (its heartbeat) half-way: still its own after the first lease.
+    assert store.deliveries.renew_claims(slot.key, other, lease_until=fixed_now + beat / 2 + beat) == held
+    report = send_through(settings, store, slot, second, now=fixed_now + beat + timedelta(seconds=1))
+    assert report.outcome == "incomplete" and f"{held} in flight in another sender" in report.message
+    # It stopped renewing: one heartbeat after its last renewal the batch is taken over.
+    report = send_through(settings, store, slot, second, now=fixed_now + beat / 2 + beat + timedelta(seconds=1))
+    assert report.outcome == "resumed", report.message
+    assert store.deliveries.counts(slot.key) == {"sent": 30}
+    assert store.deliveries.interrupted_total(slot.key) == held

@@ -42,5 +42,5 @@ class OutboxBackend(Backend):
             # Write then rename, so a crash never leaves a half-written message behind.
             tmp.write_bytes(m.as_bytes())
             os.replace(tmp, path)
-            results.append(DeliveryResult(m.recipient, "sent", m.message_id, str(path)))
+            results.append(self._answered(DeliveryResult(m.recipient, "sent", m.message_id, str(path))))
         return results

@@ -20,7 +20,7 @@ from functools import cached_property
 
 from digest.config import Settings
 from digest.delivery.base import Backend, OutgoingMessage, SendStopped
-from digest.delivery.ledger import Ledger
+from digest.delivery.ledger import Claim, Ledger
 from digest.delivery.mime import MessageTemplate
 from digest.delivery.ratelimit import Pace
 from digest.delivery.registry import backend_from_settings
@@ -182,10 +182,13 @@ class Sender:
         resumed: bool,
         stop: Callable[[], bool] | None = None,
         progress: Callable[[SendProgress], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> SendReport:
         """Send an opened issue's pending deliveries in batches, waiting for retries that fall due,
         until none is left or ``stop()`` turns true (SIGTERM, or the issue's lease was lost): the
-        batches sent so far are recorded, the rest stay pending, and the next run resumes them."""
+        batches sent so far are recorded, the rest stay pending, and the next run resumes them.
+        Each message's outcome is recorded as its server answers it; ``heartbeat`` is called then
+        too (it renews the issue's lease when due)."""
         delivery = self.settings.delivery
         template = MessageTemplate(self._rendered(key), self.settings.newsletter)
         backend = self.backend_for(key)
@@ -208,10 +211,19 @@ class Sender:
         total = sum(counts.values())
         sent, failed = counts.get("sent", 0), counts.get("failed", 0)
         done = 0
+        current: list[Claim] = []
+
+        def answered(result: DeliveryResult) -> None:
+            ledger.record_one(current[0], result, self.clock())
+            if heartbeat is not None:
+                heartbeat()
+
+        backend.on_result = answered
         with backend:
             while stop is None or not stop():
                 moment = self.clock()
                 claim = ledger.claim(batch_size, moment)
+                current[:] = [claim]
                 if not claim.rows:
                     due = self.store.deliveries.next_retry_at(key)
                     if due is None:

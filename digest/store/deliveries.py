@@ -125,6 +125,15 @@ class DeliveriesRepository(Repository):
             ).all()
         return [(o or "", t, n) for o, t, n in rows]
 
+    def renew_claims(self, key: str, owner: str, *, lease_until: datetime) -> int:
+        """A live sender's heartbeat: extend the lease of its in-flight deliveries."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.status == "inflight", d.c.owner == owner)
+                .values(lease_until=lease_until)
+            ).rowcount
+
     def reclaim_interrupted(self, key: str, owner: str, *, now: datetime) -> int:
         """Give the in-flight deliveries of a sender that stopped back as pending, counting each
         as interrupted: it may already have been delivered once."""
