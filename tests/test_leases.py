@@ -7,6 +7,8 @@ import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from statedb import state_url
+
 from digest.delivery.ledger import HOST
 from digest.delivery.sender import SendReport
 from digest.leases import LEASE_TTL, exclusively, issue_lease, lease_name
@@ -18,7 +20,7 @@ SLOT = Slot("2025-W33", NOW)
 
 
 def _store(tmp_path: Path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'state.db'}")
+    return Store(state_url(tmp_path))
 
 
 def _sent(lease: object) -> SendReport:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from statedb import state_url
 
 from digest.errors import StateError
 from digest.models import (
@@ -42,7 +43,7 @@ RENDERED = RenderedIssue(key="2025-W33", subject="Issue 33", preheader="This wee
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    with Store(f"sqlite:///{tmp_path / 'state.sqlite3'}") as s:
+    with Store(state_url(tmp_path)) as s:
         yield s  # type: ignore[misc]
 
 

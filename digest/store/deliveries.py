@@ -25,7 +25,9 @@ class DeliveriesRepository(Repository):
     ) -> list[tuple[str, str | None, int]]:
         """Move up to ``limit`` deliveries that are due (pending, or retry whose time has come) to
         ``inflight`` under ``claim``, in one transaction, and return them as (email, name,
-        attempts). Each UPDATE re-checks the status, so two senders never claim the same row.
+        attempts). Each UPDATE re-checks the status, so two senders never claim the same row; on
+        PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``, so any number of senders claim
+        disjoint batches at once.
         Deliveries whose subscriber has left since the issue began are marked ``skipped``."""
         with self.engine.begin() as conn:
             left = limit
@@ -38,10 +40,23 @@ class DeliveriesRepository(Repository):
                 cond = [d.c.issue_key == key, d.c.status == status]
                 if extra is not None:
                     cond.append(extra)
-                pick = sa.select(d.c.email).where(*cond).order_by(order).limit(left).scalar_subquery()
+                # PostgreSQL: the picked rows are locked, and rows another sender's claim has
+                # locked are skipped, so concurrent senders take different deliveries instead of
+                # queueing on the same ones (SQLite, one writer at a time, ignores the clause).
+                # The pick is a CTE evaluated once (MATERIALIZED): as a plain IN (subquery) with a
+                # lock clause PostgreSQL may re-run it and take more than ``limit`` rows.
+                pick = (
+                    sa.select(d.c.email)
+                    .where(*cond)
+                    .order_by(order)
+                    .limit(left)
+                    .with_for_update(skip_locked=True)
+                    .cte("pick")
+                    .prefix_with("MATERIALIZED", dialect="postgresql")
+                )
                 got = conn.execute(
                     d.update()
-                    .where(*cond, d.c.email.in_(pick))
+                    .where(*cond, d.c.email.in_(sa.select(pick.c.email)))
                     .values(status="inflight", owner=owner, claim=claim, lease_until=lease_until, updated_at=now)
                 ).rowcount
                 left -= max(got or 0, 0)
