@@ -121,3 +121,25 @@ def exclusively(
                 f"When it is ready: digest hold --release {slot.key}, then digest run --as-of {slot.at.isoformat(timespec='minutes')}",
             )
         return work(lease)
+
+
+# How often a sender waiting for another to open an issue looks again.
+OPENING_POLL_SECONDS = 0.2
+
+
+def wait_while_held(
+    store: Store,
+    key: str,
+    *,
+    clock: Callable[[], datetime],
+    sleep: Callable[[float], None],
+    ready: Callable[[], bool],
+) -> bool:
+    """Wait while another process holds issue ``key``'s lease, until ``ready()`` (it opened the
+    issue). False when the lease was released or its heartbeat expired first."""
+    while not ready():
+        holder = store.leases.holder(lease_name(key))
+        if holder is None or holder.expires_at <= clock():
+            return ready()
+        sleep(OPENING_POLL_SECONDS)
+    return True

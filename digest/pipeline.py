@@ -18,7 +18,7 @@ from digest.config import Settings
 from digest.delivery.base import Backend
 from digest.delivery.sender import Sender, SendProgress, SendReport, real_time_from, token_signer
 from digest.errors import SourceError
-from digest.leases import IssueLease, exclusively
+from digest.leases import IssueLease, exclusively, wait_while_held
 from digest.models import Article, DeliveryResult, Issue, IssueEntry, RenderedIssue, UpsertReport
 from digest.render.issue import fit_issue
 from digest.select import select_articles, too_few_articles
@@ -322,12 +322,16 @@ def send_issue_exclusive(
     stop: Callable[[], bool] | None = None,
     progress: Callable[[SendProgress], None] | None = None,
 ) -> SendReport:
-    """:func:`send_issue` under the issue's lease (a dry run needs none: it changes nothing)."""
+    """:func:`send_issue` under the issue's lease (a dry run needs none: it changes nothing).
+
+    When another sender holds the lease (a parallel worker, another machine on the same
+    database), this one waits until that sender has opened the issue and then joins in: the
+    ledger's claims keep their deliveries apart, and each sender ends when the issue is done."""
     if dry_run:
         return send_issue(
             settings, store, slot, now=now, sender=_sender(settings, store, now, backend, clock), dry_run=True
         )
-    return exclusively(
+    report = exclusively(
         store,
         slot,
         clock or _utcnow,
@@ -343,6 +347,14 @@ def send_issue_exclusive(
         ),
         ttl=_heartbeat(settings),
     )
+    if report.outcome != "claimed-elsewhere":
+        return report
+    sender = _sender(settings, store, now, backend, clock)
+    if not wait_while_held(
+        store, slot.key, clock=sender.clock, sleep=sender.sleep, ready=lambda: sender.opened(slot.key)
+    ):
+        return report
+    return sender.finished(slot.key) or sender.deliver(slot.key, resumed=True, stop=stop, progress=progress)
 
 
 def _heartbeat(settings: Settings) -> timedelta:

@@ -60,9 +60,20 @@ class Crash(BaseException):
     pass
 
 
-def test_a_stopped_senders_batch_is_taken_over_after_its_lease(write_config, tmp_path: Path, fixed_now) -> None:
+def with_heartbeat(settings: Settings, seconds: float) -> Settings:
+    return settings.model_copy(update={"delivery": settings.delivery.model_copy(update={"lease_seconds": seconds})})
+
+
+def send_on(settings: Settings, store: Store, slot: Slot, backend: MemoryBackend, clock: FakeClock) -> SendReport:
+    """Send on simulated time: waiting moves the clock on at once."""
+    sender = Sender(settings, store, clock=clock.now, sleep=clock.sleep, backend=backend)
+    return send_issue(settings, store, slot, now=clock.now(), sender=sender)
+
+
+def test_a_stopped_senders_batch_is_taken_over_after_its_heartbeat(write_config, tmp_path: Path, fixed_now) -> None:
     subs = addresses(120)
     settings, store, slot, _ = newsletter(write_config, tmp_path, backend="outbox", subscribers=subs, now=fixed_now)
+    settings = with_heartbeat(settings, 5)
     calls = {"n": 0}
 
     def crash_in_second_batch(m):  # type: ignore[no-untyped-def]
@@ -76,13 +87,13 @@ def test_a_stopped_senders_batch_is_taken_over_after_its_lease(write_config, tmp
         send_through(settings, store, slot, first, now=fixed_now)
     # The four messages of the second batch that went out were recorded one by one.
     assert store.deliveries.counts(slot.key) == {"sent": 44, "inflight": 36, "pending": 40}
-    # Same process, so the sender looks alive: its batch waits for the lease to end.
+    # Same process, so nothing but its heartbeat says the first sender stopped: the second sends
+    # what is pending, waits while that heartbeat lives, then takes the batch over.
+    clock = FakeClock(fixed_now)
     second = MemoryBackend(max_batch=40)
-    report = send_through(settings, store, slot, second, now=fixed_now)
-    assert report.outcome == "incomplete" and "36 in flight in another sender" in report.message
-    later = fixed_now + timedelta(seconds=settings.delivery.lease_seconds + 1)
-    report = send_through(settings, store, slot, second, now=later)
+    report = send_on(settings, store, slot, second, clock)
     assert report.outcome == "resumed", report.message
+    assert fixed_now + timedelta(seconds=5) <= clock.t <= fixed_now + timedelta(seconds=7)
     assert store.deliveries.counts(slot.key) == {"sent": 120}
     assert store.deliveries.interrupted_total(slot.key) == 36
     sent_twice = {r for r, _ in first.sent} & {r for r, _ in second.sent}
@@ -210,6 +221,8 @@ def test_in_flight_deliveries_of_a_sender_in_another_pid_namespace_wait_for_its_
     long as its heartbeat says so, and its batch stays its own until then."""
     subs = addresses(30)
     settings, store, slot, _ = newsletter(write_config, tmp_path, backend="outbox", subscribers=subs, now=fixed_now)
+    beat = timedelta(seconds=5)
+    settings = with_heartbeat(settings, beat.total_seconds())
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     other = f"{HOST}:{gone.stdout.strip()}:alive"
     calls = {"n": 0}
@@ -227,16 +240,21 @@ def test_in_flight_deliveries_of_a_sender_in_another_pid_namespace_wait_for_its_
     held = store.deliveries.counts(slot.key)["inflight"]
     assert held > 0
 
-    beat = timedelta(seconds=settings.delivery.lease_seconds)
-    second = MemoryBackend(max_batch=10)
-    report = send_through(settings, store, slot, second, now=fixed_now)
-    assert report.outcome == "incomplete" and f"{held} in flight in another sender" in report.message
-    # The other sender renews its claim (its heartbeat) half-way: still its own after the first lease.
-    assert store.deliveries.renew_claims(slot.key, other, lease_until=fixed_now + beat / 2 + beat) == held
-    report = send_through(settings, store, slot, second, now=fixed_now + beat + timedelta(seconds=1))
-    assert report.outcome == "incomplete" and f"{held} in flight in another sender" in report.message
-    # It stopped renewing: one heartbeat after its last renewal the batch is taken over.
-    report = send_through(settings, store, slot, second, now=fixed_now + beat / 2 + beat + timedelta(seconds=1))
+    # The other sender renews its claim (its heartbeat) 2.5 s in, so it lives past the first 5 s;
+    # the second sender, done with what was pending, waits and takes over one heartbeat after that.
+    clock = FakeClock(fixed_now)
+    renewed_at = fixed_now + beat / 2
+    waiting_sleep = clock.sleep
+
+    def sleep(seconds: float) -> None:
+        before = clock.t
+        waiting_sleep(seconds)
+        if before < renewed_at <= clock.t:
+            assert store.deliveries.renew_claims(slot.key, other, lease_until=renewed_at + beat) == held
+
+    clock.sleep = sleep  # type: ignore[method-assign]
+    report = send_on(settings, store, slot, MemoryBackend(max_batch=10), clock)
     assert report.outcome == "resumed", report.message
+    assert renewed_at + beat <= clock.t <= renewed_at + beat + timedelta(seconds=2)
     assert store.deliveries.counts(slot.key) == {"sent": 30}
     assert store.deliveries.interrupted_total(slot.key) == held

@@ -32,6 +32,10 @@ from digest.tokens import TokenSigner, signer_for
 
 log = logging.getLogger(__name__)
 
+# How often a sender that has nothing left to claim looks whether the deliveries in flight in
+# other senders are done (or their heartbeat expired).
+OTHERS_POLL_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class SendReport:
@@ -225,12 +229,10 @@ class Sender:
                 claim = ledger.claim(batch_size, moment)
                 current[:] = [claim]
                 if not claim.rows:
-                    due = self.store.deliveries.next_retry_at(key)
-                    if due is None:
+                    wait = self._idle_wait(key, ledger)
+                    if wait is None:
                         break
-                    wait = (due - self.clock()).total_seconds()
                     if wait > 0:
-                        log.info("issue %s: waiting %.1f s for the next retry", key, wait)
                         self.sleep(wait)
                     continue
                 messages = [
@@ -257,6 +259,29 @@ class Sender:
                 if progress is not None:
                     progress(SendProgress(key, total, sent, failed, tally.retry, done))
         return self._closing_report(key, ledger, resumed=resumed)
+
+    def _idle_wait(self, key: str, ledger: Ledger) -> float | None:
+        """Nothing to claim now: seconds to wait before looking again, or None when this issue has
+        nothing left for anyone. Retries wait for their time; deliveries in flight in other
+        senders (parallel workers, other machines) are waited for while their heartbeat lives and
+        taken over when it expired, so every sender ends with the issue finished."""
+        now = self.clock()
+        waits: list[float] = []
+        due = self.store.deliveries.next_retry_at(key)
+        if due is not None:
+            waits.append(max((due - now).total_seconds(), 0.0))
+        if ledger.inflight_elsewhere():
+            taken = ledger.take_over_stopped(now)
+            if taken:
+                log.warning("issue %s: %d deliveries of a sender that stopped are sent again", key, taken)
+                return 0.0
+            waits.append(min(OTHERS_POLL_SECONDS, ledger.lease.total_seconds() / 3))
+        if not waits:
+            return None
+        wait = min(waits)
+        if wait > 0 and due is not None and wait == max((due - now).total_seconds(), 0.0):
+            log.info("issue %s: waiting %.1f s for the next retry", key, wait)
+        return wait
 
     def _closing_report(self, key: str, ledger: Ledger, *, resumed: bool) -> SendReport:
         """Finish the issue when nothing is left to try; otherwise say what is left."""
