@@ -8,7 +8,7 @@ DEMO_CONFIG := config/digest.toml
 # same issue whatever day the demo is run.
 DEMO_AS_OF := 2025-08-11T09:00
 
-.PHONY: demo test bench golden docs lint setup system-deps js-deps clean
+.PHONY: demo test test-postgres bench golden docs lint setup system-deps js-deps clean
 
 setup: $(STAMP)
 
@@ -35,8 +35,18 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The state-database tests run a second time against PostgreSQL: scripts/postgres.sh starts a
+# throwaway server on 127.0.0.1 (installing Debian's postgresql when missing) and stops it after.
+PG_TESTS := tests/test_store.py tests/test_leases.py tests/test_delivery_ledger.py \
+	tests/test_schedule.py tests/test_delivery_crash.py tests/test_delivery_parallel.py
+
 test: lint system-deps
 	$(BIN)/python -m pytest -q
+	$(MAKE) --no-print-directory test-postgres
+
+test-postgres: $(STAMP)
+	$(BIN)/python -c 'import psycopg' 2>/dev/null || $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,postgres]'
+	bash scripts/postgres.sh $(BIN)/python -m pytest -q $(PG_TESTS)
 
 # JavaScript packages the benchmarks compare against (npm, into bench/js/node_modules).
 js-deps:

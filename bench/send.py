@@ -4,8 +4,12 @@
    on 127.0.0.1; then smtp-source sends the same number of messages of the same size over the
    same number of connections to the same sink. Printed: both rates, their ratio, and the peak
    memory of our sending process.
+   Then `digest send --workers 2` sends the same number to the same sink (a fresh issue), and
+   its rate is printed against the one process's.
 2. A `digest send --dry-run` over 1,000,000 subscribers (every message rendered, none kept),
-   whose peak memory is printed next to that of merely loading all subscriber rows into a list.
+   whose peak memory is printed next to that of merely loading all subscriber rows into a list;
+   on SQLite, and on PostgreSQL too when run under scripts/postgres.sh
+   (`bash scripts/postgres.sh .venv/bin/python bench/send.py`).
 
 smtp-sink and smtp-source come from Debian's postfix package, fetched by
 scripts/postfix-tools.sh into bench/.postfix (apt-get download + dpkg -x; no daemon started).
@@ -35,6 +39,7 @@ from digest.store import Store  # noqa: E402
 RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "20000"))
 DRY_RUN = int(os.environ.get("BENCH_DRY_RUN", "1000000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "4"))
+WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 AS_OF = "2025-08-11T09:00"
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 
@@ -174,6 +179,7 @@ def main() -> None:
             sink.terminate()
             sink.wait()
         ours_rate, src_rate = RECIPIENTS / ours_s, RECIPIENTS / src_s
+        workers_rate = send_with_workers(work, cfg, port, sink_bin, user, env)
         print(
             f"send: {RECIPIENTS} recipients, {size / 1000:.1f} KB messages, {CONNECTIONS} connections to smtp-sink on 127.0.0.1"
         )
@@ -186,34 +192,78 @@ def main() -> None:
             f"  CPU time: digest send {ours_cpu:.1f} s ({ours_cpu / RECIPIENTS * 1e6:.0f} us per message), smtp-source {src_cpu:.1f} s"
         )
         print(f"  digest send peak memory: {ours_mb:.0f} MB")
+        print(
+            f"  digest send --workers {WORKERS} (same recipients, a fresh issue): {RECIPIENTS / workers_rate:.1f} s, "
+            f"{workers_rate:.0f} messages/s, {workers_rate / ours_rate:.2f}x one process"
+        )
 
-        # --- dry run over a million subscribers, streamed -----------------------------------
-        mcfg = work / "send" / "million.toml"
-        mcfg.write_text(cfg.read_text() + f'\n[state]\nurl = "sqlite:///{work / "million.sqlite3"}"\n')
-        msettings = load_config(mcfg)
-        mstore = Store(msettings.state_url)
-        ingest(msettings, mstore, now=NOW)
-        t0 = time.perf_counter()
-        add_subscribers(mstore, DRY_RUN)
-        filled = time.perf_counter() - t0
-        mstore.close()
-        dry_s, dry_mb, out, _, _ = run_measured(
-            [*digest, "--config", str(mcfg), "send", "--dry-run", "--as-of", AS_OF], env
+        # --- dry run over a million subscribers, streamed, on each database ---------------------
+        databases = [("SQLite", f"sqlite:///{work / 'million.sqlite3'}")]
+        if os.environ.get("DIGEST_TEST_DATABASE_URL"):  # scripts/postgres.sh sets it
+            databases.append(("PostgreSQL", os.environ["DIGEST_TEST_DATABASE_URL"]))
+        for label, url in databases:
+            dry_run_on(work, cfg, label, url, env, digest)
+
+
+def send_with_workers(work: Path, cfg: Path, port: int, sink_bin: Path, user: list[str], env: dict[str, str]) -> float:
+    """Messages per second of `digest send --workers WORKERS` to the same sink, on its own state."""
+    wcfg = work / "send" / "workers.toml"
+    wcfg.write_text(cfg.read_text() + f'\n[state]\nurl = "sqlite:///{work / "workers.sqlite3"}"\n')
+    wsettings = load_config(wcfg)
+    with Store(wsettings.state_url) as wstore:
+        ingest(wsettings, wstore, now=NOW)
+        add_subscribers(wstore, RECIPIENTS)
+    sink = subprocess.Popen([str(sink_bin), *user, f"127.0.0.1:{port}", "256"], env=env)
+    try:
+        time.sleep(0.3)
+        secs, _, out, err, _ = run_measured(
+            [
+                sys.executable,
+                "-m",
+                "digest",
+                "--config",
+                str(wcfg),
+                "send",
+                "--as-of",
+                AS_OF,
+                "--workers",
+                str(WORKERS),
+            ],
+            env,
         )
-        if f"would go to {DRY_RUN} subscribers" not in out:
-            raise SystemExit(f"dry run did not count everyone: {out.strip()}")
-        load = (
-            "import sys; from digest.store import Store; rows = Store(sys.argv[1]).subscribers.active_recipients(); "
-            "print(len(rows))"
-        )
-        load_s, load_mb, out, _, _ = run_measured([sys.executable, "-c", load, msettings.state_url], env)
-        print(f"dry run: {DRY_RUN} subscribers (database filled in {filled:.0f} s)")
-        print(
-            f"  digest send --dry-run (renders every message, keeps none): {dry_s:.0f} s, {DRY_RUN / dry_s:.0f} messages/s, peak memory {dry_mb:.0f} MB"
-        )
-        print(
-            f"  for comparison, loading every subscriber row into a list: peak memory {load_mb:.0f} MB ({load_s:.0f} s)"
-        )
+    finally:
+        sink.terminate()
+        sink.wait()
+    if f"{RECIPIENTS} delivered" not in out:
+        raise SystemExit(f"digest send --workers did not deliver everything: {out.strip()} {err.strip()}")
+    return RECIPIENTS / secs
+
+
+def dry_run_on(work: Path, cfg: Path, label: str, url: str, env: dict[str, str], digest: list[str]) -> None:
+    mcfg = work / "send" / "million.toml"
+    mcfg.write_text(cfg.read_text() + f'\n[state]\nurl = "{url}"\n')
+    msettings = load_config(mcfg)
+    mstore = Store(msettings.state_url)
+    ingest(msettings, mstore, now=NOW)
+    t0 = time.perf_counter()
+    add_subscribers(mstore, DRY_RUN)
+    filled = time.perf_counter() - t0
+    mstore.close()
+    dry_s, dry_mb, out, _, _ = run_measured(
+        [*digest, "--config", str(mcfg), "send", "--dry-run", "--as-of", AS_OF], env
+    )
+    if f"would go to {DRY_RUN} subscribers" not in out:
+        raise SystemExit(f"dry run did not count everyone: {out.strip()}")
+    load = (
+        "import sys; from digest.store import Store; rows = Store(sys.argv[1]).subscribers.active_recipients(); "
+        "print(len(rows))"
+    )
+    load_s, load_mb, out, _, _ = run_measured([sys.executable, "-c", load, msettings.state_url], env)
+    print(f"dry run on {label}: {DRY_RUN} subscribers (database filled in {filled:.0f} s)")
+    print(
+        f"  digest send --dry-run (renders every message, keeps none): {dry_s:.0f} s, {DRY_RUN / dry_s:.0f} messages/s, peak memory {dry_mb:.0f} MB"
+    )
+    print(f"  for comparison, loading every subscriber row into a list: peak memory {load_mb:.0f} MB ({load_s:.0f} s)")
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ from digest.config import Settings
 from digest.delivery.base import Backend
 from digest.delivery.sender import Sender, SendProgress, SendReport, real_time_from, token_signer
 from digest.errors import SourceError
-from digest.leases import IssueLease, exclusively
+from digest.leases import IssueLease, exclusively, wait_while_held
 from digest.models import Article, DeliveryResult, Issue, IssueEntry, RenderedIssue, UpsertReport
 from digest.render.issue import fit_issue
 from digest.select import select_articles, too_few_articles
@@ -278,6 +278,7 @@ def send_issue(
     stop: Callable[[], bool] | None = None,
     progress: Callable[[SendProgress], None] | None = None,
     force: bool = False,
+    heartbeat: Callable[[], None] | None = None,
 ) -> SendReport:
     """Send the issue of ``slot`` to every active subscriber, exactly once each.
 
@@ -315,7 +316,7 @@ def send_issue(
         resumed = not sender.open(built.issue, built.rendered, now=now)
     if dry_run:
         return sender.dry_run_pending(slot.key, now=now)
-    return sender.deliver(slot.key, resumed=resumed, stop=stop, progress=progress)
+    return sender.deliver(slot.key, resumed=resumed, stop=stop, progress=progress, heartbeat=heartbeat)
 
 
 def run_once(
@@ -346,9 +347,9 @@ def run_once(
             ingested = ingest(settings, store, now=now)
         sync_subscribers(settings, store, now=now)
         sender = _sender(settings, store, now, backend, clock)
-        return send_issue(settings, store, slot, now=now, sender=sender, stop=lease.stopper(stop))
+        return send_issue(settings, store, slot, now=now, sender=sender, stop=lease.stopper(stop), heartbeat=lease.beat)
 
-    report = exclusively(store, slot, clock or _utcnow, work)
+    report = exclusively(store, slot, clock or _utcnow, work, ttl=_heartbeat(settings))
     return ingested, report
 
 
@@ -365,7 +366,11 @@ def send_issue_exclusive(
     progress: Callable[[SendProgress], None] | None = None,
     force: bool = False,
 ) -> SendReport:
-    """:func:`send_issue` under the issue's lease (a dry run needs none: it changes nothing)."""
+    """:func:`send_issue` under the issue's lease (a dry run needs none: it changes nothing).
+
+    When another sender holds the lease (a parallel worker, another machine on the same
+    database), this one waits until that sender has opened the issue and then joins in: the
+    ledger's claims keep their deliveries apart, and each sender ends when the issue is done."""
     if dry_run:
         return send_issue(
             settings,
@@ -376,7 +381,7 @@ def send_issue_exclusive(
             dry_run=True,
             force=force,
         )
-    return exclusively(
+    report = exclusively(
         store,
         slot,
         clock or _utcnow,
@@ -389,8 +394,23 @@ def send_issue_exclusive(
             stop=lease.stopper(stop),
             progress=progress,
             force=force,
+            heartbeat=lease.beat,
         ),
+        ttl=_heartbeat(settings),
     )
+    if report.outcome != "claimed-elsewhere":
+        return report
+    sender = _sender(settings, store, now, backend, clock)
+    if not wait_while_held(
+        store, slot.key, clock=sender.clock, sleep=sender.sleep, ready=lambda: sender.opened(slot.key)
+    ):
+        return report
+    return sender.finished(slot.key) or sender.deliver(slot.key, resumed=True, stop=stop, progress=progress)
+
+
+def _heartbeat(settings: Settings) -> timedelta:
+    """How long the issue's lease lasts without renewal: the same heartbeat as a claimed batch's."""
+    return timedelta(seconds=settings.delivery.lease_seconds)
 
 
 def _sender(

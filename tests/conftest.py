@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from statedb import drop_schemas, server_url, state_toml
 
 
 @pytest.fixture(autouse=True)
@@ -106,7 +107,7 @@ def write_config(tmp_path: Path) -> Callable[..., Path]:
         rows = subscribers if subscribers is not None else ["a@example.org", "b@example.org", "c@example.org"]
         (tmp_path / "subscribers.csv").write_text("email,name\n" + "".join(f"{r},\n" for r in rows))
         path = tmp_path / "digest.toml"
-        path.write_text(textwrap.dedent(base) + "\n" + textwrap.dedent(extra))
+        path.write_text(textwrap.dedent(base) + "\n" + textwrap.dedent(extra) + state_toml(tmp_path))
         return path
 
     return write
@@ -117,6 +118,35 @@ def write_article(folder: Path, name: str, *, title: str, date: str, body: str, 
     p = folder / name
     p.write_text(f'---\ntitle: "{title}"\ndate: {date}\n{extra}---\n\n{body}\n')
     return p
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _drop_test_schemas() -> object:
+    """With $DIGEST_TEST_DATABASE_URL: the tests' schemas go when the run ends."""
+    yield
+    drop_schemas()
+
+
+@pytest.fixture(autouse=True)
+def _close_stores(monkeypatch: pytest.MonkeyPatch) -> object:
+    """With $DIGEST_TEST_DATABASE_URL: every Store a test opened is closed after it, so no
+    PostgreSQL connection is left for the garbage collector (a ResourceWarning, an error here)."""
+    if server_url() is None:
+        yield
+        return
+    from digest.store import Store
+
+    opened: list[Store] = []
+    init = Store.__init__
+
+    def tracked(self: Store, url: str) -> None:
+        init(self, url)
+        opened.append(self)
+
+    monkeypatch.setattr(Store, "__init__", tracked)
+    yield
+    for store in opened:
+        store.close()
 
 
 @pytest.fixture

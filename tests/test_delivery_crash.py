@@ -1,29 +1,47 @@
-"""Crash safety: the sending process is killed (SIGKILL) at several points of a 2,000-recipient
-send and resumed each time. Every recipient ends with a message; the duplicates are counted and
-stay within the documented in-flight bound (digest.delivery.ledger: one batch per crash)."""
+"""Crash safety: the sending process is killed (SIGKILL) at random moments of a 2,000-recipient
+send over two SMTP connections and resumed each time. Every recipient ends with a message, and
+the duplicates stay within the documented in-flight bound (digest.delivery.ledger: each answered
+message is durable before its connection sends the next, so a crash repeats at most one message
+per connection), which `digest status` reports."""
 
 from __future__ import annotations
 
 import os
+import random
 import re
 import signal
 import subprocess
 import sys
+from datetime import datetime, timezone
 from pathlib import Path
 
 from deliverykit import addresses, newsletter, smtp_toml
 from smtpserver import FaultyHandler, SMTPServer
 
-BATCH = 100
-# Messages kept by the server at which the sender is killed: before it hears the 250 for that
-# message (the message arrived: resending it is a duplicate), at different places in batches.
-KILL_AT = [1, 250, 777, 1201, 1650]
+from digest.store import Store
+from digest.store.schema import deliveries, leases
+
+CONNECTIONS = 2
+KILLS = 4
+LONG_AGO = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 
-def test_sigkill_at_several_points_then_resume(write_config, tmp_path: Path, fixed_now) -> None:
+def let_heartbeats_expire(store: Store) -> None:
+    """What waiting one heartbeat (delivery.lease_seconds) does to a killed sender's leases, without
+    the wait: they end in the past, so the next run may take over."""
+    with store.engine.begin() as conn:
+        conn.execute(leases.update().values(expires_at=LONG_AGO))
+        conn.execute(deliveries.update().where(deliveries.c.status == "inflight").values(lease_until=LONG_AGO))
+
+
+def test_sigkill_at_random_moments_then_resume(write_config, tmp_path: Path, fixed_now) -> None:
     subs = addresses(2000)
+    seed = random.randrange(1 << 30)
+    # Messages kept by the server at which the sender is killed: each before the server answers
+    # that message (it arrived: resending it is a duplicate), at random places.
+    kill_at = sorted(random.Random(seed).sample(range(1, 1990), KILLS))
     victim: dict[str, int] = {}
-    pending_kills = list(KILL_AT)
+    pending_kills = list(kill_at)
 
     def on_message(n: int) -> None:
         if pending_kills and n >= pending_kills[0]:
@@ -32,13 +50,12 @@ def test_sigkill_at_several_points_then_resume(write_config, tmp_path: Path, fix
 
     handler = FaultyHandler(on_message=on_message)
     with SMTPServer(handler) as server:
-        toml = smtp_toml(server.port, connections=2)
+        toml = smtp_toml(server.port, connections=CONNECTIONS)
         _, store, slot, cfg = newsletter(write_config, tmp_path, extra=toml, subscribers=subs, now=fixed_now)
-        text = cfg.read_text().replace('backend = "smtp"', f'backend = "smtp"\nbatch_size = {BATCH}')
-        cfg.write_text(text)
         env = {k: v for k, v in os.environ.items() if not k.startswith("DIGEST_")}
         runs = []
-        for _ in range(len(KILL_AT) + 1):
+        for _ in range(KILLS + 1):
+            let_heartbeats_expire(store)
             proc = subprocess.Popen(
                 [sys.executable, "-m", "digest", "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00"],
                 stdout=subprocess.PIPE,
@@ -61,14 +78,16 @@ def test_sigkill_at_several_points_then_resume(write_config, tmp_path: Path, fix
         )
 
     codes = [rc for rc, _, _ in runs]
-    assert codes == [-signal.SIGKILL] * len(KILL_AT) + [0], runs[-1][2]
+    assert codes == [-signal.SIGKILL] * KILLS + [0], (seed, kill_at, runs[-1][2])
     assert "resumed and finished: 2000 delivered, 0 failed" in runs[-1][1]
     assert counts == {"sent": 2000}
-    # Every recipient has its message.
+    # Every recipient has its message: none lost.
     assert sorted(per) == subs
     duplicates = sum(per.values()) - len(subs)
+    print(f"seed {seed}, kills at {kill_at}, duplicates {duplicates}, interrupted {interrupted}")
     # Each kill struck while a message was arriving, so each left at least that one duplicate;
-    # none can exceed what was in flight, which is at most one batch per kill.
-    print(f"kills {len(KILL_AT)}, duplicates {duplicates}, interrupted {interrupted}, bound {len(KILL_AT) * BATCH}")
-    assert len(KILL_AT) <= duplicates <= interrupted <= len(KILL_AT) * BATCH
+    # none can exceed what was in flight: one message per connection.
+    assert KILLS <= duplicates <= KILLS * CONNECTIONS, (seed, kill_at)
+    # What `digest status` reports is a true bound.
+    assert duplicates <= interrupted, (seed, kill_at)
     assert re.search(rf"interrupted: {interrupted} deliveries", status.stdout), status.stdout

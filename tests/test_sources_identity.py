@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 import pytest
+from statedb import state_url
 
 from digest.models import Article, Block, KnownArticles, StoredArticle
 from digest.pipeline import store_articles
@@ -97,7 +98,7 @@ def article(
 
 @pytest.fixture
 def store(tmp_path) -> Store:
-    return Store(f"sqlite:///{tmp_path / 'state.sqlite3'}")
+    return Store(state_url(tmp_path))
 
 
 def test_the_same_article_from_two_sources_is_stored_once(store: Store) -> None:

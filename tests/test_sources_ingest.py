@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from statedb import state_url
 
 from digest.config import load_config
 from digest.pipeline import ingest
@@ -61,7 +62,7 @@ def test_health_counts_failures_in_a_row_and_a_success_resets_them(write_config,
 
 
 def test_a_new_location_forgets_what_was_remembered_about_the_old_one(tmp_path: Path) -> None:
-    store = Store(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    store = Store(state_url(tmp_path))
     store.sources.record_read(
         "news",
         "https://a.example/feed",

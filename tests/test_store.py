@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 from schemas import database_at_version
+from statedb import state_url
 
 from digest.errors import StateError
 from digest.models import (
@@ -44,7 +45,7 @@ RENDERED = RenderedIssue(key="2025-W33", subject="Issue 33", preheader="This wee
 
 @pytest.fixture
 def store(tmp_path: Path) -> Store:
-    with Store(f"sqlite:///{tmp_path / 'state.sqlite3'}") as s:
+    with Store(state_url(tmp_path)) as s:
         yield s  # type: ignore[misc]
 
 
@@ -371,14 +372,15 @@ def test_leases(store: Store) -> None:
     assert store.leases.holder("issue:1") == LeaseRecord("issue:1", "h1", NOW, NOW + HOUR)
     assert store.leases.renew("issue:1", "h1", now=NOW + HOUR, ttl=HOUR)
     assert not store.leases.renew("issue:1", "h2", now=NOW, ttl=HOUR)
-    assert not store.leases.take_over("issue:1", "h3", "h2", now=NOW, ttl=HOUR)
-    assert store.leases.take_over("issue:1", "h1", "h2", now=NOW, ttl=HOUR)
+    # Renewed (its heartbeat) until NOW + 2h: no one else gets it before then, anyone after.
+    assert not store.leases.acquire("issue:1", "h2", now=NOW + 2 * HOUR, ttl=HOUR)
+    assert store.leases.acquire("issue:1", "h2", now=NOW + 2 * HOUR + timedelta(seconds=1), ttl=HOUR)
     store.leases.release("issue:1", "h1")  # not its lease any more: nothing happens
     holder = store.leases.holder("issue:1")
     assert holder is not None and holder.owner == "h2"
     assert_frozen(holder)
     # An expired lease is free for anyone.
-    assert store.leases.acquire("issue:1", "h3", now=NOW + 2 * HOUR, ttl=HOUR)
+    assert store.leases.acquire("issue:1", "h3", now=NOW + 4 * HOUR, ttl=HOUR)
     store.leases.release("issue:1", "h3")
     assert store.leases.holder("issue:1") is None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -73,11 +74,22 @@ def _print_send(report: SendReport) -> None:
 @click.option("--to", "to", metavar="ADDR", help="Send a test copy to ADDR only, marked [TEST], outside the ledger.")
 @click.option("--retry-failed", is_flag=True, help="Give the issue's failed deliveries another try, then send.")
 @click.option("--force", is_flag=True, help="Send a slot that was skipped (too few articles) after all.")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Sender processes on this machine, sharing the issue (each with its own connections).",
+)
 @pass_ctx
-def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_failed: bool, force: bool) -> None:
+def send(
+    c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_failed: bool, force: bool, workers: int
+) -> None:
     """Send the due issue to every active subscriber (from stored articles; no ingest).
 
-    An interrupted send resumes where it stopped; a finished one sends nothing again.
+    An interrupted send resumes where it stopped; a finished one sends nothing again. Several
+    senders (--workers, or `digest send` on other machines sharing a PostgreSQL state database)
+    work through one issue together, never sending a delivery twice.
     """
     from digest.pipeline import due_slot
 
@@ -85,15 +97,19 @@ def send(c: Context, as_of: str | None, dry_run: bool, to: str | None, retry_fai
     if to is not None:
         # A test copy is its own path: an empty --to (an unset shell variable) is a usage error,
         # never a fall-through into the real send.
-        if dry_run or retry_failed or force:
-            raise UsageError("--to sends one test copy; it does not go with --dry-run, --retry-failed or --force")
+        if dry_run or retry_failed or force or workers > 1:
+            raise UsageError(
+                "--to sends one test copy; it does not go with --dry-run, --retry-failed, --force or --workers"
+            )
         _send_test(c, due_slot(c.settings, c.moment(as_of) or now), to, now)
         return
     slot = due_slot(c.settings, c.moment(as_of) or now)
-    _send_everyone(c, slot, now, dry_run=dry_run, retry_failed=retry_failed, force=force)
+    _send_everyone(c, slot, now, dry_run=dry_run, retry_failed=retry_failed, force=force, workers=workers)
 
 
-def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retry_failed: bool, force: bool) -> None:
+def _send_everyone(
+    c: Context, slot: Slot, now: datetime, *, dry_run: bool, retry_failed: bool, force: bool, workers: int
+) -> None:
     """The real send, through the ledger, to every active subscriber."""
     from digest.pipeline import send_issue_exclusive, sync_subscribers
 
@@ -101,15 +117,33 @@ def _send_everyone(c: Context, slot: Slot, now: datetime, *, dry_run: bool, retr
         if dry_run:
             raise UsageError("--retry-failed and --dry-run do not go together")
         echo(_reset_failed(c, slot.key, now))
+    if workers > 1 and dry_run:
+        raise UsageError("--workers and --dry-run do not go together (a dry run sends nothing)")
     if not dry_run:
         sync_subscribers(c.settings, c.store, now=now)
+    # The other workers are this command again, one process each; they wait for this one (or the
+    # first of them) to open the issue, then claim their own batches.
+    helpers = [_spawn_worker(c, slot) for _ in range(workers - 1)]
     with ProgressReporter(quiet=c.verbosity == "quiet") as progress:
         report = send_issue_exclusive(
             c.settings, c.store, slot, now=now, clock=c.now, dry_run=dry_run, progress=progress, force=force
         )
     _print_send(report)
-    if report.exit_status:
-        sys.exit(report.exit_status)
+    code = report.exit_status
+    for proc in helpers:
+        _, err = proc.communicate()
+        if proc.returncode not in (0, 3, 4):  # 3 and 4 are outcomes the parent reports too
+            lines = err.strip().splitlines()
+            warn(f"a --workers process stopped (exit {proc.returncode}): {lines[-1] if lines else 'no message'}")
+        code = max(code, proc.returncode if proc.returncode > 0 else 1 if proc.returncode else 0)
+    if code:
+        sys.exit(code)
+
+
+def _spawn_worker(c: Context, slot: Slot) -> subprocess.Popen[str]:
+    args = [sys.executable, "-m", "digest", "--config", str(c.settings.config_path), "send"]
+    args += ["--as-of", slot.at.isoformat()]
+    return subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
 def _send_test(c: Context, slot: Slot, to: str, now: datetime) -> None:

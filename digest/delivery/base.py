@@ -21,7 +21,7 @@ in the service's own substitution syntax.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -87,6 +87,11 @@ class Backend(ABC):
     max_batch = 100
     #: Set by the pipeline before ``open``: the shared pace (messages per second).
     pace: Pace | None = None
+    #: Set by the send engine: called with each message's result as soon as the server answered
+    #: it, from the thread that sent it and before that connection sends its next message (the
+    #: ledger makes it durable there, so a crash repeats only what was in flight). Backends that
+    #: send a batch in one request need not call it: their batch is recorded when it returns.
+    on_result: Callable[[DeliveryResult], None] | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Make connections; called once before the first batch."""
@@ -107,6 +112,11 @@ class Backend(ABC):
         it. The backends in digest.delivery.registry define this; the others (a test's in-memory
         backend) are built in code only."""
         raise DeliveryConfigError(f"the {cls.name} backend is not one [delivery] backend can name")
+
+    def _answered(self, result: DeliveryResult) -> DeliveryResult:
+        if self.on_result is not None:
+            self.on_result(result)
+        return result
 
     def _pace(self, n: int = 1) -> None:
         if self.pace is not None:

@@ -7,23 +7,30 @@ A sender then works in batches:
    whose next attempt has come) become ``inflight``, stamped with the sender's identity
    (host:pid:nonce), a claim id and a lease. The UPDATE re-checks each row's status, so two
    senders resuming the same issue at once never hold the same delivery.
-2. **send** the batch through the backend.
-3. **record** — in one transaction, each delivery of the claim becomes ``sent``, ``failed``
-   (permanent, with the server's words) or ``retry`` (transient, with its next attempt time;
-   after ``max_attempts`` it becomes ``failed`` too).
+2. **send** the batch through the backend; each message's outcome is **recorded as soon as the
+   server answered it**, in its own transaction, before that connection sends its next message
+   (backends that hand over a whole batch in one request — the e-mail services — record the
+   batch when the request returns).
+3. **record** — what was not recorded one by one becomes ``sent``, ``failed`` (permanent, with
+   the server's words) or ``retry`` (transient, with its next attempt time; after
+   ``max_attempts`` it becomes ``failed`` too).
 
-State is committed twice per batch, not once per message, which keeps the database out of the
-way of the network. If a batch cannot go at all (bad credentials), its claim is released back to
-``pending`` with nothing marked sent.
+If a batch cannot go at all (bad credentials), its claim is released back to ``pending`` with
+nothing marked sent.
 
-**The in-flight bound.** A sender that dies (SIGKILL, power loss) between 1 and 3 leaves its
-claimed batch ``inflight``. The next run takes it over — at once when the dead sender was on this
-host (its process is gone), otherwise when its lease ends — sends it again and counts each such
-delivery in ``interrupted``. Only those messages can reach a recipient twice, so a crash repeats
-**at most one batch per sender that crashed: ``delivery.batch_size`` messages** (by default 100
-over SMTP, the API's request limit for an e-mail service). Every other delivery is either
-recorded as sent, and never sent again, or was never handed to the server. ``digest status``
-reports the interrupted count, the upper bound on duplicates for that issue.
+**Heartbeats.** A claim carries a lease (``delivery.lease_seconds``) that its sender renews while
+it lives (as messages go out and with each claim). Another sender takes over in-flight
+deliveries only after that lease expired — never by guessing from a process id, which means
+nothing across containers that share a hostname.
+
+**The in-flight bound.** A sender that dies (SIGKILL, power loss) mid-batch leaves the rest of
+its claim ``inflight``. Once its heartbeat expired the next run gives those back as pending,
+sends them again and counts each in ``interrupted``. Since every answered message was recorded
+before its connection went on, only the messages being transferred at the moment of the crash
+can reach a recipient twice: **at most one per connection** (``delivery.smtp.connections``) per
+crash, or one request's batch for an e-mail service. ``interrupted`` counts every delivery that
+was given back, so it is an upper bound on the duplicates of that issue; ``digest status``
+reports it.
 """
 
 from __future__ import annotations
@@ -32,9 +39,10 @@ import os
 import random
 import secrets
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from digest.config import RetrySettings
@@ -48,28 +56,14 @@ def sender_identity() -> str:
     return f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
-def sender_is_gone(owner: str) -> bool:
-    """True when ``owner`` names a process on this host that no longer runs."""
-    host, _, rest = owner.partition(":")
-    pid_text = rest.partition(":")[0]
-    if host != HOST or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
 @dataclass(frozen=True)
 class Claim:
     id: str
     rows: list[tuple[str, str | None, int]]  # email, name, attempts so far
+    # One draw per claim: the retries of a batch stay together (one request for an API).
+    jitter: float = 0.0
+    # Recipients whose outcome is already recorded (one by one, as each message went out).
+    recorded: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -96,17 +90,30 @@ class Ledger:
         self.lease = timedelta(seconds=lease_seconds)
         self.rng = rng
         self.owner = sender_identity()
+        self._lock = threading.Lock()
+        self._renewed_at: datetime | None = None
 
     def take_over_stopped(self, now: datetime) -> int:
-        """Give back as pending the in-flight deliveries of senders that stopped (gone from this
-        host, or past their lease). Returns how many; each may be one duplicate."""
+        """Give back as pending the in-flight deliveries of senders that stopped: whose heartbeat
+        (the claim's lease, renewed while the sender lives) has expired. Returns how many; each
+        may be one duplicate. A sender is never judged gone from its process id: one in another
+        PID namespace on the same host (a second container) would look dead and be robbed."""
         n = 0
         for owner, lease_until, _count in self.store.deliveries.inflight_owners(self.key):
             if owner == self.owner:
                 continue
-            if sender_is_gone(owner) or (lease_until is not None and lease_until <= now):
+            if lease_until is not None and lease_until <= now:
                 n += self.store.deliveries.reclaim_interrupted(self.key, owner, now=now)
         return n
+
+    def beat(self, now: datetime) -> None:
+        """The heartbeat: extend the lease of this sender's in-flight deliveries, when a third of
+        it has passed since the last renewal, so no other sender takes over a live batch."""
+        with self._lock:
+            if self._renewed_at is not None and now - self._renewed_at < self.lease / 3:
+                return
+            self._renewed_at = now
+        self.store.deliveries.renew_claims(self.key, self.owner, lease_until=now + self.lease)
 
     def inflight_elsewhere(self) -> int:
         return sum(n for owner, _, n in self.store.deliveries.inflight_owners(self.key) if owner != self.owner)
@@ -116,7 +123,9 @@ class Ledger:
         rows = self.store.deliveries.claim(
             self.key, owner=self.owner, claim=cid, limit=limit, now=now, lease_until=now + self.lease
         )
-        return Claim(cid, rows)
+        with self._lock:
+            self._renewed_at = now
+        return Claim(cid, rows, self.rng())
 
     def release(self, claim: Claim, now: datetime) -> None:
         self.store.deliveries.release_claim(self.key, claim.id, now=now)
@@ -131,35 +140,53 @@ class Ledger:
             delay = max(delay, min(retry_after, r.max_delay))
         return float(delay)
 
+    def _outcome(
+        self, claim: Claim, r: DeliveryResult, attempts: int, now: datetime, tally: Recorded
+    ) -> tuple[DeliveryResult, datetime | None]:
+        """What to write for one result (a retry gets its next attempt time, or becomes a failure
+        after ``max_attempts``), counted into ``tally``."""
+        extra = r.extra or {}
+        if extra.get("throttle"):
+            tally.throttled = True
+        if r.status == "retry":
+            tried = attempts + 1
+            if tried < self.retry.max_attempts:
+                after = extra.get("retry_after")
+                delay = self.backoff(tried, float(after) if after is not None else None, claim.jitter)
+                tally.retry += 1
+                return r, now + timedelta(seconds=delay)
+            r = DeliveryResult(r.recipient, "failed", r.message_id, f"gave up after {tried} attempts; last: {r.detail}")
+        if r.status == "failed":
+            tally.failed += 1
+        else:
+            tally.sent += 1
+        return r, None
+
+    def record_one(self, claim: Claim, result: DeliveryResult, now: datetime) -> None:
+        """Make one message's outcome durable at once (called from the thread that sent it, before
+        its connection sends the next message): a crash then repeats only what was in flight."""
+        attempts = next((n for email, _name, n in claim.rows if email == result.recipient), 0)
+        outcome = self._outcome(claim, result, attempts, now, Recorded())
+        bounced = [result.recipient] if outcome[0].status == "failed" and (result.extra or {}).get("bounce") else []
+        self.store.deliveries.record(self.key, claim.id, [outcome], now=now, bounced=bounced)
+        with self._lock:
+            claim.recorded.add(result.recipient)
+        self.beat(now)
+
     def record(self, claim: Claim, results: Sequence[DeliveryResult], now: datetime) -> Recorded:
+        """Record a batch's outcomes (those not recorded one by one already) and count them all."""
         attempts = {email: n for email, _name, n in claim.rows}
         outcomes: list[tuple[DeliveryResult, datetime | None]] = []
         bounced: list[str] = []
         tally = Recorded()
-        # One draw per batch: the retries of a batch stay together (one request for an API).
-        jitter = self.rng()
+        with self._lock:
+            done = set(claim.recorded)
         for r in results:
-            extra = r.extra or {}
-            if extra.get("throttle"):
-                tally.throttled = True
-            if r.status == "retry":
-                tried = attempts.get(r.recipient, 0) + 1
-                if tried >= self.retry.max_attempts:
-                    r = DeliveryResult(
-                        r.recipient, "failed", r.message_id, f"gave up after {tried} attempts; last: {r.detail}"
-                    )
-                else:
-                    after = extra.get("retry_after")
-                    delay = self.backoff(tried, float(after) if after is not None else None, jitter)
-                    outcomes.append((r, now + timedelta(seconds=delay)))
-                    tally.retry += 1
-                    continue
-            if r.status == "failed":
-                tally.failed += 1
-                if extra.get("bounce"):
-                    bounced.append(r.recipient)
-            else:
-                tally.sent += 1
-            outcomes.append((r, None))
+            outcome = self._outcome(claim, r, attempts.get(r.recipient, 0), now, tally)
+            if r.recipient in done:
+                continue
+            outcomes.append(outcome)
+            if outcome[0].status == "failed" and (r.extra or {}).get("bounce"):
+                bounced.append(r.recipient)
         self.store.deliveries.record(self.key, claim.id, outcomes, now=now, bounced=bounced)
         return tally

@@ -36,5 +36,5 @@ class MemoryBackend(Backend):
             if verdict is None:
                 self.sent.append((m.recipient, m.as_bytes()))
                 verdict = DeliveryResult(m.recipient, "sent", m.message_id)
-            results.append(verdict)
+            results.append(self._answered(verdict))
         return results

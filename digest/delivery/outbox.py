@@ -59,5 +59,5 @@ class OutboxBackend(Backend):
             except OSError as exc:
                 tmp.unlink(missing_ok=True)
                 raise self._unwritable(path, exc) from None
-            results.append(DeliveryResult(m.recipient, "sent", m.message_id, str(path)))
+            results.append(self._answered(DeliveryResult(m.recipient, "sent", m.message_id, str(path))))
         return results

@@ -34,6 +34,10 @@ from digest.tokens import TokenSigner, signer_for
 
 log = logging.getLogger(__name__)
 
+# How often a sender that has nothing left to claim looks whether the deliveries in flight in
+# other senders are done (or their heartbeat expired).
+OTHERS_POLL_SECONDS = 0.5
+
 
 @dataclass(frozen=True)
 class SendReport:
@@ -229,10 +233,13 @@ class Sender:
         resumed: bool,
         stop: Callable[[], bool] | None = None,
         progress: Callable[[SendProgress], None] | None = None,
+        heartbeat: Callable[[], None] | None = None,
     ) -> SendReport:
         """Send an opened issue's pending deliveries in batches, waiting for retries that fall due,
         until none is left or ``stop()`` turns true (SIGTERM, or the issue's lease was lost): the
-        batches sent so far are recorded, the rest stay pending, and the next run resumes them."""
+        batches sent so far are recorded, the rest stay pending, and the next run resumes them.
+        Each message's outcome is recorded as its server answers it; ``heartbeat`` is called then
+        too (it renews the issue's lease when due)."""
         delivery = self.settings.delivery
         template = MessageTemplate(self._rendered(key), self.settings.newsletter)
         backend = self.backend_for(key)
@@ -255,6 +262,17 @@ class Sender:
         total = sum(counts.values())
         sent, failed = counts.get("sent", 0), counts.get("failed", 0)
         done = 0
+        current: list[Claim] = []
+
+        def answered(result: DeliveryResult) -> None:
+            # Durable before this connection sends its next message: a crash repeats only what
+            # was in flight.
+            (stored,) = _for_ledger([result])
+            ledger.record_one(current[0], stored, self.clock())
+            if heartbeat is not None:
+                heartbeat()
+
+        backend.on_result = answered
         try:
             backend.open()
         except DeliveryUnavailable as exc:
@@ -267,13 +285,12 @@ class Sender:
             while stop is None or not stop():
                 moment = self.clock()
                 claim = ledger.claim(batch_size, moment)
+                current[:] = [claim]
                 if not claim.rows:
-                    due = self.store.deliveries.next_retry_at(key)
-                    if due is None:
+                    wait = self._idle_wait(key, ledger)
+                    if wait is None:
                         break
-                    wait = (due - self.clock()).total_seconds()
                     if wait > 0:
-                        log.info("issue %s: waiting %.1f s for the next retry", key, wait)
                         self.sleep(wait)
                     continue
                 messages = [
@@ -310,6 +327,29 @@ class Sender:
         maybe = [r.recipient for r in results if r.extra.get("possibly_delivered")]
         self.store.deliveries.count_interrupted(ledger.key, maybe, now=self.clock())
         return tally
+
+    def _idle_wait(self, key: str, ledger: Ledger) -> float | None:
+        """Nothing to claim now: seconds to wait before looking again, or None when this issue has
+        nothing left for anyone. Retries wait for their time; deliveries in flight in other
+        senders (parallel workers, other machines) are waited for while their heartbeat lives and
+        taken over when it expired, so every sender ends with the issue finished."""
+        now = self.clock()
+        waits: list[float] = []
+        due = self.store.deliveries.next_retry_at(key)
+        if due is not None:
+            waits.append(max((due - now).total_seconds(), 0.0))
+        if ledger.inflight_elsewhere():
+            taken = ledger.take_over_stopped(now)
+            if taken:
+                log.warning("issue %s: %d deliveries of a sender that stopped are sent again", key, taken)
+                return 0.0
+            waits.append(min(OTHERS_POLL_SECONDS, ledger.lease.total_seconds() / 3))
+        if not waits:
+            return None
+        wait = min(waits)
+        if wait > 0 and due is not None and wait == max((due - now).total_seconds(), 0.0):
+            log.info("issue %s: waiting %.1f s for the next retry", key, wait)
+        return wait
 
     def _closing_report(self, key: str, ledger: Ledger, *, resumed: bool) -> SendReport:
         """Finish the issue when nothing is left to try; otherwise say what is left."""

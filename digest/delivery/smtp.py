@@ -223,7 +223,7 @@ class SMTPBackend(Backend):
             for j in range(lane, len(messages), lanes):
                 if self._stop.is_set():
                     return
-                results[j] = self._send_guarded(lane, messages[j])
+                results[j] = self._answered(self._send_guarded(lane, messages[j]))
 
         errors: list[BaseException] = []
         if self._pool is None or lanes <= 1:

@@ -20,13 +20,36 @@ _NOT_IN_FLIGHT = {"owner": None, "claim": None, "lease_until": None}
 _LEFT = "subscriber left before delivery"
 
 
+# Recording an outcome runs once per message (each is committed as the server answers it), so the
+# statement is built once: building it per call cost more CPU than executing it.
+_RECORD = (
+    d.update()
+    .where(
+        d.c.issue_key == sa.bindparam("b_key"),
+        d.c.email == sa.bindparam("b_email"),
+        d.c.claim == sa.bindparam("b_claim"),
+    )
+    .values(
+        status=sa.bindparam("b_status"),
+        message_id=sa.bindparam("b_message_id"),
+        detail=sa.bindparam("b_detail"),
+        next_attempt=sa.bindparam("b_next", type_=UTCDateTime),
+        attempts=d.c.attempts + 1,
+        updated_at=sa.bindparam("b_now", type_=UTCDateTime),
+        **_NOT_IN_FLIGHT,
+    )
+)
+
+
 class DeliveriesRepository(Repository):
     def claim(
         self, key: str, *, owner: str, claim: str, limit: int, now: datetime, lease_until: datetime
     ) -> list[tuple[str, str | None, int]]:
         """Move up to ``limit`` deliveries that are due (pending, or retry whose time has come) to
         ``inflight`` under ``claim``, in one transaction, and return them as (email, name,
-        attempts). Each UPDATE re-checks the status, so two senders never claim the same row.
+        attempts). Each UPDATE re-checks the status, so two senders never claim the same row; on
+        PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``, so any number of senders claim
+        disjoint batches at once.
         Deliveries whose subscriber has left since the issue began are marked ``skipped``."""
         with self.engine.begin() as conn:
             left = limit
@@ -39,10 +62,23 @@ class DeliveriesRepository(Repository):
                 cond = [d.c.issue_key == key, d.c.status == status]
                 if extra is not None:
                     cond.append(extra)
-                pick = sa.select(d.c.email).where(*cond).order_by(order).limit(left).scalar_subquery()
+                # PostgreSQL: the picked rows are locked, and rows another sender's claim has
+                # locked are skipped, so concurrent senders take different deliveries instead of
+                # queueing on the same ones (SQLite, one writer at a time, ignores the clause).
+                # The pick is a CTE evaluated once (MATERIALIZED): as a plain IN (subquery) with a
+                # lock clause PostgreSQL may re-run it and take more than ``limit`` rows.
+                pick = (
+                    sa.select(d.c.email)
+                    .where(*cond)
+                    .order_by(order)
+                    .limit(left)
+                    .with_for_update(skip_locked=True)
+                    .cte("pick")
+                    .prefix_with("MATERIALIZED", dialect="postgresql")
+                )
                 got = conn.execute(
                     d.update()
-                    .where(*cond, d.c.email.in_(pick))
+                    .where(*cond, d.c.email.in_(sa.select(pick.c.email)))
                     .values(status="inflight", owner=owner, claim=claim, lease_until=lease_until, updated_at=now)
                 ).rowcount
                 left -= max(got or 0, 0)
@@ -74,21 +110,11 @@ class DeliveriesRepository(Repository):
         address bounced, in one transaction. Only rows still held under ``claim`` are written."""
         if not outcomes and not bounced:
             return
-        stmt = (
-            d.update()
-            .where(d.c.issue_key == key, d.c.email == sa.bindparam("b_email"), d.c.claim == claim)
-            .values(
-                status=sa.bindparam("b_status"),
-                message_id=sa.bindparam("b_message_id"),
-                detail=sa.bindparam("b_detail"),
-                next_attempt=sa.bindparam("b_next", type_=UTCDateTime),
-                attempts=d.c.attempts + 1,
-                updated_at=now,
-                **_NOT_IN_FLIGHT,
-            )
-        )
         params = [
             {
+                "b_key": key,
+                "b_claim": claim,
+                "b_now": now,
                 "b_email": r.recipient,
                 "b_status": r.status,
                 "b_message_id": r.message_id,
@@ -99,7 +125,7 @@ class DeliveriesRepository(Repository):
         ]
         with self.engine.begin() as conn:
             if params:
-                conn.execute(stmt, params)
+                conn.execute(_RECORD, params)
             if bounced:
                 mark_bounced(conn, bounced, reason="the receiving server refused the address", now=now)
 
@@ -121,6 +147,15 @@ class DeliveriesRepository(Repository):
                 .group_by(d.c.owner)
             ).all()
         return [(o or "", t, n) for o, t, n in rows]
+
+    def renew_claims(self, key: str, owner: str, *, lease_until: datetime) -> int:
+        """A live sender's heartbeat: extend the lease of its in-flight deliveries."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                d.update()
+                .where(d.c.issue_key == key, d.c.status == "inflight", d.c.owner == owner)
+                .values(lease_until=lease_until)
+            ).rowcount
 
     def reclaim_interrupted(self, key: str, owner: str, *, now: datetime) -> int:
         """Give the in-flight deliveries of a sender that stopped back as pending, counting each

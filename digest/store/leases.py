@@ -15,7 +15,8 @@ from digest.store.schema import leases, meta
 
 class LeasesRepository(Repository):
     """Whoever holds an unexpired lease (``issue:2025-W33``) is the only process doing that work.
-    Each step is one atomic statement, so two processes can never both hold a lease."""
+    Each step is one atomic statement, so two processes can never both hold a lease. A lease is
+    a heartbeat: its holder renews it; one that stops renewing is free once ``expires_at`` passed."""
 
     def acquire(self, name: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
         """Take the lease ``name`` for ``owner`` until ``now + ttl``. True when taken: it was
@@ -34,17 +35,6 @@ class LeasesRepository(Repository):
                 .values(owner=owner, acquired_at=now, expires_at=until)
             ).rowcount
         return bool(taken)
-
-    def take_over(self, name: str, old_owner: str, new_owner: str, *, now: datetime, ttl: timedelta) -> bool:
-        """Move a lease from ``old_owner`` (known to be gone) to ``new_owner``, atomically: False
-        when someone else took it first."""
-        with self.engine.begin() as conn:
-            moved = conn.execute(
-                leases.update()
-                .where(leases.c.name == name, leases.c.owner == old_owner)
-                .values(owner=new_owner, acquired_at=now, expires_at=now + ttl)
-            ).rowcount
-        return bool(moved)
 
     def renew(self, name: str, owner: str, *, now: datetime, ttl: timedelta) -> bool:
         """Extend a lease this owner still holds; False when it was lost (expired and taken over)."""
