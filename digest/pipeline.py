@@ -16,7 +16,15 @@ from datetime import datetime, timedelta, timezone
 
 from digest.config import Settings
 from digest.delivery.base import Backend
-from digest.delivery.sender import Sender, SendProgress, SendReport, real_time_from, token_signer
+from digest.delivery.sender import (
+    Sender,
+    SendProgress,
+    SendReport,
+    dry_run_new,
+    dry_run_pending,
+    real_time_from,
+    token_signer,
+)
 from digest.errors import SourceError
 from digest.leases import IssueLease, exclusively, wait_while_held
 from digest.models import Article, DeliveryResult, Issue, IssueEntry, RenderedIssue, UpsertReport
@@ -27,56 +35,15 @@ from digest.sources import source_from_settings
 from digest.sources.base import Source, SourceResult, SourceState
 from digest.sources.http import Fetcher, FetchPolicy, default_user_agent
 from digest.sources.identity import plan_upsert, recognition_keys
+from digest.sources.report import IngestReport, SourceOutcome
 from digest.store import Store
 from digest.subscribers import normalise_address, read_subscriber_csv
 from digest.teaser import make_teaser
-from digest.text import plural
 
 log = logging.getLogger(__name__)
 
 
 # --- ingest ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SourceOutcome:
-    name: str
-    seen: int = 0
-    new: int = 0
-    updated: int = 0
-    error: str | None = None
-    not_modified: bool = False
-    duplicates: int = 0
-    undated: int = 0
-    #: Articles dated after the read: stored, and held out of every issue until their date.
-    future: int = 0
-    moved_to: str | None = None
-    problems: tuple[str, ...] = ()
-
-    @property
-    def note(self) -> str:
-        """What the read found, in a few words."""
-        if self.error:
-            return self.error
-        if self.not_modified:
-            return "not modified since the last read"
-        parts = [f"{self.new} new", f"{self.updated} updated"]
-        if self.duplicates:
-            parts.append(f"{self.duplicates} already stored from another source")
-        if self.undated:
-            parts.append(f"{self.undated} undated, dated when first seen")
-        if self.future:
-            parts.append(f"{self.future} dated in the future, held until their date")
-        return f"{plural(self.seen, 'article')} ({', '.join(parts)})"
-
-
-@dataclass(frozen=True)
-class IngestReport:
-    sources: tuple[SourceOutcome, ...]
-
-    @property
-    def failed(self) -> tuple[SourceOutcome, ...]:
-        return tuple(s for s in self.sources if s.error)
 
 
 def fetcher_from_settings(settings: Settings) -> Fetcher:
@@ -312,10 +279,10 @@ def send_issue(
         if unskipping and not dry_run:
             store.issues.unskip(slot.key)
         if dry_run:
-            return sender.dry_run_new(built.issue, built.rendered, now=now)
+            return dry_run_new(sender, built.issue, built.rendered, now=now)
         resumed = not sender.open(built.issue, built.rendered, now=now)
     if dry_run:
-        return sender.dry_run_pending(slot.key, now=now)
+        return dry_run_pending(sender, slot.key, now=now)
     return sender.deliver(slot.key, resumed=resumed, stop=stop, progress=progress, heartbeat=heartbeat)
 
 

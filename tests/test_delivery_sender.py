@@ -10,7 +10,7 @@ from deliverykit import FakeClock, addresses, newsletter
 
 from digest.config import Settings
 from digest.delivery.memory import MemoryBackend
-from digest.delivery.sender import Sender, SendProgress, SendReport
+from digest.delivery.sender import Sender, SendProgress, SendReport, dry_run_pending
 from digest.delivery.status import issue_status, recent_issues
 from digest.errors import DeliveryError
 from digest.models import DeliveryResult
@@ -61,7 +61,7 @@ def test_a_stopped_send_keeps_the_rest_pending_and_a_resumed_one_finishes(
     assert stopped.outcome == "incomplete"
     assert stopped.message == "issue 2025-W33: 2 delivered, 3 to retry, 0 failed; run `digest send` again to retry"
     assert store.deliveries.counts(slot.key) == {"sent": 2, "pending": 3}
-    assert sender.dry_run_pending(slot.key, now=fixed_now).counts == {"pending": 3}
+    assert dry_run_pending(sender, slot.key, now=fixed_now).counts == {"pending": 3}
     resumed = sender.deliver(slot.key, resumed=True)
     assert resumed.message == "issue 2025-W33 resumed and finished: 5 delivered, 0 failed"
     assert len(backend.sent) == 5

@@ -1,5 +1,5 @@
-"""No import cycle among digest's modules, and the registries name exactly what the config
-accepts."""
+"""No import cycle among digest's modules, none outgrows its room, and the registries name
+exactly what the config accepts."""
 
 from __future__ import annotations
 
@@ -62,3 +62,29 @@ def test_the_registries_name_what_the_config_accepts() -> None:
     assert list(SOURCE_CLASSES) == list(SOURCE_KINDS)
     assert all(cls.name == name for name, cls in BACKENDS.items())
     assert all(cls.kind == name for name, cls in SOURCE_CLASSES.items())
+
+
+# One room per job: a module that outgrows this, or a class, has taken on a neighbour's work.
+MODULE_LINES = 500
+CLASS_LINES = 250
+
+
+def test_no_module_or_class_outgrows_its_room() -> None:
+    import ast
+    from pathlib import Path
+
+    import digest
+
+    root = Path(digest.__file__).parent
+    too_big = []
+    for path in sorted(root.rglob("*.py")):
+        source = path.read_text(encoding="utf-8")
+        name = path.relative_to(root.parent).as_posix()
+        if len(source.splitlines()) > MODULE_LINES:
+            too_big.append(f"{name}: {len(source.splitlines())} lines")
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ClassDef) and node.end_lineno is not None:
+                lines = node.end_lineno - node.lineno + 1
+                if lines > CLASS_LINES:
+                    too_big.append(f"{name}: class {node.name}: {lines} lines")
+    assert too_big == [], f"split these (modules ≤ {MODULE_LINES} lines, classes ≤ {CLASS_LINES}): {too_big}"

@@ -14,7 +14,8 @@ from urllib.parse import unquote, urlencode
 import pytest
 from conftest import CHROMIUM_ARGS, ROOT, chromium_executable, free_port, write_article
 
-from digest.web.preview import Preview, PreviewApp, dark_variant, local_hosts
+from digest.web.issue_view import dark_variant
+from digest.web.preview import Preview, PreviewApp, local_hosts
 from digest.web.wsgi import make_wsgi_server
 
 AS_OF = datetime.fromisoformat("2025-08-11T09:00:00+01:00")

@@ -102,6 +102,70 @@ def real_time_from(start: datetime) -> Callable[[], datetime]:
     return lambda: start + timedelta(seconds=time.monotonic() - started)
 
 
+def render_every_message(
+    template: MessageTemplate, signer: TokenSigner, recipients: Iterator[tuple[str, str | None]], now: datetime
+) -> tuple[int, list[tuple[str, str]]]:
+    """Render every recipient's message through the fast path and count them; nothing is kept,
+    so a dry run over a million subscribers streams in constant memory. Also returns the
+    addresses no message can be written for (their delivery would fail), with the reason."""
+    count = 0
+    bad: list[tuple[str, str]] = []
+    for email, name in recipients:
+        try:
+            template.render(
+                to=email, token=signer.token(email), date=now, message_id=template.new_message_id(), name=name
+            )
+        except ValueError as exc:
+            bad.append((email, f"{OUR_FAILURE}no message can be made for this address: {exc}"))
+        count += 1
+    return count, bad
+
+
+def finished_report(store: Store, key: str) -> SendReport | None:
+    """The report for an issue already sent or skipped, or None when there is work left."""
+    row = store.issues.get(key)
+    if row is not None and row.status == "sent":
+        counts = store.deliveries.counts(key)
+        return SendReport(
+            key,
+            "already-sent",
+            f"issue {key} was already sent ({counts.get('sent', 0)} delivered"
+            f"{', ' + str(counts['failed']) + ' failed' if counts.get('failed') else ''}); nothing to send",
+            counts,
+            store.deliveries.failed(key),
+        )
+    if row is not None and row.status == "skipped":
+        return SendReport(key, "skipped", f"issue {key} was skipped: {row.note}; nothing to send")
+    return None
+
+
+def closing_report(store: Store, key: str, ledger: Ledger, *, resumed: bool, now: datetime) -> SendReport:
+    """At the end of a send: finish the issue when nothing is left to try; otherwise say what is left."""
+    counts = store.deliveries.counts(key)
+    failures = store.deliveries.failed(key)
+    left = counts.get("pending", 0) + counts.get("retry", 0) + counts.get("inflight", 0)
+    if left == 0:
+        store.issues.finish(key, now=now)
+        verb = "resumed and finished" if resumed else "sent"
+        return SendReport(
+            key,
+            "resumed" if resumed else "sent",
+            f"issue {key} {verb}: {counts.get('sent', 0)} delivered, {counts.get('failed', 0)} failed",
+            counts,
+            failures,
+        )
+    elsewhere = ledger.inflight_elsewhere()
+    return SendReport(
+        key,
+        "incomplete",
+        f"issue {key}: {counts.get('sent', 0)} delivered, {left} to retry, {counts.get('failed', 0)} failed"
+        + (f" ({elsewhere} in flight in another sender)" if elsewhere else "")
+        + "; run `digest send` again to retry",
+        counts,
+        failures,
+    )
+
+
 class Sender:
     """Sends one newsletter's issues. ``backend`` None: the configured one, made per issue (an
     outbox writes each issue to its own folder). ``clock`` and ``sleep`` are the time source and
@@ -139,20 +203,7 @@ class Sender:
 
     def finished(self, key: str) -> SendReport | None:
         """The report for an issue already sent or skipped, or None when there is work left."""
-        row = self.store.issues.get(key)
-        if row is not None and row.status == "sent":
-            counts = self.store.deliveries.counts(key)
-            return SendReport(
-                key,
-                "already-sent",
-                f"issue {key} was already sent ({counts.get('sent', 0)} delivered"
-                f"{', ' + str(counts['failed']) + ' failed' if counts.get('failed') else ''}); nothing to send",
-                counts,
-                self.store.deliveries.failed(key),
-            )
-        if row is not None and row.status == "skipped":
-            return SendReport(key, "skipped", f"issue {key} was skipped: {row.note}; nothing to send")
-        return None
+        return finished_report(self.store, key)
 
     def opened(self, key: str) -> bool:
         """Whether the issue was recorded and its recipients frozen by an earlier run."""
@@ -177,51 +228,8 @@ class Sender:
             now=now,
         )
 
-    def dry_run_new(self, issue: Issue, rendered: RenderedIssue, *, now: datetime) -> SendReport:
-        """Render the messages of an issue not opened yet, for every active subscriber."""
-        count, bad = self._render_all(rendered, self.store.subscribers.iter_active_recipients(), now)
-        return SendReport(
-            issue.key,
-            "dry-run",
-            f"dry run: issue {issue.key} with {plural(len(issue.entries), 'article')} would go to "
-            f"{plural(count, 'subscriber')}; {plural(count - len(bad), 'message')} rendered, nothing sent"
-            f"{_unwritable(bad)}",
-            {"pending": count},
-            bad,
-        )
-
-    def dry_run_pending(self, key: str, *, now: datetime) -> SendReport:
-        """Render the messages an opened issue still owes."""
-        pending, bad = self._render_all(self._rendered(key), self.store.deliveries.pending(key), now)
-        return SendReport(
-            key,
-            "dry-run",
-            f"dry run: issue {key} has {pending} deliveries left; {pending - len(bad)} messages rendered, "
-            f"nothing sent{_unwritable(bad)}",
-            {"pending": pending},
-            bad,
-        )
-
-    def _render_all(
-        self, rendered: RenderedIssue, recipients: Iterator[tuple[str, str | None]], now: datetime
-    ) -> tuple[int, list[tuple[str, str]]]:
-        """Render every recipient's message through the fast path and count them; nothing is kept,
-        so a dry run over a million subscribers streams in constant memory. Also returns the
-        addresses no message can be written for (their delivery would fail), with the reason."""
-        template = MessageTemplate(rendered, self.settings.newsletter)
-        count = 0
-        bad: list[tuple[str, str]] = []
-        for email, name in recipients:
-            try:
-                template.render(
-                    to=email, token=self.signer.token(email), date=now, message_id=template.new_message_id(), name=name
-                )
-            except ValueError as exc:
-                bad.append((email, f"{OUR_FAILURE}no message can be made for this address: {exc}"))
-            count += 1
-        return count, bad
-
-    def _rendered(self, key: str) -> RenderedIssue:
+    def rendered(self, key: str) -> RenderedIssue:
+        """The stored rendering of an opened issue."""
         rendered = self.store.issues.rendered(key)
         assert rendered is not None, f"issue {key} is opened, so its rendering is stored"
         return rendered
@@ -241,7 +249,7 @@ class Sender:
         Each message's outcome is recorded as its server answers it; ``heartbeat`` is called then
         too (it renews the issue's lease when due)."""
         delivery = self.settings.delivery
-        template = MessageTemplate(self._rendered(key), self.settings.newsletter)
+        template = MessageTemplate(self.rendered(key), self.settings.newsletter)
         backend = self.backend_for(key)
         backend.pace = self.pace
         ledger = Ledger(
@@ -318,7 +326,7 @@ class Sender:
                     progress(SendProgress(key, total, sent, failed, tally.retry, done))
         finally:
             backend.close()
-        return self._closing_report(key, ledger, resumed=resumed)
+        return closing_report(self.store, key, ledger, resumed=resumed, now=self.clock())
 
     def _record(self, ledger: Ledger, claim: Claim, results: Sequence[DeliveryResult]) -> Recorded:
         """Record a batch's results; those that may have arrived without an answer count as
@@ -351,32 +359,6 @@ class Sender:
             log.info("issue %s: waiting %.1f s for the next retry", key, wait)
         return wait
 
-    def _closing_report(self, key: str, ledger: Ledger, *, resumed: bool) -> SendReport:
-        """Finish the issue when nothing is left to try; otherwise say what is left."""
-        counts = self.store.deliveries.counts(key)
-        failures = self.store.deliveries.failed(key)
-        left = counts.get("pending", 0) + counts.get("retry", 0) + counts.get("inflight", 0)
-        if left == 0:
-            self.store.issues.finish(key, now=self.clock())
-            verb = "resumed and finished" if resumed else "sent"
-            return SendReport(
-                key,
-                "resumed" if resumed else "sent",
-                f"issue {key} {verb}: {counts.get('sent', 0)} delivered, {counts.get('failed', 0)} failed",
-                counts,
-                failures,
-            )
-        elsewhere = ledger.inflight_elsewhere()
-        return SendReport(
-            key,
-            "incomplete",
-            f"issue {key}: {counts.get('sent', 0)} delivered, {left} to retry, {counts.get('failed', 0)} failed"
-            + (f" ({elsewhere} in flight in another sender)" if elsewhere else "")
-            + "; run `digest send` again to retry",
-            counts,
-            failures,
-        )
-
     # --- copies outside the ledger ----------------------------------------------------------------
 
     def send_copies(
@@ -404,3 +386,43 @@ class Sender:
         (result,) = self.send_copies(key, rendered, [address], now=now, subject_prefix="[TEST] ", folder="test")
         if result.status != "sent":
             raise DeliveryError(f"test copy to {address} not delivered: {result.detail}")
+
+
+# --- dry runs: every message rendered, nothing sent --------------------------------------------------
+
+
+def dry_run_new(sender: Sender, issue: Issue, rendered: RenderedIssue, *, now: datetime) -> SendReport:
+    """Render the messages of an issue not opened yet, for every active subscriber."""
+    count, bad = render_every_message(
+        MessageTemplate(rendered, sender.settings.newsletter),
+        sender.signer,
+        sender.store.subscribers.iter_active_recipients(),
+        now,
+    )
+    return SendReport(
+        issue.key,
+        "dry-run",
+        f"dry run: issue {issue.key} with {plural(len(issue.entries), 'article')} would go to "
+        f"{plural(count, 'subscriber')}; {plural(count - len(bad), 'message')} rendered, nothing sent"
+        f"{_unwritable(bad)}",
+        {"pending": count},
+        bad,
+    )
+
+
+def dry_run_pending(sender: Sender, key: str, *, now: datetime) -> SendReport:
+    """Render the messages an opened issue still owes."""
+    pending, bad = render_every_message(
+        MessageTemplate(sender.rendered(key), sender.settings.newsletter),
+        sender.signer,
+        sender.store.deliveries.pending(key),
+        now,
+    )
+    return SendReport(
+        key,
+        "dry-run",
+        f"dry run: issue {key} has {pending} deliveries left; {pending - len(bad)} messages rendered, "
+        f"nothing sent{_unwritable(bad)}",
+        {"pending": pending},
+        bad,
+    )

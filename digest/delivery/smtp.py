@@ -342,55 +342,67 @@ class SMTPBackend(Backend):
         return DeliveryResult(m.recipient, "sent", m.message_id)
 
     def _pipelined_envelope(self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage) -> DeliveryResult | None:
-        """MAIL, RCPT and DATA in one write (RFC 2920), then their three replies in order: two
-        round trips fewer per message. None when the server is ready for the message."""
-        conn.send(
-            f"MAIL FROM:{smtplib.quoteaddr(self._return_path(m))}\r\nRCPT TO:{smtplib.quoteaddr(m.wire_recipient)}\r\nDATA\r\n".encode(
-                "ascii"
-            )
-        )
-        refusal: tuple[int, bytes, str] | None = None
-        for stage, ok in (("MAIL", (250,)), ("RCPT", (250, 251)), ("DATA", (354,))):
-            code, resp = conn.getreply()
-            if code == 421:
-                # The server is closing: the replies still owed will not come.
-                return self._refused(lane, conn, m, code, resp, stage)
-            if stage == "DATA" and code == 354 and refusal is not None:
-                # A server that opened DATA after refusing the envelope: close it empty.
-                conn.send(b".\r\n")
-                conn.getreply()
-            if code not in ok and refusal is None:
-                refusal = (code, resp, stage)
-        if refusal is not None:
-            return self._refused(lane, conn, m, *refusal)
-        return None
+        """MAIL, RCPT and DATA in one write (RFC 2920); None when the server is ready for the message."""
+        refusal = pipelined_envelope(conn, self._return_path(m), m.wire_recipient)
+        return None if refusal is None else self._refused(lane, conn, m, *refusal)
 
     def _refused(
         self, lane: int, conn: smtplib.SMTP, m: OutgoingMessage, code: int, resp: bytes, stage: str
     ) -> DeliveryResult:
-        text = _words(code, resp)
-        if not 200 <= code <= 599:
-            # smtplib's -1: a reply it could not read. Nothing is known; the connection is not
-            # trusted again, and the message is tried later like after any transient failure.
-            self._drop(lane)
-            return DeliveryResult(m.recipient, "retry", None, f"unreadable reply from {self._where} at {stage}: {text}")
-        enhanced = _ENHANCED.match(resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp))
-        if code == 421:
+        if not 200 <= code <= 599 or code == 421:
+            # An unreadable reply (smtplib's -1) or a server that is closing: the connection is
+            # not trusted again.
             self._drop(lane)
         else:
             try:
                 conn.rset()
             except (smtplib.SMTPException, OSError):
                 self._drop(lane)
-        if code in (530, 535, 538) or (stage == "MAIL" and code >= 500):
-            raise DeliveryConfigError(
-                f"SMTP server {self._where} refused the sender {m.envelope_from} at {stage}: {text}; "
-                "check newsletter.sender and the relay's login settings (delivery.smtp)"
-            )
-        if 400 <= code < 500:
-            extra: dict[str, str] = {}
-            if code == 421 or (enhanced and enhanced.group(2) == "7"):
-                extra["throttle"] = "1"
-            return DeliveryResult(m.recipient, "retry", None, text, extra)
-        extra = {"bounce": "1"} if enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "1" else {}
-        return DeliveryResult(m.recipient, "failed", None, text, extra)
+        return refusal_result(m, code, resp, stage, where=self._where)
+
+
+def pipelined_envelope(conn: smtplib.SMTP, return_path: str, recipient: str) -> tuple[int, bytes, str] | None:
+    """Send MAIL, RCPT and DATA in one write (RFC 2920), then read their three replies in order:
+    two round trips fewer per message. The first refusal as (code, reply, stage), or None when
+    the server is ready for the message."""
+    conn.send(
+        f"MAIL FROM:{smtplib.quoteaddr(return_path)}\r\nRCPT TO:{smtplib.quoteaddr(recipient)}\r\nDATA\r\n".encode(
+            "ascii"
+        )
+    )
+    refusal: tuple[int, bytes, str] | None = None
+    for stage, ok in (("MAIL", (250,)), ("RCPT", (250, 251)), ("DATA", (354,))):
+        code, resp = conn.getreply()
+        if code == 421:
+            # The server is closing: the replies still owed will not come.
+            return code, resp, stage
+        if stage == "DATA" and code == 354 and refusal is not None:
+            # A server that opened DATA after refusing the envelope: close it empty.
+            conn.send(b".\r\n")
+            conn.getreply()
+        if code not in ok and refusal is None:
+            refusal = (code, resp, stage)
+    return refusal
+
+
+def refusal_result(m: OutgoingMessage, code: int, resp: bytes, stage: str, *, where: str) -> DeliveryResult:
+    """What a refusal at ``stage`` means for message ``m``: a retry (4xx, or a reply that could not
+    be read), a permanent failure (5xx; a bounce when its enhanced code is 5.1.x), or, for a sender
+    or login the server refuses, a DeliveryConfigError that stops the send."""
+    text = _words(code, resp)
+    if not 200 <= code <= 599:
+        # Nothing is known; the message is tried later like after any transient failure.
+        return DeliveryResult(m.recipient, "retry", None, f"unreadable reply from {where} at {stage}: {text}")
+    enhanced = _ENHANCED.match(resp.decode("utf-8", "replace") if isinstance(resp, bytes) else str(resp))
+    if code in (530, 535, 538) or (stage == "MAIL" and code >= 500):
+        raise DeliveryConfigError(
+            f"SMTP server {where} refused the sender {m.envelope_from} at {stage}: {text}; "
+            "check newsletter.sender and the relay's login settings (delivery.smtp)"
+        )
+    if 400 <= code < 500:
+        extra: dict[str, str] = {}
+        if code == 421 or (enhanced and enhanced.group(2) == "7"):
+            extra["throttle"] = "1"
+        return DeliveryResult(m.recipient, "retry", None, text, extra)
+    extra = {"bounce": "1"} if enhanced and enhanced.group(1) == "5" and enhanced.group(2) == "1" else {}
+    return DeliveryResult(m.recipient, "failed", None, text, extra)
