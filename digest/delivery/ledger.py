@@ -104,7 +104,10 @@ class GroupCommit:
 
     def __init__(self, commit: Callable[[list[Pending]], None]) -> None:
         self._commit = commit
-        self._cond = threading.Condition()
+        # One lock, two conditions: queued work wakes only the recorder, a commit only the waiters.
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._work = threading.Condition(lock)
         self._queue: list[Pending] = []
         self._queued = 0  # sequence number of the last outcome queued
         self._durable = 0  # ... and of the last one committed (or failed)
@@ -121,7 +124,7 @@ class GroupCommit:
         """Commit what is queued, then end the recorder thread."""
         with self._cond:
             self._stopping = True
-            self._cond.notify_all()
+            self._work.notify()
         if self._thread is not None:
             self._thread.join()
             self._thread = None
@@ -137,7 +140,7 @@ class GroupCommit:
                 raise RecordingFailed("the recorder has stopped")
             self._queue.append(item)
             self._queued += 1
-            self._cond.notify_all()
+            self._work.notify()
             return _Ticket(self._queued)
 
     def wait(self, ticket: _Ticket) -> None:
@@ -177,7 +180,7 @@ class GroupCommit:
             while True:
                 with self._cond:
                     while not self._queue and not self._stopping:
-                        self._cond.wait()
+                        self._work.wait()
                     if not self._queue and self._stopping:
                         return
                 self.commit_queued()
