@@ -11,6 +11,7 @@ import trustme
 from deliverykit import FakeClock, addresses, newsletter, smtp_toml
 from smtpserver import FaultyHandler, RecordingHandler, SMTPServer
 
+from digest.delivery.base import OutgoingMessage
 from digest.delivery.sender import Sender
 from digest.errors import DeliveryConfigError
 from digest.pipeline import send_issue
@@ -257,3 +258,24 @@ def test_wrong_password_stops_the_send(write_config, tmp_path: Path, fixed_now, 
         with pytest.raises(DeliveryConfigError, match="refused the login for 'digest': 535"):
             send_issue(settings, store, slot, now=fixed_now)
     assert store.deliveries.counts(slot.key) == {"pending": 3}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"Subject: dots\r\n\r\n.first line\r\nmiddle\r\n..two\r\n.\r\nend\r\n",
+        b"Subject: no dots\r\n\r\nplain line\r\nend.\r\n",
+    ],
+)
+def test_lines_that_start_with_a_dot_arrive_intact(write_config, tmp_path: Path, fixed_now, monkeypatch, body) -> None:
+    """Dot-stuffing (RFC 5321 4.5.2): the server gets back exactly the message bytes, with or
+    without lines to stuff."""
+    monkeypatch.setattr(OutgoingMessage, "as_bytes", lambda self: body)
+    with SMTPServer() as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port), subscribers=["ana@example.org"], now=fixed_now
+        )
+        report = send_issue(settings, store, slot, now=fixed_now)
+        assert report.counts == {"sent": 1}, report.message
+        (got,) = server.received
+    assert got.raw.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n") == body

@@ -7,10 +7,12 @@ A sender then works in batches:
    whose next attempt has come) become ``inflight``, stamped with the sender's identity
    (host:pid:nonce), a claim id and a lease. The UPDATE re-checks each row's status, so two
    senders resuming the same issue at once never hold the same delivery.
-2. **send** the batch through the backend; each message's outcome is **recorded as soon as the
-   server answered it**, in its own transaction, before that connection sends its next message
-   (backends that hand over a whole batch in one request — the e-mail services — record the
-   batch when the request returns).
+2. **send** the batch through the backend; each message's outcome is **made durable as soon as
+   the server answered it**, before that connection sends its next message (backends that hand
+   over a whole batch in one request — the e-mail services — record the batch when the request
+   returns). The connections hand their outcomes to one recorder thread (a :class:`GroupCommit`)
+   and wait: it writes everything queued in one transaction and then wakes every connection it
+   covered, so N connections cost one commit, not N.
 3. **record** — what was not recorded one by one becomes ``sent``, ``failed`` (permanent, with
    the server's words) or ``retry`` (transient, with its next attempt time; after
    ``max_attempts`` it becomes ``failed`` too).
@@ -41,7 +43,8 @@ import secrets
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -74,6 +77,126 @@ class Recorded:
     throttled: bool = False
 
 
+# One outcome on its way to the database: claim id, (result, next attempt), bounced or not, when.
+Pending = tuple[str, tuple[DeliveryResult, datetime | None], bool, datetime]
+
+
+class RecordingFailed(Exception):
+    """The recorder could not make an outcome durable; the connection that waited for it stops."""
+
+
+class _Ticket:
+    __slots__ = ("seq",)
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+
+
+class GroupCommit:
+    """One recorder for the connections of a send. :meth:`submit` queues an outcome and waits
+    until it is durable; the recorder thread commits everything queued in one transaction
+    (``commit``), then wakes every waiter that commit covered. An error in ``commit`` reaches each
+    of its waiters as :class:`RecordingFailed`, and every later submission fails at once (nothing
+    more is sent whose outcome could not be kept). :meth:`stop` drains the queue first.
+
+    :meth:`enqueue`, :meth:`commit_queued` and :meth:`wait` are the steps ``submit`` and the
+    thread are made of; a test drives them one by one."""
+
+    def __init__(self, commit: Callable[[list[Pending]], None]) -> None:
+        self._commit = commit
+        # One lock, two conditions: queued work wakes only the recorder, a commit only the waiters.
+        lock = threading.Lock()
+        self._cond = threading.Condition(lock)
+        self._work = threading.Condition(lock)
+        self._queue: list[Pending] = []
+        self._queued = 0  # sequence number of the last outcome queued
+        self._durable = 0  # ... and of the last one committed (or failed)
+        self._failed_from = 0  # outcomes from this sequence number on failed (0: none)
+        self._error: BaseException | None = None
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="ledger-recorder", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what is queued, then end the recorder thread."""
+        with self._cond:
+            self._stopping = True
+            self._work.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def submit(self, item: Pending) -> None:
+        self.wait(self.enqueue(item))
+
+    def enqueue(self, item: Pending) -> _Ticket:
+        with self._cond:
+            if self._error is not None:
+                raise RecordingFailed(f"delivery outcomes can no longer be recorded: {self._error}")
+            if self._stopping and self._thread is None:
+                raise RecordingFailed("the recorder has stopped")
+            self._queue.append(item)
+            self._queued += 1
+            self._work.notify()
+            return _Ticket(self._queued)
+
+    def wait(self, ticket: _Ticket) -> None:
+        """Return once the ticket's outcome is durable; raise RecordingFailed if it cannot be."""
+        with self._cond:
+            while self._durable < ticket.seq:
+                self._cond.wait()
+            if self._failed_from and ticket.seq >= self._failed_from:
+                raise RecordingFailed(f"a delivery outcome could not be recorded: {self._error}")
+
+    def commit_queued(self) -> int:
+        """Commit everything queued in one transaction and wake its waiters; returns how many."""
+        with self._cond:
+            batch, self._queue = self._queue, []
+            last = self._queued
+        if not batch:
+            return 0
+        try:
+            self._commit(batch)
+        except BaseException as exc:
+            with self._cond:
+                if self._error is None:
+                    self._error = exc
+                    self._failed_from = last - len(batch) + 1
+                self._durable = last
+                self._cond.notify_all()
+            if not isinstance(exc, Exception):
+                raise
+            return len(batch)
+        with self._cond:
+            self._durable = last
+            self._cond.notify_all()
+        return len(batch)
+
+    def _run(self) -> None:
+        try:
+            while True:
+                with self._cond:
+                    while not self._queue and not self._stopping:
+                        self._work.wait()
+                    if not self._queue and self._stopping:
+                        return
+                self.commit_queued()
+        finally:
+            # Whatever ended the thread, nobody waits forever: what is left fails.
+            with self._cond:
+                if self._queue or self._durable < self._queued:
+                    if self._error is None:
+                        self._error = RuntimeError("the recorder ended")
+                        self._failed_from = self._durable + 1
+                    self._queue = []
+                    self._durable = self._queued
+                self._stopping = True
+                self._cond.notify_all()
+
+
 class Ledger:
     def __init__(
         self,
@@ -92,6 +215,33 @@ class Ledger:
         self.owner = sender_identity()
         self._lock = threading.Lock()
         self._renewed_at: datetime | None = None
+        self._recorder: GroupCommit | None = None
+
+    @contextmanager
+    def recording(self) -> Iterator[None]:
+        """While open, :meth:`record_one` goes through one recorder thread (a group commit)
+        instead of a transaction per message; closing drains it."""
+        recorder = GroupCommit(self._commit_group)
+        recorder.start()
+        self._recorder = recorder
+        try:
+            yield
+        finally:
+            self._recorder = None
+            recorder.stop()
+
+    def _commit_group(self, items: list[Pending]) -> None:
+        """Write queued outcomes: one transaction for each claim among them (one, in practice:
+        a sender's batches go one after another)."""
+        groups: dict[str, tuple[list[tuple[DeliveryResult, datetime | None]], list[str]]] = {}
+        for claim_id, outcome, bounced, _when in items:
+            outcomes, bounces = groups.setdefault(claim_id, ([], []))
+            outcomes.append(outcome)
+            if bounced:
+                bounces.append(outcome[0].recipient)
+        now = max(when for *_, when in items)
+        for claim_id, (outcomes, bounces) in groups.items():
+            self.store.deliveries.record(self.key, claim_id, outcomes, now=now, bounced=bounces)
 
     def take_over_stopped(self, now: datetime) -> int:
         """Give back as pending the in-flight deliveries of senders that stopped: whose heartbeat
@@ -164,11 +314,16 @@ class Ledger:
 
     def record_one(self, claim: Claim, result: DeliveryResult, now: datetime) -> None:
         """Make one message's outcome durable at once (called from the thread that sent it, before
-        its connection sends the next message): a crash then repeats only what was in flight."""
+        its connection sends the next message): a crash then repeats only what was in flight.
+        Inside :meth:`recording`, the outcome joins the recorder's next group commit."""
         attempts = next((n for email, _name, n in claim.rows if email == result.recipient), 0)
         outcome = self._outcome(claim, result, attempts, now, Recorded())
-        bounced = [result.recipient] if outcome[0].status == "failed" and (result.extra or {}).get("bounce") else []
-        self.store.deliveries.record(self.key, claim.id, [outcome], now=now, bounced=bounced)
+        bounced = outcome[0].status == "failed" and bool((result.extra or {}).get("bounce"))
+        recorder = self._recorder
+        if recorder is not None:
+            recorder.submit((claim.id, outcome, bounced, now))  # returns once committed
+        else:
+            self._commit_group([(claim.id, outcome, bounced, now)])
         with self._lock:
             claim.recorded.add(result.recipient)
         self.beat(now)

@@ -289,43 +289,46 @@ class Sender:
                 f"{exc}; nothing was sent now; try again after {when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC",
                 retry_after=exc.retry_after,
             ) from None
-        try:
-            while stop is None or not stop():
-                moment = self.clock()
-                claim = ledger.claim(batch_size, moment)
-                current[:] = [claim]
-                if not claim.rows:
-                    wait = self._idle_wait(key, ledger)
-                    if wait is None:
-                        break
-                    if wait > 0:
-                        self.sleep(wait)
-                    continue
-                messages = [
-                    OutgoingMessage(email, template, self.signer.token(email), template.new_message_id(), moment, name)
-                    for email, name, _attempts in claim.rows
-                ]
-                try:
-                    results = backend.send_batch(messages)
-                except SendStopped as exc:
-                    self._record(ledger, claim, exc.done)
-                    ledger.release(claim, self.clock())
-                    raise
-                except DeliveryConfigError:
-                    ledger.release(claim, self.clock())
-                    raise
-                tally = self._record(ledger, claim, results)
-                if tally.throttled:
-                    self.pace.slow_down()
-                else:
-                    self.pace.recover()
-                sent += tally.sent
-                failed += tally.failed
-                done += tally.sent + tally.failed
-                if progress is not None:
-                    progress(SendProgress(key, total, sent, failed, tally.retry, done))
-        finally:
-            backend.close()
+        with ledger.recording():  # one recorder thread: the connections' outcomes, group-committed
+            try:
+                while stop is None or not stop():
+                    moment = self.clock()
+                    claim = ledger.claim(batch_size, moment)
+                    current[:] = [claim]
+                    if not claim.rows:
+                        wait = self._idle_wait(key, ledger)
+                        if wait is None:
+                            break
+                        if wait > 0:
+                            self.sleep(wait)
+                        continue
+                    messages = [
+                        OutgoingMessage(
+                            email, template, self.signer.token(email), template.new_message_id(), moment, name
+                        )
+                        for email, name, _attempts in claim.rows
+                    ]
+                    try:
+                        results = backend.send_batch(messages)
+                    except SendStopped as exc:
+                        self._record(ledger, claim, exc.done)
+                        ledger.release(claim, self.clock())
+                        raise
+                    except DeliveryConfigError:
+                        ledger.release(claim, self.clock())
+                        raise
+                    tally = self._record(ledger, claim, results)
+                    if tally.throttled:
+                        self.pace.slow_down()
+                    else:
+                        self.pace.recover()
+                    sent += tally.sent
+                    failed += tally.failed
+                    done += tally.sent + tally.failed
+                    if progress is not None:
+                        progress(SendProgress(key, total, sent, failed, tally.retry, done))
+            finally:
+                backend.close()
         return closing_report(self.store, key, ledger, resumed=resumed, now=self.clock())
 
     def _record(self, ledger: Ledger, claim: Claim, results: Sequence[DeliveryResult]) -> Recorded:
