@@ -7,6 +7,7 @@ import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -521,3 +522,26 @@ def test_the_store_does_not_import_the_sources() -> None:
     probe = "import sys, digest.store; print(sorted(m for m in sys.modules if m.startswith('digest.sources')))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_the_scheduler_job_table_made_at_the_same_moment_by_another_process_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'state.sqlite3'}")
+    made = sa.Table.create
+
+    def another_process_won(table: sa.Table, bind: Any, checkfirst: bool = False) -> None:
+        made(table, bind, checkfirst=False)  # the other scheduler's CREATE lands first...
+        # ...and ours fails the way PostgreSQL says it (a unique violation on its catalogue).
+        raise sa.exc.IntegrityError("CREATE TABLE apscheduler_jobs", {}, Exception("duplicate key value"))
+
+    monkeypatch.setattr(sa.Table, "create", another_process_won)
+    assert store.scheduler_jobs().get_all_jobs() == []
+
+    def failed_for_another_reason(table: sa.Table, bind: Any, checkfirst: bool = False) -> None:
+        raise sa.exc.OperationalError("CREATE TABLE apscheduler_jobs", {}, Exception("disk I/O error"))
+
+    other = Store(f"sqlite:///{tmp_path / 'other.sqlite3'}")
+    monkeypatch.setattr(sa.Table, "create", failed_for_another_reason)
+    with pytest.raises(sa.exc.OperationalError):
+        other.scheduler_jobs()
