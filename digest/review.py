@@ -34,6 +34,8 @@ class ReviewReport:
     articles: int = 0
     source_errors: tuple[str, ...] = ()
     results: tuple[DeliveryResult, ...] = ()
+    #: With ``too-few``: why the issue is too thin (select.too_few_articles's words).
+    reason: str | None = None
 
 
 # APScheduler 3.x ships no type hints, so mypy sees its BaseTrigger as Any.
@@ -69,8 +71,9 @@ def send_review(settings: Settings, store: Store, *, now: datetime, backend: Bac
     errors = tuple(str(source.error) for source in ingest(settings, store, now=now).failed)
     built = build_issue(settings, store, slot)
     articles = len(built.issue.entries)
-    if too_few_articles(articles, settings.selection.min_articles) is not None:
-        return ReviewReport(slot, "too-few", articles, errors)
+    too_few = too_few_articles(articles, settings.selection.min_articles)
+    if too_few is not None:
+        return ReviewReport(slot, "too-few", articles, errors, reason=too_few)
     editors = settings.newsletter.editors
     if not store.issues.claim_review(slot.key, editors, now=now):
         return ReviewReport(slot, "claimed", articles, errors)

@@ -53,7 +53,6 @@ from digest.pipeline import (
     upcoming_slot,
 )
 from digest.review import ReviewTrigger, review_slot, send_review
-from digest.select import too_few_articles
 from digest.slots import trigger_for
 from digest.store import Store
 
@@ -389,7 +388,7 @@ def scheduled_review(scheduler: DigestScheduler) -> None:
         log.warning(
             "issue %s: %s; no [PREVIEW] sent, and at its slot the issue is skipped unless more arrive",
             slot.key,
-            too_few_articles(report.articles, settings.selection.min_articles),
+            report.reason,
         )
     elif report.outcome == "sent":
         for r in report.results:

@@ -60,10 +60,12 @@ class ConfirmSigner:
 
 
 def secret_for(secret_env: str, store_secret: Callable[[], str]) -> str:
-    return os.environ.get(secret_env) or store_secret()
+    """The signing secret: the environment variable's (registered for masking, as every secret
+    from the environment is), else the one kept in the state database."""
+    secret = os.environ.get(secret_env)
+    redact.register(secret)
+    return secret or store_secret()
 
 
 def signer_for(secret_env: str, store_secret: Callable[[], str]) -> TokenSigner:
-    secret = os.environ.get(secret_env)
-    redact.register(secret)
     return TokenSigner(secret_for(secret_env, store_secret))
