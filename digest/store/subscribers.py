@@ -203,20 +203,7 @@ class SubscribersRepository(Repository):
         """Bring someone who left back as active. Returns ``resubscribed``, ``already`` (active) or
         ``unknown``. A removed address is added afresh (its suppression lifted): only a deliberate
         act by the person or the editor calls this."""
-        now = now or utcnow()
-        key = address_key(email)
-        with self.engine.begin() as conn:
-            found = self._find(conn, key)
-            if found is None:
-                if not self._removed(conn, key):
-                    return "unknown"
-                conn.execute(suppressions.delete().where(suppressions.c.key_hash == _key_hash(key)))
-                _insert_active(conn, email, None, origin=origin, reason=reason, now=now)
-                return "resubscribed"
-            if found.status == "active":
-                return "already"
-            record_status(conn, key, "active", origin=origin, reason=reason, now=now)
-        return "resubscribed"
+        return self._make_active(email, None, now=now, origin=origin, reason=reason, add_new=False)
 
     def activate(
         self,
@@ -230,16 +217,26 @@ class SubscribersRepository(Repository):
         """Put a confirmed sign-up on the list: ``added`` when the address is new, ``resubscribed``
         when it had left, bounced or been removed (confirming is the person's own deliberate act),
         ``already`` when it is active. The stored spelling of the address is kept."""
+        return self._make_active(email, name, now=now, origin=origin, reason=reason, add_new=True)
+
+    def _make_active(
+        self, email: str, name: str | None, *, now: datetime | None, origin: str, reason: str | None, add_new: bool
+    ) -> str:
+        """Make an address active: one that left gets its status back (and ``name``, when given),
+        a removed one is added afresh with its suppression lifted, and an unknown one is added only
+        with ``add_new`` (else ``unknown``)."""
         now = now or utcnow()
         key = address_key(email)
         with self.engine.begin() as conn:
             found = self._find(conn, key)
             if found is None:
                 removed = self._removed(conn, key)
+                if not removed and not add_new:
+                    return "unknown"
                 if removed:
                     conn.execute(suppressions.delete().where(suppressions.c.key_hash == _key_hash(key)))
                 if not _insert_active(conn, email, name, origin=origin, reason=reason, now=now):
-                    return "already"
+                    return "already"  # made active by another process a moment ago
                 return "resubscribed" if removed else "added"
             if found.status == "active":
                 return "already"
