@@ -337,7 +337,7 @@ def run_serve(
     """Serve until Ctrl-C or SIGTERM."""
     server = make_wsgi_server(make_serve_app(settings, store), host, port, limits or ServerLimits())
     url = f"http://{host}:{server.server_port}"
-    log.info("serving unsubscribe and archive on %s", url)
+    log.info("serving sign-up, unsubscribe, webhooks and the archive on %s", url)
     if ready:
         ready(url)
     try:
