@@ -28,7 +28,7 @@ from digest.config import SourceSettings, load_config  # noqa: E402
 from digest.delivery.mime import build_message  # noqa: E402
 from digest.models import Issue, IssueEntry  # noqa: E402
 from digest.render.environment import make_environment  # noqa: E402
-from digest.render.issue import html_bytes, issue_context, personalise, render_issue  # noqa: E402
+from digest.render.issue import html_bytes, issue_context, render_issue  # noqa: E402
 from digest.render.mjml import compile_mjml  # noqa: E402
 from digest.sources.folder import FolderSource  # noqa: E402
 from digest.teaser import make_teaser  # noqa: E402
@@ -104,7 +104,7 @@ def main() -> None:
 
     def personalise_all() -> None:
         for a in addresses:
-            personalise(rendered, email=a, token=signer.token(a))
+            rendered.personalise(email=a, token=signer.token(a))
 
     def messages_all() -> None:
         for a in addresses:

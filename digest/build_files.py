@@ -14,7 +14,6 @@ from digest.config import Settings
 from digest.delivery.mime import build_message
 from digest.errors import FileError
 from digest.models import RenderedIssue
-from digest.render.issue import personalise
 from digest.tokens import TokenSigner
 
 # The reader a built or previewed issue is personalised for: an address no one receives mail at.
@@ -34,8 +33,8 @@ def write_build(
     """Write issue.html, issue.txt and a sample issue.eml (addressed to a sample reader).
     Raises :class:`FileError` naming the file when the folder cannot be made or written."""
     token = signer.token(SAMPLE_RECIPIENT)
-    html, text = personalise(
-        rendered, email=SAMPLE_RECIPIENT, token=token, name=settings.newsletter.recipient_name(None)
+    html, text = rendered.personalise(
+        email=SAMPLE_RECIPIENT, token=token, name=settings.newsletter.recipient_name(None)
     )
     paths = BuildOutput(out / "issue.html", out / "issue.txt", out / "issue.eml")
     msg = build_message(rendered, settings.newsletter, to=SAMPLE_RECIPIENT, token=token, now=now)

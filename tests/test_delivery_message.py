@@ -13,7 +13,7 @@ from renderdata import golden_issue, make_settings
 
 import digest.render.issue as issue_module
 from digest.delivery.mime import build_message
-from digest.render.issue import EMAIL_MARK, TOKEN_MARK, personalise, render_issue
+from digest.render.issue import EMAIL_MARK, TOKEN_MARK, render_issue
 from digest.tokens import TokenSigner
 
 NOW = datetime(2025, 8, 11, 7, 0, tzinfo=timezone.utc)
@@ -96,7 +96,7 @@ def test_unsubscribe_base_with_a_query_keeps_it(tmp_path: Path) -> None:
     )
     assert (
         'href="https://lists.example.org/u?list=weekly&amp;token=TOK"'
-        in personalise(rendered, email="a@example.org", token="TOK")[0]
+        in rendered.personalise(email="a@example.org", token="TOK")[0]
     )
 
 

@@ -22,7 +22,7 @@ from renderdata import golden_issue, make_article, make_issue, make_settings
 
 from digest.config import load_config
 from digest.pipeline import build_issue, due_slot, ingest
-from digest.render.issue import personalise, render_issue
+from digest.render.issue import render_issue
 from digest.store import Store
 
 WIDTHS = (375, 600)
@@ -70,7 +70,7 @@ def sample_html(tmp_path_factory: pytest.TempPathFactory) -> str:
     ingest(settings, store, now=as_of)
     built = build_issue(settings, store, due_slot(settings, as_of))
     assert any(e.article.image for e in built.issue.entries), "the sample issue should show an image"
-    return personalise(built.rendered, email="reader@example.org", token="InJlYWRlciJ9.c2lnbmF0dXJl")[0]
+    return built.rendered.personalise(email="reader@example.org", token="InJlYWRlciJ9.c2lnbmF0dXJl")[0]
 
 
 def _full_html(tmp_path: Path) -> str:
@@ -80,8 +80,8 @@ def _full_html(tmp_path: Path) -> str:
             "editor_note": "A note from the editor.\n\nTwo paragraphs.",
         },
     }
-    return personalise(
-        render_issue(golden_issue(), make_settings(tmp_path, extra)), email="a.reader@example.org", token="tok"
+    return render_issue(golden_issue(), make_settings(tmp_path, extra)).personalise(
+        email="a.reader@example.org", token="tok"
     )[0]
 
 
@@ -96,8 +96,8 @@ def _hostile_html(tmp_path: Path) -> str:
             2, url=f"https://news.example.org/{word}", summary=f"Teaser with {word} and https://news.example.org/{word}"
         ),
     ]
-    return personalise(
-        render_issue(make_issue(articles), make_settings(tmp_path)), email=f"{'x' * 60}@example.org", token="t" * 120
+    return render_issue(make_issue(articles), make_settings(tmp_path)).personalise(
+        email=f"{'x' * 60}@example.org", token="t" * 120
     )[0]
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from renderdata import golden_issue, make_settings
 
-from digest.render.issue import personalise, render_issue
+from digest.render.issue import render_issue
 
 
 @pytest.fixture
@@ -18,8 +18,8 @@ def rendered(tmp_path: Path):
 
 
 def test_recipients_differ_only_in_their_own_parts(rendered) -> None:
-    a_html, a_text = personalise(rendered, email="ann@example.org", token="TOKEN-ANN")
-    b_html, b_text = personalise(rendered, email="bob@example.org", token="TOKEN-BOB")
+    a_html, a_text = rendered.personalise(email="ann@example.org", token="TOKEN-ANN")
+    b_html, b_text = rendered.personalise(email="bob@example.org", token="TOKEN-BOB")
     assert a_html.replace("ann@example.org", "X").replace("TOKEN-ANN", "T") == b_html.replace(
         "bob@example.org", "X"
     ).replace("TOKEN-BOB", "T")
@@ -27,12 +27,12 @@ def test_recipients_differ_only_in_their_own_parts(rendered) -> None:
         "bob@example.org", "X"
     ).replace("TOKEN-BOB", "T")
     # An address is escaped where it lands in HTML.
-    html, text = personalise(rendered, email="o'neil&co@example.org", token="t")
+    html, text = rendered.personalise(email="o'neil&co@example.org", token="t")
     assert "o&#x27;neil&amp;co@example.org" in html and "o'neil&co@example.org" in text
 
 
 def test_text_twin_carries_what_the_html_carries(rendered) -> None:
-    html, text = personalise(rendered, email="a@example.org", token="t")
+    html, text = rendered.personalise(email="a@example.org", token="t")
     words = lambda s: set(re.findall(r"\w{5,}", s.lower()))  # noqa: E731 - the check-email measure
     body = html.split("<body", 1)[1].split(">", 1)[1]
     html_words = words(re.sub(r"<[^>]+>", " ", body))

@@ -11,7 +11,7 @@ import pytest
 from renderdata import golden_issue, make_article, make_issue, make_settings
 
 from digest.errors import RenderError
-from digest.render.issue import TOKEN_MARK, personalise, render_issue
+from digest.render.issue import TOKEN_MARK, render_issue
 
 
 class _Elements(HTMLParser):
@@ -158,7 +158,7 @@ def test_no_tracking_pixel_unless_enabled(tmp_path: Path) -> None:
     plain = render_issue(golden_issue(), make_settings(tmp_path)).html
     assert not [a for t, a in elements(plain) if t == "img" and a.get("width") == "1"]
     settings = make_settings(tmp_path, {"links": {"tracking_pixel_url": "https://t.example.org/open.gif"}})
-    html = personalise(render_issue(golden_issue(), settings), email="a@example.org", token="TOK")[0]
+    html = render_issue(golden_issue(), settings).personalise(email="a@example.org", token="TOK")[0]
     pixels = [a for t, a in elements(html) if t == "img" and a.get("width") == "1"]
     assert [p["src"] for p in pixels] == ["https://t.example.org/open.gif?issue=2025-W33&token=TOK"]
     assert pixels[0]["alt"] == ""

@@ -1,7 +1,7 @@
 """Render an issue once: subject, preheader, HTML (through MJML) and the plain-text twin.
 
 Per-recipient values (the unsubscribe token, the address) are left as markers that
-:func:`personalise` fills in for each recipient, so the MJML is compiled once
+:meth:`~digest.models.RenderedIssue.personalise` fills in for each recipient, so the MJML is compiled once
 per issue, not once per recipient.
 
 Everything an article brings (title, teaser, author, URLs) is untrusted: text is cleaned to one
@@ -49,11 +49,6 @@ _TOKEN_ROOM = 400
 _EMAIL_ROOM = 254 * 5
 # A name as the HTML carries it: up to 200 characters, each escaped at worst ("&quot;").
 _NAME_ROOM = 200 * 6
-
-
-def personalise(rendered: RenderedIssue, *, email: str, token: str, name: str = "") -> tuple[str, str]:
-    """The issue's HTML and text with one recipient's token, address and name filled in."""
-    return rendered.personalise(email=email, token=token, name=name)
 
 
 def _editor_note(nl: NewsletterSettings, issue: Issue) -> list[str]:

@@ -42,7 +42,6 @@ from digest.pipeline import (
     upcoming_slot,
 )
 from digest.render.environment import DEFAULT_TEMPLATES
-from digest.render.issue import personalise
 from digest.store import Store
 from digest.web.issue_view import ArticleLine, article_lines, dark_variant, issue_warnings
 from digest.web.wsgi import (
@@ -200,8 +199,7 @@ class Preview:
                 )
             slot = due_slot(settings, self.as_of) if self.as_of else upcoming_slot(settings, now)
             built = build_issue(settings, store, slot)
-            html, plain = personalise(
-                built.rendered,
+            html, plain = built.rendered.personalise(
                 email=SAMPLE_RECIPIENT,
                 token=token_signer(settings, store).token(SAMPLE_RECIPIENT),
                 name=settings.newsletter.recipient_name(None),
