@@ -12,7 +12,7 @@ from email import policy
 import pytest
 
 from digest.config import NewsletterSettings
-from digest.delivery.mime import MessageTemplate, build_message, qp_piece
+from digest.delivery.mime import MessageTemplate, build_message, qp_piece, smtp_data
 from digest.models import EMAIL_MARK, TOKEN_MARK, RenderedIssue
 
 NL = NewsletterSettings(
@@ -29,6 +29,7 @@ NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 
 def _issue(rng: random.Random) -> RenderedIssue:
     words = ["lorem", "ipsum", "dolor", "café", "naïve", "—", "€5", "=", "a=b", " ", "\t", ".", "From", "x" * 90, "<b>"]
+    words += [".", ".dot", "..", "\n.", "\n.x"]  # lines that start with a dot, which SMTP DATA stuffs
     marks = [TOKEN_MARK, EMAIL_MARK]
 
     def body(lines: int) -> str:
@@ -111,3 +112,31 @@ def test_fast_path_is_the_message_the_smtp_backend_sends(tmp_path) -> None:
         to="ana@example.org", token="tok", date=NOW, message_id="<1@news.example.org>"
     )
     assert m.unsubscribe_url == "https://news.example.org/unsubscribe?token=tok"
+
+
+@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize(
+    ("to", "name"),
+    [
+        ("ana@example.org", None),
+        (".dot@example.org", ".Dot"),  # a value that starts a line with a dot
+        ("x" * 60 + "@example.org", ".\n.."),
+        ("josé@exämple.org", "Zoë"),
+    ],
+)
+def test_the_smtp_fast_path_equals_the_stuffed_message(seed: int, to: str, name: str | None) -> None:
+    """render_for_smtp stuffs only the recipient's pieces (the rest was stuffed once), so it must
+    give exactly what stuffing the whole message gives: the bytes DATA carries."""
+    rng = random.Random(seed)
+    nl = NL.model_copy(update={"name_fallback": ".friend"}) if seed % 2 else NL
+    template = MessageTemplate(_issue(rng), nl)
+    args = {"to": to, "token": "tok-" + str(seed), "date": NOW, "message_id": "<1@news.example.org>", "name": name}
+    data = template.render_for_smtp(**args)
+    assert data == smtp_data(template.render(**args))
+    assert data.endswith(b"\r\n.\r\n")
+    assert b"\r\n.\r\n" not in data[:-3]  # no line of the message ends DATA early
+
+
+def test_smtp_data_stuffs_every_line_that_starts_with_a_dot() -> None:
+    assert smtp_data(b".a\r\nb\r\n..c\r\n.\r\n") == b"..a\r\nb\r\n...c\r\n..\r\n.\r\n"
+    assert smtp_data(b"plain\r\nend.\r\n") == b"plain\r\nend.\r\n.\r\n"

@@ -12,7 +12,9 @@ from deliverykit import FakeClock, addresses, newsletter, smtp_toml
 from smtpserver import FaultyHandler, RecordingHandler, SMTPServer
 
 from digest.delivery.base import OutgoingMessage
+from digest.delivery.mime import smtp_data
 from digest.delivery.sender import Sender
+from digest.delivery.smtp import angle_address
 from digest.errors import DeliveryConfigError
 from digest.pipeline import send_issue
 
@@ -271,6 +273,7 @@ def test_lines_that_start_with_a_dot_arrive_intact(write_config, tmp_path: Path,
     """Dot-stuffing (RFC 5321 4.5.2): the server gets back exactly the message bytes, with or
     without lines to stuff."""
     monkeypatch.setattr(OutgoingMessage, "as_bytes", lambda self: body)
+    monkeypatch.setattr(OutgoingMessage, "smtp_data", lambda self: smtp_data(body))
     with SMTPServer() as server:
         settings, store, slot, _ = newsletter(
             write_config, tmp_path, extra=smtp_toml(server.port), subscribers=["ana@example.org"], now=fixed_now
@@ -279,3 +282,26 @@ def test_lines_that_start_with_a_dot_arrive_intact(write_config, tmp_path: Path,
         assert report.counts == {"sent": 1}, report.message
         (got,) = server.received
     assert got.raw.replace(b"\n", b"\r\n").replace(b"\r\r\n", b"\r\n") == body
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "ana@example.org",
+        "o'brien&co@example.org",
+        "first.last+tag=x@sub.example-mail.org",
+        "bounces+ana=example.org@news.example.org",
+        "x@xn--exmple-cua.org",
+        "a b@example.org",
+        '"quoted local"@example.org',
+        "a<b@example.org",
+        "user@[192.0.2.1]",
+        "no-at-sign",
+    ],
+)
+def test_envelope_addresses_are_written_as_smtplib_writes_them(address: str) -> None:
+    """The envelope's <address> is built directly for a plain address (parsing each one cost more
+    than the rest of the envelope), and must still be exactly what smtplib.quoteaddr writes."""
+    import smtplib
+
+    assert angle_address(address) == smtplib.quoteaddr(address)

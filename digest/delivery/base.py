@@ -70,6 +70,13 @@ class OutgoingMessage:
             to=self.recipient, token=self.token, date=self.date, message_id=self.message_id, name=self.name
         )
 
+    def smtp_data(self) -> bytes:
+        """:meth:`as_bytes` as SMTP DATA carries it (dot-stuffed, with the end-of-data line),
+        made without a pass over the whole message."""
+        return self.template.render_for_smtp(
+            to=self.recipient, token=self.token, date=self.date, message_id=self.message_id, name=self.name
+        )
+
 
 class SendStopped(DeliveryConfigError):
     """The send must stop (credentials, configuration). ``done``: the results of the messages

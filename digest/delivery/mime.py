@@ -263,6 +263,20 @@ def qp_piece(text: str) -> bytes:
     return "".join(out).encode("ascii")
 
 
+def dot_stuffed(piece: bytes) -> bytes:
+    """``piece``, which starts at the beginning of a line, with every line that starts with a dot
+    given a second one (RFC 5321 §4.5.2)."""
+    if b"\r\n." in piece:  # looked for first: most pieces have no line to stuff, and a copy costs
+        piece = piece.replace(b"\r\n.", b"\r\n..")
+    return b"." + piece if piece.startswith(b".") else piece
+
+
+def smtp_data(message: bytes) -> bytes:
+    """A whole message (CRLF line ends, ending with CRLF) as SMTP DATA sends it: dot-stuffed and
+    followed by the end-of-data line."""
+    return dot_stuffed(message) + b".\r\n"
+
+
 def _pieces(text: str, marks: dict[str, int]) -> list[bytes | int]:
     """Split a body at the markers: encoded constant pieces and slot numbers."""
     out: list[bytes | int] = []
@@ -361,6 +375,12 @@ class MessageTemplate:
         self._html = _pieces(
             normalise_body(rendered.html), {TOKEN_MARK: _TOKEN, EMAIL_MARK: _EMAIL_HTML, NAME_MARK: _NAME_HTML}
         )
+        # The same pieces dot-stuffed once, for SMTP DATA: every piece starts at the beginning of a
+        # line (header fields, and quoted-printable pieces, which end with a line break or a soft
+        # one), so stuffing piece by piece gives exactly the stuffed whole, without a pass over
+        # each ~40 KB message.
+        self._text_stuffed = [p if isinstance(p, int) else dot_stuffed(p) for p in self._text]
+        self._html_stuffed = [p if isinstance(p, int) else dot_stuffed(p) for p in self._html]
 
     @property
     def subject(self) -> str:
@@ -399,9 +419,21 @@ class MessageTemplate:
         return make_msgid(idstring=self.msgid_idstring, domain=self._msgid_domain)
 
     def render(self, *, to: str, token: str, date: datetime, message_id: str, name: str | None = None) -> bytes:
-        """The whole message for one recipient (``name``: the subscriber's, if any), CRLF line ends, ready for SMTP DATA. An address
-        whose local part is not ASCII gets its To: field in UTF-8 (RFC 6532): such a message goes
-        out only with SMTPUTF8. Raises ValueError for an address that cannot be written at all."""
+        """The whole message for one recipient (``name``: the subscriber's, if any), CRLF line
+        ends. An address whose local part is not ASCII gets its To: field in UTF-8 (RFC 6532):
+        such a message goes out only with SMTPUTF8. Raises ValueError for an address that cannot
+        be written at all."""
+        return self._assemble(to, token, date, message_id, name, smtp=False)
+
+    def render_for_smtp(
+        self, *, to: str, token: str, date: datetime, message_id: str, name: str | None = None
+    ) -> bytes:
+        """:meth:`render` as SMTP DATA sends it, equal to ``smtp_data(render(...))``: dot-stuffed,
+        with the end-of-data line. Only the recipient's own pieces are stuffed here; the rest was
+        stuffed once."""
+        return self._assemble(to, token, date, message_id, name, smtp=True)
+
+    def _assemble(self, to: str, token: str, date: datetime, message_id: str, name: str | None, *, smtp: bool) -> bytes:
         if not token.isascii():
             raise ValueError("an unsubscribe token must be ASCII")
         field = to_field(to, name)
@@ -415,6 +447,8 @@ class MessageTemplate:
             _NAME: qp_piece(shown),
             _NAME_HTML: qp_piece(htmllib.escape(shown)),
         }
+        if smtp:
+            values = {k: dot_stuffed(v) for k, v in values.items()}
         out = [
             self._from,
             b"To: " + (field.encode("ascii") if field.isascii() else field.encode("utf-8")) + CRLF,
@@ -428,8 +462,14 @@ class MessageTemplate:
             self._mime_head,
             self._text_head,
         ]
-        out.extend(values[p] if isinstance(p, int) else p for p in self._text)
+        if smtp:
+            # Header fields start with their name and folded lines with white space; only a
+            # To: field folded by a name could in theory start a line with a dot.
+            out[1] = dot_stuffed(out[1])
+        out.extend(values[p] if isinstance(p, int) else p for p in (self._text_stuffed if smtp else self._text))
         out.append(self._html_head)
-        out.extend(values[p] if isinstance(p, int) else p for p in self._html)
+        out.extend(values[p] if isinstance(p, int) else p for p in (self._html_stuffed if smtp else self._html))
         out.append(self._close)
+        if smtp:
+            out.append(b".\r\n")
         return b"".join(out)
