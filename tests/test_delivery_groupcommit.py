@@ -15,7 +15,7 @@ from smtpserver import SMTPServer
 from digest.delivery.ledger import GroupCommit, Pending, RecordingFailed
 from digest.models import DeliveryResult
 from digest.pipeline import send_issue
-from digest.store.deliveries import DeliveriesRepository
+from digest.store.deliveries import OutcomeWriter
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 
@@ -110,7 +110,7 @@ def test_a_send_over_several_connections_commits_fewer_times_than_it_sends(
     on), yet concurrent answers share a transaction."""
     subs = addresses(300)
     calls: list[int] = []
-    real = DeliveriesRepository.record
+    real = OutcomeWriter.write
     real_enqueue = GroupCommit.enqueue
     queued = threading.Condition()
     enqueued: list[int] = []
@@ -122,15 +122,15 @@ def test_a_send_over_several_connections_commits_fewer_times_than_it_sends(
             queued.notify_all()
         return ticket
 
-    def counting(self, key, claim, outcomes, **kw):  # type: ignore[no-untyped-def]
+    def counting(self, claim, outcomes, **kw):  # type: ignore[no-untyped-def]
         if not calls:
             # The first commit is slow: the three other connections answer meanwhile and queue.
             with queued:
                 queued.wait_for(lambda: len(enqueued) >= 4, timeout=10)
         calls.append(len(outcomes))
-        return real(self, key, claim, outcomes, **kw)
+        return real(self, claim, outcomes, **kw)
 
-    monkeypatch.setattr(DeliveriesRepository, "record", counting)
+    monkeypatch.setattr(OutcomeWriter, "write", counting)
     monkeypatch.setattr(GroupCommit, "enqueue", enqueue)
     with SMTPServer() as server:
         settings, store, slot, _ = newsletter(

@@ -222,6 +222,57 @@ def test_deliveries_are_claimed_recorded_and_counted(store: Store) -> None:
     assert store.deliveries.counts(key) == {"sent": 1, "retry": 1, "pending": 1}
 
 
+def test_the_recorders_fast_writer_writes_what_record_writes(store: Store) -> None:
+    """The send's recorder writes each outcome through a driver-level connection of its own; the
+    rows must be exactly those record() writes (on SQLite and on PostgreSQL): status, detail,
+    message id, next attempt, attempts + 1, the claim cleared; a row no longer under the claim is
+    left alone."""
+    emails = [f"{c}@example.org" for c in "abcdef"]
+    claim_issue(store, recipients=[(e, None) for e in emails])
+    key = RENDERED.key
+    assert len(store.deliveries.claim(key, owner="w", claim="cw", limit=3, now=NOW, lease_until=NOW + HOUR)) == 3
+    assert len(store.deliveries.claim(key, owner="r", claim="cr", limit=3, now=NOW, lease_until=NOW + HOUR)) == 3
+    results = [
+        ("sent", "<m>", None, None),
+        ("failed", None, "550 5.1.1 no such user", None),
+        ("retry", None, "451", NOW),
+    ]
+
+    def outcomes(first: int) -> list[tuple[DeliveryResult, datetime | None]]:
+        return [(DeliveryResult(emails[first + i], s, m, d), n) for i, (s, m, d, n) in enumerate(results)]
+
+    writer = store.deliveries.outcome_writer(key)
+    try:
+        writer.write("cw", outcomes(0), now=NOW + HOUR)
+        writer.write("not-the-claim", [(DeliveryResult(emails[3], "sent", "<x>"), None)], now=NOW + HOUR)
+    finally:
+        writer.close()
+    store.deliveries.record(key, "cr", outcomes(3), now=NOW + HOUR)
+    got = {
+        r.email: (r.status, r.attempts, r.detail, r.next_attempt)
+        for r in store.deliveries.with_status(key, ("sent", "failed", "retry", "inflight", "pending"))
+    }
+    assert [got[e] for e in emails[:3]] == [got[e] for e in emails[3:]]
+    assert got[emails[0]] == ("sent", 1, None, None)
+    assert got[emails[2]] == ("retry", 1, "451", NOW)
+    assert store.deliveries.inflight_owners(key) == []
+    assert store.deliveries.counts(key) == {"sent": 2, "failed": 2, "retry": 2}
+
+
+def test_the_fast_writer_reports_a_database_error_without_values(store: Store) -> None:
+    claim_issue(store, recipients=[("secret.person@example.org", "Secret Person")])
+    key = RENDERED.key
+    store.deliveries.claim(key, owner="w", claim="cw", limit=1, now=NOW, lease_until=NOW + HOUR)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("ALTER TABLE deliveries RENAME TO deliveries_gone"))
+    writer = store.deliveries.outcome_writer(key)
+    with pytest.raises(StateError) as caught:
+        writer.write("cw", [(DeliveryResult("secret.person@example.org", "sent", "<m>"), None)], now=NOW)
+    writer.close()
+    assert "recording delivery outcomes" in str(caught.value)
+    assert "secret" not in str(caught.value).lower() and "UPDATE" not in str(caught.value)
+
+
 def test_a_released_claim_is_pending_again_and_an_interrupted_one_is_counted(store: Store) -> None:
     claim_issue(store, recipients=[("a@example.org", None), ("b@example.org", None)])
     key = RENDERED.key

@@ -51,6 +51,7 @@ from datetime import datetime, timedelta
 from digest.config import RetrySettings
 from digest.models import DeliveryResult
 from digest.store import Store
+from digest.store.deliveries import OutcomeWriter
 
 HOST = socket.gethostname()
 
@@ -221,7 +222,8 @@ class Ledger:
     def recording(self) -> Iterator[None]:
         """While open, :meth:`record_one` goes through one recorder thread (a group commit)
         instead of a transaction per message; closing drains it."""
-        recorder = GroupCommit(self._commit_group)
+        writer = self.store.deliveries.outcome_writer(self.key)
+        recorder = GroupCommit(lambda items: self._commit_group(items, writer))
         recorder.start()
         self._recorder = recorder
         try:
@@ -229,10 +231,12 @@ class Ledger:
         finally:
             self._recorder = None
             recorder.stop()
+            writer.close()
 
-    def _commit_group(self, items: list[Pending]) -> None:
+    def _commit_group(self, items: list[Pending], writer: OutcomeWriter | None = None) -> None:
         """Write queued outcomes: one transaction for each claim among them (one, in practice:
-        a sender's batches go one after another)."""
+        a sender's batches go one after another). Through ``writer`` (the recorder's own fast
+        connection) unless a bounce must also mark its subscriber."""
         groups: dict[str, tuple[list[tuple[DeliveryResult, datetime | None]], list[str]]] = {}
         for claim_id, outcome, bounced, _when in items:
             outcomes, bounces = groups.setdefault(claim_id, ([], []))
@@ -241,7 +245,10 @@ class Ledger:
                 bounces.append(outcome[0].recipient)
         now = max(when for *_, when in items)
         for claim_id, (outcomes, bounces) in groups.items():
-            self.store.deliveries.record(self.key, claim_id, outcomes, now=now, bounced=bounces)
+            if writer is not None and not bounces:
+                writer.write(claim_id, outcomes, now=now)
+            else:
+                self.store.deliveries.record(self.key, claim_id, outcomes, now=now, bounced=bounces)
 
     def take_over_stopped(self, now: datetime) -> int:
         """Give back as pending the in-flight deliveries of senders that stopped: whose heartbeat

@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
+from digest.errors import StateError
 from digest.models import DeliveryResult
 from digest.store.records import DeliveryRecord, record_from_row
 from digest.store.repository import Repository
@@ -39,6 +42,80 @@ _RECORD = (
         **_NOT_IN_FLIGHT,
     )
 )
+
+
+class OutcomeWriter:
+    """Writes one message's (or a few messages') outcomes per transaction, as fast as the driver
+    allows: the send records every message as its server answers it, so this runs thousands of
+    times a second. It keeps a connection of its own and the UPDATE compiled once for the
+    database's driver, and hands the driver plain parameter rows (SQLAlchemy's per-execution work,
+    which cost more CPU than the write itself, is skipped). Use it from one thread at a time;
+    the connection is opened on first use, in the thread that writes."""
+
+    def __init__(self, engine: Engine, key: str) -> None:
+        self.engine = engine
+        self.key = key
+        compiled = _RECORD.compile(dialect=engine.dialect)
+        self._sql = compiled.string
+        # Positional drivers (SQLite's "?") take tuples in this order; named ones take dicts.
+        self._order = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        # The statement's own literals (the 1 of attempts + 1) with the caller's values left out.
+        self._fixed = {k: v for k, v in compiled.params.items() if not k.startswith("b_")}
+        self._moment = UTCDateTime().bind_processor(engine.dialect) or (lambda v: v)
+        self._conn: Any = None
+
+    def write(self, claim: str, outcomes: Sequence[tuple[DeliveryResult, datetime | None]], *, now: datetime) -> None:
+        """Record outcomes (result, next attempt for a retry) of deliveries still held under
+        ``claim``, in one transaction. A database error is a StateError naming no value."""
+        if not outcomes:
+            return
+        moment = self._moment
+        at = moment(now)
+        rows = []
+        for r, nxt in outcomes:
+            row = {
+                "b_key": self.key,
+                "b_claim": claim,
+                "b_now": at,
+                "b_email": r.recipient,
+                "b_status": r.status,
+                "b_message_id": r.message_id,
+                "b_detail": r.detail,
+                "b_next": None if nxt is None else moment(nxt),
+                **self._fixed,
+            }
+            rows.append(row if self._order is None else tuple(row[k] for k in self._order))
+        dbapi_error = self.engine.dialect.loaded_dbapi.Error
+        try:
+            if self._conn is None:
+                self._conn = self.engine.raw_connection()
+            cursor = self._conn.cursor()
+            try:
+                cursor.executemany(self._sql, rows)
+            finally:
+                cursor.close()
+            self._conn.commit()
+        except dbapi_error as exc:
+            self._discard()
+            raise StateError(
+                f"state database error while recording delivery outcomes ({exc.__class__.__name__}); "
+                "the send stops and resumes from what was recorded"
+            ) from None
+
+    def _discard(self) -> None:
+        """Give the connection back (the pool rolls back, or drops a broken one); the next write
+        opens another."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: BLE001 - already failing; the first error is the one reported
+                pass
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
 
 
 class DeliveriesRepository(Repository):
@@ -128,6 +205,10 @@ class DeliveriesRepository(Repository):
                 conn.execute(_RECORD, params)
             if bounced:
                 mark_bounced(conn, bounced, reason="the receiving server refused the address", now=now)
+
+    def outcome_writer(self, key: str) -> OutcomeWriter:
+        """A fast writer of issue ``key``'s outcomes, for the send's recorder thread."""
+        return OutcomeWriter(self.engine, key)
 
     def release_claim(self, key: str, claim: str, *, now: datetime) -> int:
         """Give a claimed batch back as pending (nothing was sent), e.g. after bad credentials."""
