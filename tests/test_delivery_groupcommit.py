@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from deliverykit import addresses, newsletter, smtp_toml
-from smtpserver import SMTPServer
+from smtpserver import RecordingHandler, SMTPServer
 
 from digest.delivery.ledger import GroupCommit, Pending, RecordingFailed
 from digest.models import DeliveryResult
@@ -143,3 +143,62 @@ def test_a_send_over_several_connections_commits_fewer_times_than_it_sends(
     assert sum(per_message) == 300  # each outcome written once, as it was answered
     assert per_message[:2] == [1, 3]  # the three answered during the first commit share the next
     assert len(per_message) < 300
+
+
+class _Watching(RecordingHandler):
+    """Tells when the second envelope's recipient is given, and when a second message arrives."""
+
+    def __init__(self, second_rcpt: str) -> None:
+        super().__init__(pipelining=True)
+        self.second_rcpt = second_rcpt
+        self.rcpt_seen = threading.Event()
+        self.second_message = threading.Event()
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
+        if address == self.second_rcpt:
+            self.rcpt_seen.set()
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    def record(self, envelope) -> None:  # type: ignore[no-untyped-def]
+        super().record(envelope)
+        if len(self.received) >= 2:
+            self.second_message.set()
+
+
+def test_a_connection_sends_no_content_before_its_last_outcome_is_durable(
+    write_config, tmp_path: Path, fixed_now, monkeypatch
+) -> None:
+    """The wait for durability is put off until the server is ready for the next message's
+    content (the commit overlaps the next envelope's round trip), but no later: while the first
+    outcome's commit is held, the connection gives the second envelope and then waits; the server
+    gets no second message."""
+    subs = addresses(3)
+    real = OutcomeWriter.write
+    held = threading.Event()
+    release = threading.Event()
+
+    def slow_first(self, claim, outcomes, **kw):  # type: ignore[no-untyped-def]
+        if not held.is_set():
+            held.set()
+            release.wait(timeout=10)
+        return real(self, claim, outcomes, **kw)
+
+    monkeypatch.setattr(OutcomeWriter, "write", slow_first)
+    handler = _Watching(subs[1])
+    with SMTPServer(handler) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        sending = threading.Thread(target=lambda: send_issue(settings, store, slot, now=fixed_now))
+        sending.start()
+        try:
+            assert held.wait(timeout=10)
+            assert handler.rcpt_seen.wait(timeout=10)  # the next envelope went out meanwhile
+            # ... but its content waits for the commit: no second message in a second's time.
+            assert not handler.second_message.wait(timeout=1.0)
+            assert len(server.received) == 1
+        finally:
+            release.set()
+            sending.join(timeout=30)
+        assert len(server.received) == 3
+    assert store.deliveries.counts(slot.key) == {"sent": 3}

@@ -258,4 +258,3 @@ def test_in_flight_deliveries_of_a_sender_in_another_pid_namespace_wait_for_its_
     assert renewed_at + beat <= clock.t <= renewed_at + beat + timedelta(seconds=2)
     assert store.deliveries.counts(slot.key) == {"sent": 30}
     assert store.deliveries.interrupted_total(slot.key) == held
-

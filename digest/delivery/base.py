@@ -78,6 +78,11 @@ class OutgoingMessage:
         )
 
 
+class NotDurable(Exception):
+    """An answered message's outcome could not be made durable: its connection sends nothing more
+    (what it would send could not be accounted for either)."""
+
+
 class SendStopped(DeliveryConfigError):
     """The send must stop (credentials, configuration). ``done``: the results of the messages
     of the current batch that were handled before it stopped; the rest were not sent."""
@@ -95,10 +100,12 @@ class Backend(ABC):
     #: Set by the pipeline before ``open``: the shared pace (messages per second).
     pace: Pace | None = None
     #: Set by the send engine: called with each message's result as soon as the server answered
-    #: it, from the thread that sent it and before that connection sends its next message (the
-    #: ledger makes it durable there, so a crash repeats only what was in flight). Backends that
-    #: send a batch in one request need not call it: their batch is recorded when it returns.
-    on_result: Callable[[DeliveryResult], None] | None = None
+    #: it, from the thread that sent it. It queues the outcome to be made durable and returns a
+    #: function that waits until it is (or None when there is nothing to wait for). That
+    #: connection must not send its next message's content before the wait returned: a crash
+    #: then repeats only what was in flight. Backends that send a batch in one request need not
+    #: call it: their batch is recorded when it returns.
+    on_result: Callable[[DeliveryResult], Callable[[], None] | None] | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Make connections; called once before the first batch."""
@@ -121,9 +128,15 @@ class Backend(ABC):
         raise DeliveryConfigError(f"the {cls.name} backend is not one [delivery] backend can name")
 
     def _answered(self, result: DeliveryResult) -> DeliveryResult:
-        if self.on_result is not None:
-            self.on_result(result)
+        """Report ``result`` and wait until it is durable."""
+        wait = self._report(result)
+        if wait is not None:
+            wait()
         return result
+
+    def _report(self, result: DeliveryResult) -> Callable[[], None] | None:
+        """Report ``result``; returns the wait for its durability (None: nothing to wait for)."""
+        return self.on_result(result) if self.on_result is not None else None
 
     def _pace(self, n: int = 1) -> None:
         if self.pace is not None:

@@ -8,11 +8,12 @@ A sender then works in batches:
    (host:pid:nonce), a claim id and a lease. The UPDATE re-checks each row's status, so two
    senders resuming the same issue at once never hold the same delivery.
 2. **send** the batch through the backend; each message's outcome is **made durable as soon as
-   the server answered it**, before that connection sends its next message (backends that hand
-   over a whole batch in one request — the e-mail services — record the batch when the request
-   returns). The connections hand their outcomes to one recorder thread (a :class:`GroupCommit`)
-   and wait: it writes everything queued in one transaction and then wakes every connection it
-   covered, so N connections cost one commit, not N.
+   the server answered it**, before that connection sends its next message's content (backends
+   that hand over a whole batch in one request — the e-mail services — record the batch when the
+   request returns). The connections hand their outcomes to one recorder thread (a
+   :class:`GroupCommit`) and go on with the next envelope; before the next content they wait
+   until the recorder, which writes everything queued in one transaction, has covered their
+   outcome. So N connections cost one commit, not N, and the commit overlaps a round trip.
 3. **record** — what was not recorded one by one becomes ``sent``, ``failed`` (permanent, with
    the server's words) or ``retry`` (transient, with its next attempt time; after
    ``max_attempts`` it becomes ``failed`` too).
@@ -47,8 +48,10 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import cached_property
 
 from digest.config import RetrySettings
+from digest.delivery.base import NotDurable
 from digest.models import DeliveryResult
 from digest.store import Store
 from digest.store.deliveries import OutcomeWriter
@@ -69,6 +72,11 @@ class Claim:
     # Recipients whose outcome is already recorded (one by one, as each message went out).
     recorded: set[str] = field(default_factory=set)
 
+    @cached_property
+    def attempts(self) -> dict[str, int]:
+        """Attempts so far by recipient (built once: looked up for every answered message)."""
+        return {email: n for email, _name, n in self.rows}
+
 
 @dataclass
 class Recorded:
@@ -82,7 +90,7 @@ class Recorded:
 Pending = tuple[str, tuple[DeliveryResult, datetime | None], bool, datetime]
 
 
-class RecordingFailed(Exception):
+class RecordingFailed(NotDurable):
     """The recorder could not make an outcome durable; the connection that waited for it stops."""
 
 
@@ -321,23 +329,35 @@ class Ledger:
 
     def record_one(self, claim: Claim, result: DeliveryResult, now: datetime) -> None:
         """Make one message's outcome durable at once (called from the thread that sent it, before
-        its connection sends the next message): a crash then repeats only what was in flight.
-        Inside :meth:`recording`, the outcome joins the recorder's next group commit."""
-        attempts = next((n for email, _name, n in claim.rows if email == result.recipient), 0)
+        its connection sends the next message): a crash then repeats only what was in flight."""
+        self.note(claim, result, now)()
+
+    def note(self, claim: Claim, result: DeliveryResult, now: datetime) -> Callable[[], None]:
+        """Queue one message's outcome for the recorder's next group commit (inside
+        :meth:`recording`; otherwise it is written at once) and return the wait for it to be
+        durable: its connection calls that before it sends the next message's content."""
+        attempts = claim.attempts.get(result.recipient, 0)
         outcome = self._outcome(claim, result, attempts, now, Recorded())
         bounced = outcome[0].status == "failed" and bool((result.extra or {}).get("bounce"))
         recorder = self._recorder
-        if recorder is not None:
-            recorder.submit((claim.id, outcome, bounced, now))  # returns once committed
-        else:
+        if recorder is None:
             self._commit_group([(claim.id, outcome, bounced, now)])
-        with self._lock:
-            claim.recorded.add(result.recipient)
-        self.beat(now)
+            ticket = None
+        else:
+            ticket = recorder.enqueue((claim.id, outcome, bounced, now))
+
+        def durable() -> None:
+            if recorder is not None and ticket is not None:
+                recorder.wait(ticket)  # raises RecordingFailed when it could not be kept
+            with self._lock:
+                claim.recorded.add(result.recipient)
+            self.beat(now)
+
+        return durable
 
     def record(self, claim: Claim, results: Sequence[DeliveryResult], now: datetime) -> Recorded:
         """Record a batch's outcomes (those not recorded one by one already) and count them all."""
-        attempts = {email: n for email, _name, n in claim.rows}
+        attempts = claim.attempts
         outcomes: list[tuple[DeliveryResult, datetime | None]] = []
         bounced: list[str] = []
         tally = Recorded()

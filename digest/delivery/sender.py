@@ -272,13 +272,19 @@ class Sender:
         done = 0
         current: list[Claim] = []
 
-        def answered(result: DeliveryResult) -> None:
-            # Durable before this connection sends its next message: a crash repeats only what
-            # was in flight.
+        def answered(result: DeliveryResult) -> Callable[[], None]:
+            # Durable before this connection sends its next message's content (the backend calls
+            # the returned wait): a crash repeats only what was in flight.
             (stored,) = _for_ledger([result])
-            ledger.record_one(current[0], stored, self.clock())
-            if heartbeat is not None:
+            durable = ledger.note(current[0], stored, self.clock())
+            if heartbeat is None:
+                return durable
+
+            def durable_and_beat() -> None:
+                durable()
                 heartbeat()
+
+            return durable_and_beat
 
         backend.on_result = answered
         try:
