@@ -111,11 +111,17 @@ def test_flaky_server_gets_everything_once(
     write_config, tmp_path: Path, fixed_now, pipelining: bool, monkeypatch
 ) -> None:
     """421/451 for 20% of transactions, 5% of connections dropped: all delivered, none twice."""
-    from digest.delivery.smtp import SMTPBackend
+    from digest.delivery.smtp_lanes import LaneLoop
 
-    pipelined = []
-    original = SMTPBackend._pipelined_envelope
-    monkeypatch.setattr(SMTPBackend, "_pipelined_envelope", lambda self, *a: pipelined.append(1) or original(self, *a))
+    pipelined = []  # writes that carried a whole envelope (MAIL, RCPT and DATA)
+    original = LaneLoop._send
+
+    def send(self, lane, data):  # type: ignore[no-untyped-def]
+        if data.startswith(b"MAIL FROM:") and b"\r\nRCPT TO:" in data and data.endswith(b"\r\nDATA\r\n"):
+            pipelined.append(1)
+        return original(self, lane, data)
+
+    monkeypatch.setattr(LaneLoop, "_send", send)
     subs = addresses(400)
     handler = FaultyHandler(temporary=0.20, drops=0.05, seed=11, pipelining=pipelining)
     clock = FakeClock(fixed_now)

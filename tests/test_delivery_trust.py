@@ -522,17 +522,18 @@ def test_a_database_conflict_is_one_line_without_sql_or_personal_data(tmp_path: 
 def test_an_unexpected_error_for_one_message_neither_aborts_the_batch_nor_resends_the_others(
     write_config, tmp_path: Path, fixed_now, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import smtplib
+    from digest.delivery.smtp_lanes import LaneLoop
 
     subs = addresses(10)
-    real_rcpt = smtplib.SMTP.rcpt
+    real_reply = LaneLoop._reply
 
-    def rcpt(self: smtplib.SMTP, recip: str, options: Any = ()) -> tuple[int, bytes]:
-        if recip == subs[5]:
+    def reply(self: LaneLoop, lane: Any, code: int, text: bytes) -> None:
+        # Mid-transaction with the server (its reply to the envelope is being handled).
+        if lane.msg is not None and lane.msg.recipient == subs[5]:
             raise RuntimeError("something no one expected")
-        return real_rcpt(self, recip, options)
+        real_reply(self, lane, code, text)
 
-    monkeypatch.setattr(smtplib.SMTP, "rcpt", rcpt)
+    monkeypatch.setattr(LaneLoop, "_reply", reply)
     handler = RecordingHandler()
     with SMTPServer(handler) as server:
         _, store, slot, cfg = newsletter(

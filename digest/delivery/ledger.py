@@ -10,10 +10,10 @@ A sender then works in batches:
 2. **send** the batch through the backend; each message's outcome is **made durable as soon as
    the server answered it**, before that connection sends its next message's content (backends
    that hand over a whole batch in one request — the e-mail services — record the batch when the
-   request returns). The connections hand their outcomes to one recorder thread (a
-   :class:`GroupCommit`) and go on with the next envelope; before the next content they wait
-   until the recorder, which writes everything queued in one transaction, has covered their
-   outcome. So N connections cost one commit, not N, and the commit overlaps a round trip.
+   request returns). The connections queue their outcomes (a :class:`GroupCommit`) and go on
+   with the next envelope; before the next content they wait until their outcome is durable,
+   and the first such wait writes everything queued by then in one transaction. So N
+   connections cost one commit, not N, and the commit overlaps a round trip.
 3. **record** — what was not recorded one by one becomes ``sent``, ``failed`` (permanent, with
    the server's words) or ``retry`` (transient, with its next attempt time; after
    ``max_attempts`` it becomes ``failed`` too).
@@ -102,67 +102,64 @@ class _Ticket:
 
 
 class GroupCommit:
-    """One recorder for the connections of a send. :meth:`submit` queues an outcome and waits
-    until it is durable; the recorder thread commits everything queued in one transaction
-    (``commit``), then wakes every waiter that commit covered. An error in ``commit`` reaches each
-    of its waiters as :class:`RecordingFailed`, and every later submission fails at once (nothing
-    more is sent whose outcome could not be kept). :meth:`stop` drains the queue first.
+    """The group commit of a send's connections, with no thread of its own. A connection queues
+    its outcome (:meth:`enqueue`) and goes on with the next envelope; before it sends that
+    message's content it waits (:meth:`wait`) until the outcome is durable. The first waiter whose
+    outcome is not durable yet becomes the leader: it commits everything queued by then — its own
+    and the other connections' outcomes — in one transaction (``commit``). Waiters that leader
+    covered go on without a transaction of their own; the others wait for it to finish and lead
+    the next one. So N connections share one commit, and no outcome ever waits on a thread
+    switch to a recorder and back.
 
-    :meth:`enqueue`, :meth:`commit_queued` and :meth:`wait` are the steps ``submit`` and the
-    thread are made of; a test drives them one by one."""
+    An error in ``commit`` reaches each outcome of that transaction as :class:`RecordingFailed`,
+    and every later outcome fails at once (nothing more is sent whose outcome could not be kept).
+    :meth:`close` commits what is still queued."""
 
     def __init__(self, commit: Callable[[list[Pending]], None]) -> None:
         self._commit = commit
-        # One lock, two conditions: queued work wakes only the recorder, a commit only the waiters.
-        lock = threading.Lock()
-        self._cond = threading.Condition(lock)
-        self._work = threading.Condition(lock)
+        self._lock = threading.Lock()  # the queue and the counters
+        self._leader = threading.Lock()  # held by the connection that is committing
         self._queue: list[Pending] = []
         self._queued = 0  # sequence number of the last outcome queued
         self._durable = 0  # ... and of the last one committed (or failed)
         self._failed_from = 0  # outcomes from this sequence number on failed (0: none)
         self._error: BaseException | None = None
-        self._stopping = False
-        self._thread: threading.Thread | None = None
+        self._closed = False
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="ledger-recorder", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Commit what is queued, then end the recorder thread."""
-        with self._cond:
-            self._stopping = True
-            self._work.notify()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+    def close(self) -> None:
+        """Commit what is queued; later outcomes are refused."""
+        with self._leader:
+            self.commit_queued()
+            with self._lock:
+                self._closed = True
 
     def submit(self, item: Pending) -> None:
         self.wait(self.enqueue(item))
 
     def enqueue(self, item: Pending) -> _Ticket:
-        with self._cond:
+        with self._lock:
             if self._error is not None:
                 raise RecordingFailed(f"delivery outcomes can no longer be recorded: {self._error}")
-            if self._stopping and self._thread is None:
-                raise RecordingFailed("the recorder has stopped")
+            if self._closed:
+                raise RecordingFailed("the send's recording has ended")
             self._queue.append(item)
             self._queued += 1
-            self._work.notify()
             return _Ticket(self._queued)
 
     def wait(self, ticket: _Ticket) -> None:
-        """Return once the ticket's outcome is durable; raise RecordingFailed if it cannot be."""
-        with self._cond:
-            while self._durable < ticket.seq:
-                self._cond.wait()
-            if self._failed_from and ticket.seq >= self._failed_from:
-                raise RecordingFailed(f"a delivery outcome could not be recorded: {self._error}")
+        """Return once the ticket's outcome is durable (committing it, and whatever else is
+        queued, if no other connection is doing so); raise RecordingFailed if it cannot be."""
+        while self._durable < ticket.seq:
+            with self._leader:
+                if self._durable < ticket.seq:
+                    self.commit_queued()
+        if self._failed_from and ticket.seq >= self._failed_from:
+            raise RecordingFailed(f"a delivery outcome could not be recorded: {self._error}")
 
     def commit_queued(self) -> int:
-        """Commit everything queued in one transaction and wake its waiters; returns how many."""
-        with self._cond:
+        """Commit everything queued in one transaction; returns how many. Called by the leader
+        (holding the leader lock), or by a test driving the steps."""
+        with self._lock:
             batch, self._queue = self._queue, []
             last = self._queued
         if not batch:
@@ -170,40 +167,17 @@ class GroupCommit:
         try:
             self._commit(batch)
         except BaseException as exc:
-            with self._cond:
+            with self._lock:
                 if self._error is None:
                     self._error = exc
                     self._failed_from = last - len(batch) + 1
                 self._durable = last
-                self._cond.notify_all()
             if not isinstance(exc, Exception):
                 raise
             return len(batch)
-        with self._cond:
+        with self._lock:
             self._durable = last
-            self._cond.notify_all()
         return len(batch)
-
-    def _run(self) -> None:
-        try:
-            while True:
-                with self._cond:
-                    while not self._queue and not self._stopping:
-                        self._work.wait()
-                    if not self._queue and self._stopping:
-                        return
-                self.commit_queued()
-        finally:
-            # Whatever ended the thread, nobody waits forever: what is left fails.
-            with self._cond:
-                if self._queue or self._durable < self._queued:
-                    if self._error is None:
-                        self._error = RuntimeError("the recorder ended")
-                        self._failed_from = self._durable + 1
-                    self._queue = []
-                    self._durable = self._queued
-                self._stopping = True
-                self._cond.notify_all()
 
 
 class Ledger:
@@ -228,17 +202,16 @@ class Ledger:
 
     @contextmanager
     def recording(self) -> Iterator[None]:
-        """While open, :meth:`record_one` goes through one recorder thread (a group commit)
-        instead of a transaction per message; closing drains it."""
+        """While open, outcomes are group-committed (:class:`GroupCommit`, through the store's
+        fast outcome writer) instead of a transaction per message; closing commits what is left."""
         writer = self.store.deliveries.outcome_writer(self.key)
         recorder = GroupCommit(lambda items: self._commit_group(items, writer))
-        recorder.start()
         self._recorder = recorder
         try:
             yield
         finally:
             self._recorder = None
-            recorder.stop()
+            recorder.close()
             writer.close()
 
     def _commit_group(self, items: list[Pending], writer: OutcomeWriter | None = None) -> None:

@@ -295,7 +295,7 @@ class Sender:
                 f"{exc}; nothing was sent now; try again after {when.astimezone(timezone.utc):%Y-%m-%d %H:%M} UTC",
                 retry_after=exc.retry_after,
             ) from None
-        with ledger.recording():  # one recorder thread: the connections' outcomes, group-committed
+        with ledger.recording():  # the connections' outcomes, group-committed
             try:
                 while stop is None or not stop():
                     moment = self.clock()

@@ -1,0 +1,410 @@
+"""One thread drives every connection of an SMTP batch: non-blocking sockets and a selector.
+
+Each connection (a *lane*) runs one transaction at a time — the envelope (MAIL, RCPT, DATA; in
+one write when the server offers PIPELINING, RFC 2920), then the content — and takes the batch's
+next message when it is done. While one lane waits for its server, the thread serves the
+others, so N connections overlap without N threads handing the interpreter to each other
+several times per message (with threads, that hand-over cost more CPU than the sending).
+
+**Durability.** As a lane's message is answered, its outcome is reported (queued for the
+ledger's group commit) and the lane goes on with the next envelope. Its next content waits until
+that outcome is durable: lanes that reach that point are collected, and once the thread has
+served every socket that was ready, one wait commits everything queued — usually several lanes'
+outcomes in one transaction — and their content goes out.
+
+Connecting, TLS and login stay with smtplib (blocking, once per connection); only the
+transactions run here. What a failure means is the same as in digest.delivery.smtp:
+a connection lost before the content was handed over is opened again and the message sent once
+more; lost after it, the message may have arrived (a retry, counted as possibly delivered); a
+reply that cannot be read, or a timeout, ends the connection and makes the message a retry.
+"""
+
+from __future__ import annotations
+
+import selectors
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Protocol
+
+from digest.delivery.base import NotDurable, OutgoingMessage
+from digest.delivery.smtp_wire import (
+    CLOSING_DATA,
+    CONTENT,
+    ENVELOPE,
+    FINAL,
+    IDLE,
+    READ,
+    RSET,
+    WRITE,
+    CannotConnect,
+    Lane,
+    Lost,
+)
+from digest.errors import DeliveryConfigError
+from digest.models import DeliveryResult
+
+
+class Connections(Protocol):
+    """What the loop needs of the backend (digest.delivery.smtp.SMTPBackend)."""
+
+    where: str
+    stopping: bool
+    selector: selectors.BaseSelector
+
+    def lanes_for(self, n: int) -> list[Lane]: ...
+
+    def ready(self, lane: Lane) -> None:
+        """Give ``lane`` a live connection (registered with the selector); raises CannotConnect
+        or DeliveryConfigError."""
+
+    def drop(self, lane: Lane) -> None: ...
+
+    def count_message(self, lane: Lane) -> None: ...
+
+    def smtp_data(self, m: OutgoingMessage) -> bytes: ...
+
+    def envelope(self, m: OutgoingMessage) -> tuple[str, str]:
+        """MAIL FROM's and RCPT TO's <address>."""
+
+    def pace_one(self) -> None: ...
+
+    def refusal(self, m: OutgoingMessage, code: int, text: bytes, stage: str) -> DeliveryResult: ...
+
+    def report(self, result: DeliveryResult) -> Callable[[], None] | None: ...
+
+
+class _Steps(ABC):
+    """The steps of one message's transaction on a lane; :class:`LaneLoop` schedules them and
+    decides what follows a message's end."""
+
+    b: Connections
+    selector: selectors.BaseSelector
+    timeout: float
+    waiting_content: list[Lane]
+
+    @abstractmethod
+    def _finish(self, lane: Lane, result: DeliveryResult) -> None:
+        """(see LaneLoop)"""
+
+    @abstractmethod
+    def _stop(self, lane: Lane, exc: DeliveryConfigError) -> None:
+        """(see LaneLoop)"""
+
+    @abstractmethod
+    def _guarded(self, lane: Lane, step: Callable[..., None], *args: object) -> None:
+        """(see LaneLoop)"""
+
+    def _begin(self, lane: Lane) -> None:
+        """Give the envelope on a ready connection, or decide the message at once (no connection,
+        or the address needs what the server lacks)."""
+        m = lane.msg
+        assert m is not None
+        try:
+            self.b.ready(lane)
+        except DeliveryConfigError as exc:
+            self._stop(lane, exc)
+            return
+        except CannotConnect as exc:  # a retry, with the reason
+            self._finish(lane, DeliveryResult(m.recipient, "retry", None, str(exc)))
+            return
+        conn = lane.conn
+        assert conn is not None
+        if lane.utf8 and not conn.has_extn("smtputf8"):
+            self._finish(
+                lane,
+                DeliveryResult(
+                    m.recipient,
+                    "failed",
+                    None,
+                    f"the address needs SMTPUTF8 (RFC 6531), which SMTP server {self.b.where} does not offer",
+                    {"ours": "1"},
+                ),
+            )
+            return
+        encoding = "utf-8" if lane.utf8 else "ascii"
+        mail_from, rcpt_to = lane.envelope
+        commands = [
+            (f"MAIL FROM:{mail_from}{' SMTPUTF8' if lane.utf8 else ''}\r\n".encode(encoding), "MAIL", (250,)),
+            (f"RCPT TO:{rcpt_to}\r\n".encode(encoding), "RCPT", (250, 251)),
+            (b"DATA\r\n", "DATA", (354,)),
+        ]
+        lane.refusal, lane.handed_over, lane.result = None, False, None
+        lane.state = ENVELOPE
+        try:
+            if conn.has_extn("pipelining"):
+                lane.commands = []
+                lane.expect = [(stage, ok) for _, stage, ok in commands]
+                self._send(lane, b"".join(c for c, _, _ in commands))
+            else:
+                lane.commands = commands[1:]
+                lane.expect = [commands[0][1:]]
+                self._send(lane, commands[0][0])
+        except Lost as exc:
+            self._lost(lane, exc)
+
+    def _reply(self, lane: Lane, code: int, text: bytes) -> None:
+        stage, ok = lane.expect.pop(0)
+        state = lane.state
+        if state == ENVELOPE:
+            if code == 421 or not 200 <= code <= 599:
+                # The server is closing, or said something that is not SMTP: the replies still
+                # owed will not come (or cannot be trusted).
+                lane.expect.clear()
+                self._refused(lane, code, text, stage)
+                return
+            if stage == "DATA" and code == 354 and lane.refusal is not None:
+                # A server that opened DATA after refusing the envelope: close it empty.
+                lane.state = CLOSING_DATA
+                lane.expect = [("end of DATA", (250,))]
+                self._send(lane, b".\r\n")
+                return
+            if code not in ok and lane.refusal is None:
+                lane.refusal = (code, text, stage)
+                if lane.commands:  # one by one: nothing more is sent after a refusal
+                    lane.commands = []
+            if lane.commands:
+                command, next_stage, next_ok = lane.commands.pop(0)
+                lane.expect.append((next_stage, next_ok))
+                self._send(lane, command)
+                return
+            if lane.expect:
+                return
+            if lane.refusal is not None:
+                self._refused(lane, *lane.refusal)
+            elif lane.durable is None:
+                self._send_content(lane)
+            else:
+                self.waiting_content.append(lane)
+        elif state == FINAL:
+            self.b.count_message(lane)
+            m = lane.msg
+            assert m is not None
+            if code == 250:
+                self._finish(lane, DeliveryResult(m.recipient, "sent", m.message_id))
+            else:
+                self._refused(lane, code, text, "end of DATA")
+        elif state == CLOSING_DATA:
+            assert lane.refusal is not None
+            self._refused(lane, *lane.refusal)
+        elif state == RSET:
+            assert lane.result is not None
+            self._finish(lane, lane.result)
+
+    def _send_content(self, lane: Lane) -> None:
+        lane.state = CONTENT
+        lane.expect = [("end of DATA", (250,))]
+        self._send(lane, lane.data)  # dot-stuffed, with the end-of-data line (RFC 5321 §4.5.2)
+
+    def _refused(self, lane: Lane, code: int, text: bytes, stage: str) -> None:
+        m = lane.msg
+        assert m is not None
+        result = self.b.refusal(m, code, text, stage)  # a DeliveryConfigError stops the send
+        if not 200 <= code <= 599 or code == 421:
+            # An unreadable reply or a server that is closing: the connection is not trusted again.
+            self.b.drop(lane)
+            self._finish(lane, result)
+            return
+        lane.state, lane.result = RSET, result
+        lane.expect = [("RSET", (250,))]
+        try:
+            self._send(lane, b"RSET\r\n")
+        except Lost:
+            self.b.drop(lane)
+            self._finish(lane, result)
+
+    def _lost(self, lane: Lane, exc: Lost) -> None:
+        """The connection failed mid-transaction (see the module's notes for what it means)."""
+        m = lane.msg
+        assert m is not None
+        state = lane.state
+        self.b.drop(lane)
+        if lane in self.waiting_content:
+            self.waiting_content.remove(lane)
+        where = self.b.where
+        if state == RSET and lane.result is not None:
+            self._finish(lane, lane.result)  # the refusal stands; only the RSET was lost
+        elif exc.unreadable:
+            self._finish(lane, DeliveryResult(m.recipient, "retry", None, f"SMTP server {where}: {exc}"))
+        elif lane.handed_over:
+            detail = f"connection to {where} lost after the message was sent: {exc}"
+            self._finish(lane, DeliveryResult(m.recipient, "retry", None, detail, {"possibly_delivered": "1"}))
+        elif lane.attempt == 1:
+            # Nothing was handed over: open the connection again and send the message at once.
+            lane.attempt = 2
+            lane.state = ENVELOPE
+            self._guarded(lane, self._begin, lane)
+        else:
+            self._finish(lane, DeliveryResult(m.recipient, "retry", None, f"connection to {where} lost: {exc}"))
+
+    def _unexpected(self, lane: Lane, exc: Exception) -> None:
+        m = lane.msg
+        self.b.drop(lane)
+        if m is None:  # between messages: only the connection is lost
+            lane.state = IDLE
+            return
+        self._finish(
+            lane,
+            DeliveryResult(m.recipient, "failed", None, f"not sent: {exc.__class__.__name__}: {exc}", {"ours": "1"}),
+        )
+
+    def _send(self, lane: Lane, data: bytes) -> None:
+        lane.out = memoryview(data)
+        lane.deadline = time.monotonic() + self.timeout
+        self._write(lane)
+
+    def _write(self, lane: Lane) -> None:
+        if lane.flush(self.selector) and lane.state == CONTENT:
+            lane.handed_over = True
+            lane.state = FINAL
+
+    def _read(self, lane: Lane) -> None:
+        if lane.state in (CONTENT, IDLE):
+            lane.receive()  # raises: nothing is due from the server now
+        for code, text in lane.replies():
+            lane.deadline = time.monotonic() + self.timeout
+            if lane.state == IDLE or not lane.expect:
+                raise Lost(f"unexpected reply {code}", unreadable=True)
+            self._reply(lane, code, text)
+
+
+class LaneLoop(_Steps):
+    """Sends one batch over the backend's connections; :meth:`run` returns the results in order,
+    and raises the first DeliveryConfigError (with the results so far) after the lanes that were
+    mid-transaction finished theirs."""
+
+    def __init__(self, backend: Connections, messages: Sequence[OutgoingMessage], *, timeout: float) -> None:
+        self.b = backend
+        self.messages = messages
+        self.results: list[DeliveryResult | None] = [None] * len(messages)
+        self.work: Iterator[int] = iter(range(len(messages)))
+        self.selector = backend.selector
+        self.waiting_content: list[Lane] = []
+        self.error: DeliveryConfigError | None = None
+        self.timeout = timeout
+
+    def run(self) -> list[DeliveryResult | None]:
+        lanes = self.b.lanes_for(len(self.messages))
+        try:
+            while True:
+                for lane in lanes:
+                    if lane.state == IDLE:
+                        self._next(lane)
+                if all(lane.state == IDLE for lane in lanes):
+                    break
+                if not self.waiting_content:
+                    self._poll(lanes)
+                elif not self._poll(lanes, at_once=True):
+                    # Nothing else to serve now: one commit for every outcome reported so far.
+                    self._release_content()
+        except BaseException:
+            for lane in lanes:
+                if lane.state != IDLE:  # mid-transaction: the server waits for what will not come
+                    self.b.drop(lane)
+            raise
+        finally:
+            for lane in lanes:
+                self._settle(lane)
+        if self.error is not None:
+            raise self.error
+        return self.results
+
+    def _poll(self, lanes: list[Lane], *, at_once: bool = False) -> int:
+        """Serve the sockets that are ready (waiting for one until the nearest deadline, or not
+        at all with ``at_once``); returns how many were."""
+        now = time.monotonic()
+        busy = [lane for lane in lanes if lane.state != IDLE and lane not in self.waiting_content]
+        if not busy:
+            return 0
+        wait = 0.0 if at_once else max(0.0, min(lane.deadline for lane in busy) - now)
+        ready = self.selector.select(wait)
+        for key, mask in ready:
+            lane = key.data
+            if lane.state == IDLE:
+                # A server that speaks out of turn (a 421 before closing) or closes an idle
+                # connection: that connection is done.
+                self.b.drop(lane)
+                continue
+            self._guarded(lane, self._ready_socket, lane, mask)
+        now = time.monotonic()
+        for lane in busy:
+            if lane.state != IDLE and lane not in self.waiting_content and now >= lane.deadline:
+                self._lost(lane, Lost("timed out"))
+        return len(ready)
+
+    def _ready_socket(self, lane: Lane, mask: int) -> None:
+        if mask & WRITE:
+            self._write(lane)
+        if mask & READ and lane.state != IDLE:
+            self._read(lane)
+
+    def _guarded(self, lane: Lane, step: Callable[..., None], *args: object) -> None:
+        """Run one step of ``lane``'s transaction; whatever goes wrong decides only its message."""
+        try:
+            step(*args)
+        except Lost as exc:
+            self._lost(lane, exc)
+        except DeliveryConfigError as exc:
+            self._stop(lane, exc)
+        except NotDurable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one recipient's problem never stops a batch
+            self._unexpected(lane, exc)
+
+    def _release_content(self) -> None:
+        """Wait until the outcomes the collected lanes reported last are durable (the first wait
+        commits them all), then let each send its content."""
+        ready, self.waiting_content = self.waiting_content, []
+        for lane in ready:
+            self._settle(lane)
+        for lane in ready:
+            if lane.state == ENVELOPE:  # (not lost meanwhile)
+                self._guarded(lane, self._send_content, lane)
+
+    def _next(self, lane: Lane) -> None:
+        """Start the batch's next message on the idle ``lane`` (taking more while messages are
+        decided at once), or leave it idle when none is left."""
+        while lane.state == IDLE:
+            if self.error is not None or self.b.stopping:
+                return
+            j = next(self.work, None)
+            if j is None:
+                return
+            m = self.messages[j]
+            lane.job, lane.msg, lane.attempt = j, m, 1
+            try:
+                lane.utf8 = m.needs_smtputf8
+                lane.data = self.b.smtp_data(m)
+                lane.envelope = self.b.envelope(m)
+            except Exception as exc:  # noqa: BLE001 - one recipient's problem never stops a batch
+                detail = f"no message could be made for this address: {exc}"
+                self._finish(lane, DeliveryResult(m.recipient, "failed", None, detail, {"ours": "1"}))
+                continue
+            self.b.pace_one()
+            self._guarded(lane, self._begin, lane)
+
+    def _stop(self, lane: Lane, exc: DeliveryConfigError) -> None:
+        """Settings the server refuses (login, sender): no new message starts; the lanes that are
+        mid-transaction finish theirs, and the batch then stops with what was done."""
+        if self.error is None:
+            self.error = exc
+        self.b.stopping = True
+        if lane.state not in (IDLE, RSET):
+            self.b.drop(lane)
+        if lane in self.waiting_content:
+            self.waiting_content.remove(lane)
+        lane.state = IDLE
+
+    def _finish(self, lane: Lane, result: DeliveryResult) -> None:
+        """Record the message's result, report it (its durability is waited for before this
+        lane's next content) and go on with the next message."""
+        self.results[lane.job] = result
+        lane.result, lane.msg, lane.state = None, None, IDLE
+        # (A message that sent no content leaves the previous outcome's wait open: close it.)
+        self._settle(lane)
+        lane.durable = self.b.report(result)
+
+    def _settle(self, lane: Lane) -> None:
+        wait, lane.durable = lane.durable, None
+        if wait is not None:
+            wait()
