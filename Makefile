@@ -38,7 +38,8 @@ lint: $(STAMP)
 # The state-database tests run a second time against PostgreSQL: scripts/postgres.sh starts a
 # throwaway server on 127.0.0.1 (installing Debian's postgresql when missing) and stops it after.
 PG_TESTS := tests/test_store.py tests/test_leases.py tests/test_delivery_ledger.py \
-	tests/test_schedule.py tests/test_delivery_crash.py tests/test_delivery_parallel.py
+	tests/test_schedule.py tests/test_delivery_crash.py tests/test_delivery_parallel.py \
+	tests/test_delivery_groupcommit.py
 
 test: lint system-deps
 	$(BIN)/python -m pytest -q

@@ -132,6 +132,7 @@ class _Watching(RecordingHandler):
         super().__init__(pipelining=True)
         self.second_rcpt = second_rcpt
         self.rcpt_seen = threading.Event()
+        self.first_message = threading.Event()
         self.second_message = threading.Event()
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):  # type: ignore[no-untyped-def]
@@ -141,6 +142,7 @@ class _Watching(RecordingHandler):
 
     def record(self, envelope) -> None:  # type: ignore[no-untyped-def]
         super().record(envelope)
+        self.first_message.set()
         if len(self.received) >= 2:
             self.second_message.set()
 
@@ -158,7 +160,7 @@ def test_a_connection_sends_no_content_before_its_last_outcome_is_durable(
     release = threading.Event()
 
     def slow_first(self, claim, outcomes, **kw):  # type: ignore[no-untyped-def]
-        if not held.is_set():
+        if outcomes and not held.is_set():  # (the first commit with an outcome, not a mark)
             held.set()
             release.wait(timeout=10)
         return real(self, claim, outcomes, **kw)
@@ -182,3 +184,41 @@ def test_a_connection_sends_no_content_before_its_last_outcome_is_durable(
             sending.join(timeout=30)
         assert len(server.received) == 3
     assert store.deliveries.counts(slot.key) == {"sent": 3}
+
+
+def test_a_message_is_marked_as_on_its_way_durably_before_its_content_goes_out(
+    write_config, tmp_path: Path, fixed_now, monkeypatch
+) -> None:
+    """What `digest status` counts after a crash is exactly the messages marked as on their way
+    and not answered: so no content may go out before its mark is durable."""
+    subs = addresses(2)
+    real = OutcomeWriter.write
+    held, release = threading.Event(), threading.Event()
+    marked: list[list[str]] = []
+
+    def slow_mark(self, claim, outcomes, *, handed=(), **kw):  # type: ignore[no-untyped-def]
+        if handed:
+            marked.append(list(handed))
+            if not held.is_set():
+                held.set()
+                release.wait(timeout=10)
+        return real(self, claim, outcomes, handed=handed, **kw)
+
+    monkeypatch.setattr(OutcomeWriter, "write", slow_mark)
+    handler = _Watching(subs[1])
+    with SMTPServer(handler) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        sending = threading.Thread(target=lambda: send_issue(settings, store, slot, now=fixed_now))
+        sending.start()
+        try:
+            assert held.wait(timeout=10)  # the first message's envelope was accepted; its mark is held
+            assert not handler.first_message.wait(timeout=1.0)
+            assert server.received == []
+        finally:
+            release.set()
+            sending.join(timeout=30)
+        assert len(server.received) == 2
+    assert marked == [[subs[0]], [subs[1]]]
+    assert store.deliveries.counts(slot.key) == {"sent": 2}

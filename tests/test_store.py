@@ -596,3 +596,51 @@ def test_the_scheduler_job_table_made_at_the_same_moment_by_another_process_is_t
     monkeypatch.setattr(sa.Table, "create", failed_for_another_reason)
     with pytest.raises(sa.exc.OperationalError):
         other.scheduler_jobs()
+
+
+def test_a_version_6_database_counts_what_an_older_sender_left_in_flight(tmp_path: Path) -> None:
+    """Version 7 records whether a delivery's message was on its way; what a sender of an older
+    version left in flight may have gone out, so it still counts when taken over."""
+    url = database_at_version(tmp_path / "v6.sqlite3", 6)
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("INSERT INTO issues (key, slot, status, created_at) VALUES ('2025-W33', :t, 'sending', :t)"),
+            {"t": "2025-08-11 09:00:00.000000"},
+        )
+        for email, status in [("a@example.org", "inflight"), ("b@example.org", "pending")]:
+            conn.execute(
+                sa.text(
+                    "INSERT INTO deliveries (issue_key, email, status, attempts, updated_at, owner, claim, "
+                    "lease_until, interrupted) VALUES ('2025-W33', :e, :s, 0, :t, :o, :c, :t, 0)"
+                ),
+                {"e": email, "s": status, "t": "2025-08-11 09:00:00.000000", "o": "old:1:x", "c": "c1"},
+            )
+    engine.dispose()
+    with Store(url) as store:
+        assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
+        assert store.deliveries.reclaim_interrupted("2025-W33", "old:1:x", now=NOW) == 1
+        assert store.deliveries.interrupted_total("2025-W33") == 1
+
+
+def test_only_deliveries_handed_over_count_as_interrupted_when_their_sender_stopped(store: Store) -> None:
+    """A sender that marks each message before its content goes out claims with handed=False:
+    when it dies, its whole claim goes back to pending, but only the marked (and unanswered)
+    deliveries count towards the duplicates `digest status` bounds."""
+    emails = [f"{c}@example.org" for c in "abcd"]
+    claim_issue(store, recipients=[(e, None) for e in emails])
+    key = RENDERED.key
+    store.deliveries.claim(key, owner="dead", claim="c1", limit=4, now=NOW, lease_until=NOW, handed=False)
+    writer = store.deliveries.outcome_writer(key)
+    try:
+        writer.write("c1", [], now=NOW, handed=[emails[0], emails[1]])  # two messages went out ...
+        writer.write("c1", [(DeliveryResult(emails[0], "sent", "<m>"), None)], now=NOW)  # ... one answered
+    finally:
+        writer.close()
+    assert store.deliveries.reclaim_interrupted(key, "dead", now=NOW + HOUR) == 3
+    assert store.deliveries.interrupted_total(key) == 1  # only b's message may have arrived twice
+    assert store.deliveries.counts(key) == {"sent": 1, "pending": 3}
+    # A sender that cannot mark each message (an e-mail service's batch) claims them all as handed.
+    store.deliveries.claim(key, owner="dead2", claim="c2", limit=3, now=NOW + HOUR, lease_until=NOW + HOUR)
+    assert store.deliveries.reclaim_interrupted(key, "dead2", now=NOW + 2 * HOUR) == 3
+    assert store.deliveries.interrupted_total(key) == 4

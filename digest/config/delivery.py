@@ -167,8 +167,9 @@ class DeliverySettings(ConfigSection):
     postmark: PostmarkSettings = PostmarkSettings()
     pace: PaceSettings = PaceSettings()
     retry: RetrySettings = RetrySettings()
-    # Messages claimed and recorded together; a crash can repeat at most one batch per sender
-    # (see digest.delivery.ledger). Default: the backend's own (SMTP 100, APIs their limit).
+    # Messages claimed together (one transaction); over SMTP each is still recorded as answered,
+    # so a crash repeats at most one per connection, through a service one request's batch (see
+    # digest.delivery.ledger). Default: the backend's own (SMTP 500, APIs their limit).
     batch_size: int | None = Field(None, ge=1, le=1000)
     # How long a claimed batch stays reserved for its sender before another may take it over.
     lease_seconds: float = Field(600.0, gt=0, le=86400)

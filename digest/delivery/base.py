@@ -106,6 +106,13 @@ class Backend(ABC):
     #: then repeats only what was in flight. Backends that send a batch in one request need not
     #: call it: their batch is recorded when it returns.
     on_result: Callable[[DeliveryResult], Callable[[], None] | None] | None = None
+    #: Whether the backend calls ``on_hand_over`` for each message right before its content goes
+    #: out. Then only messages so marked count as possibly delivered after a crash; otherwise
+    #: every claimed one does.
+    reports_hand_over = False
+    #: Set by the send engine: called with a message's recipient right before its content goes
+    #: out; returns the wait for that mark to be durable, which the content must not precede.
+    on_hand_over: Callable[[str], Callable[[], None]] | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook
         """Make connections; called once before the first batch."""
@@ -133,6 +140,10 @@ class Backend(ABC):
         if wait is not None:
             wait()
         return result
+
+    def _hand_over(self, recipient: str) -> Callable[[], None] | None:
+        """Mark ``recipient``'s message as going out; returns the wait for the mark."""
+        return self.on_hand_over(recipient) if self.on_hand_over is not None else None
 
     def _report(self, result: DeliveryResult) -> Callable[[], None] | None:
         """Report ``result``; returns the wait for its durability (None: nothing to wait for)."""

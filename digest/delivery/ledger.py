@@ -27,13 +27,15 @@ deliveries only after that lease expired — never by guessing from a process id
 nothing across containers that share a hostname.
 
 **The in-flight bound.** A sender that dies (SIGKILL, power loss) mid-batch leaves the rest of
-its claim ``inflight``. Once its heartbeat expired the next run gives those back as pending,
-sends them again and counts each in ``interrupted``. Since every answered message was recorded
-before its connection went on, only the messages being transferred at the moment of the crash
-can reach a recipient twice: **at most one per connection** (``delivery.smtp.connections``) per
-crash, or one request's batch for an e-mail service. ``interrupted`` counts every delivery that
-was given back, so it is an upper bound on the duplicates of that issue; ``digest status``
-reports it.
+its claim ``inflight``. Once its heartbeat expired the next run gives those back as pending and
+sends them. Since every answered message was recorded before its connection went on, only the
+messages being transferred at the moment of the crash can reach a recipient twice: **at most one
+per connection** (``delivery.smtp.connections``) per crash, or one request's batch for an e-mail
+service. A backend that reports each message right before its content goes out (SMTP) has it
+marked ``handed`` first, in the same commit as the connection's previous outcome; only handed,
+unanswered deliveries count as ``interrupted`` when taken over. For the others the whole claim
+counts. So ``interrupted`` is an upper bound on the duplicates of that issue — for SMTP, the
+exact set of messages that may have arrived twice — and ``digest status`` reports it.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import cached_property
+from typing import NamedTuple
 
 from digest.config import RetrySettings
 from digest.delivery.base import NotDurable
@@ -86,8 +89,15 @@ class Recorded:
     throttled: bool = False
 
 
-# One outcome on its way to the database: claim id, (result, next attempt), bounced or not, when.
-Pending = tuple[str, tuple[DeliveryResult, datetime | None], bool, datetime]
+class HandOver(NamedTuple):
+    """A claimed delivery whose message is about to go out (see :meth:`Ledger.hand_over`)."""
+
+    recipient: str
+
+
+# One item on its way to the database: claim id, (result, next attempt) or a HandOver, bounced or
+# not, when.
+Pending = tuple[str, tuple[DeliveryResult, datetime | None] | HandOver, bool, datetime]
 
 
 class RecordingFailed(NotDurable):
@@ -218,23 +228,26 @@ class Ledger:
         """Write queued outcomes: one transaction for each claim among them (one, in practice:
         a sender's batches go one after another). Through ``writer`` (the recorder's own fast
         connection) unless a bounce must also mark its subscriber."""
-        groups: dict[str, tuple[list[tuple[DeliveryResult, datetime | None]], list[str]]] = {}
-        for claim_id, outcome, bounced, _when in items:
-            outcomes, bounces = groups.setdefault(claim_id, ([], []))
-            outcomes.append(outcome)
+        groups: dict[str, tuple[list[tuple[DeliveryResult, datetime | None]], list[str], list[str]]] = {}
+        for claim_id, item, bounced, _when in items:
+            outcomes, bounces, handed = groups.setdefault(claim_id, ([], [], []))
+            if isinstance(item, HandOver):
+                handed.append(item.recipient)
+                continue
+            outcomes.append(item)
             if bounced:
-                bounces.append(outcome[0].recipient)
+                bounces.append(item[0].recipient)
         now = max(when for *_, when in items)
-        for claim_id, (outcomes, bounces) in groups.items():
+        for claim_id, (outcomes, bounces, handed) in groups.items():
             if writer is not None and not bounces:
-                writer.write(claim_id, outcomes, now=now)
+                writer.write(claim_id, outcomes, now=now, handed=handed)
             else:
-                self.store.deliveries.record(self.key, claim_id, outcomes, now=now, bounced=bounces)
+                self.store.deliveries.record(self.key, claim_id, outcomes, now=now, bounced=bounces, handed=handed)
 
     def take_over_stopped(self, now: datetime) -> int:
         """Give back as pending the in-flight deliveries of senders that stopped: whose heartbeat
-        (the claim's lease, renewed while the sender lives) has expired. Returns how many; each
-        may be one duplicate. A sender is never judged gone from its process id: one in another
+        (the claim's lease, renewed while the sender lives) has expired. Returns how many; those
+        that were on their way are counted as interrupted (each may be one duplicate). A sender is never judged gone from its process id: one in another
         PID namespace on the same host (a second container) would look dead and be robbed."""
         n = 0
         for owner, lease_until, _count in self.store.deliveries.inflight_owners(self.key):
@@ -256,10 +269,19 @@ class Ledger:
     def inflight_elsewhere(self) -> int:
         return sum(n for owner, _, n in self.store.deliveries.inflight_owners(self.key) if owner != self.owner)
 
-    def claim(self, limit: int, now: datetime) -> Claim:
+    def claim(self, limit: int, now: datetime, *, each_handed_over: bool = False) -> Claim:
+        """Claim up to ``limit`` due deliveries. ``each_handed_over``: the backend reports each
+        message before its content goes out (:meth:`hand_over`), so only those count as on their
+        way; otherwise every claimed delivery does, from the start."""
         cid = uuid.uuid4().hex
         rows = self.store.deliveries.claim(
-            self.key, owner=self.owner, claim=cid, limit=limit, now=now, lease_until=now + self.lease
+            self.key,
+            owner=self.owner,
+            claim=cid,
+            limit=limit,
+            now=now,
+            lease_until=now + self.lease,
+            handed=not each_handed_over,
         )
         with self._lock:
             self._renewed_at = now
@@ -299,6 +321,17 @@ class Ledger:
         else:
             tally.sent += 1
         return r, None
+
+    def hand_over(self, claim: Claim, recipient: str, now: datetime) -> Callable[[], None]:
+        """Queue the mark that ``recipient``'s message is about to go out and return the wait for
+        it to be durable (the content must not go out before): after a crash, exactly the marked
+        deliveries without an outcome may have arrived, which is what ``digest status`` counts."""
+        recorder = self._recorder
+        if recorder is None:
+            self._commit_group([(claim.id, HandOver(recipient), False, now)])
+            return lambda: None
+        ticket = recorder.enqueue((claim.id, HandOver(recipient), False, now))
+        return lambda: recorder.wait(ticket)
 
     def record_one(self, claim: Claim, result: DeliveryResult, now: datetime) -> None:
         """Make one message's outcome durable at once (called from the thread that sent it, before

@@ -287,6 +287,7 @@ class Sender:
             return durable_and_beat
 
         backend.on_result = answered
+        backend.on_hand_over = lambda recipient: ledger.hand_over(current[0], recipient, self.clock())
         try:
             backend.open()
         except DeliveryUnavailable as exc:
@@ -299,7 +300,7 @@ class Sender:
             try:
                 while stop is None or not stop():
                     moment = self.clock()
-                    claim = ledger.claim(batch_size, moment)
+                    claim = ledger.claim(batch_size, moment, each_handed_over=backend.reports_hand_over)
                     current[:] = [claim]
                     if not claim.rows:
                         wait = self._idle_wait(key, ledger)

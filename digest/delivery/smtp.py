@@ -108,6 +108,7 @@ class SMTPBackend(Backend):
     # Claims of 500: a claim is one transaction, which the outcomes' commits wait for; with
     # outcomes recorded one by one the batch no longer bounds what a crash repeats.
     max_batch = 500
+    reports_hand_over = True
 
     def __init__(
         self,
@@ -237,6 +238,9 @@ class SMTPBackend(Backend):
 
     def report(self, result: DeliveryResult) -> Callable[[], None] | None:
         return self._report(result)
+
+    def hand_over(self, m: OutgoingMessage) -> Callable[[], None] | None:
+        return self._hand_over(m.recipient)
 
     def send_batch(self, messages: Sequence[OutgoingMessage]) -> list[DeliveryResult]:
         loop = LaneLoop(self, messages, timeout=float(self.settings.timeout))

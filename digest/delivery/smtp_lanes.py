@@ -73,6 +73,9 @@ class Connections(Protocol):
 
     def report(self, result: DeliveryResult) -> Callable[[], None] | None: ...
 
+    def hand_over(self, m: OutgoingMessage) -> Callable[[], None] | None:
+        """Mark ``m`` as going out; returns the wait for the mark to be durable."""
+
 
 class _Steps(ABC):
     """The steps of one message's transaction on a lane; :class:`LaneLoop` schedules them and
@@ -172,10 +175,8 @@ class _Steps(ABC):
                 return
             if lane.refusal is not None:
                 self._refused(lane, *lane.refusal)
-            elif lane.durable is None:
-                self._send_content(lane)
             else:
-                self.waiting_content.append(lane)
+                self._ready_for_content(lane)
         elif state == FINAL:
             self.b.count_message(lane)
             m = lane.msg
@@ -190,6 +191,27 @@ class _Steps(ABC):
         elif state == RSET:
             assert lane.result is not None
             self._finish(lane, lane.result)
+
+    def _ready_for_content(self, lane: Lane) -> None:
+        """The server waits for the content: mark the message as going out, and send it once
+        that mark (and the lane's previous outcome, queued before it) is durable."""
+        m = lane.msg
+        assert m is not None
+        mark = self.b.hand_over(m)
+        previous = lane.durable
+        if mark is not None and previous is not None:
+
+            def both() -> None:
+                mark()  # (a later commit than the previous outcome's: that one is durable too)
+                previous()
+
+            lane.durable = both
+        elif mark is not None:
+            lane.durable = mark
+        if lane.durable is None:
+            self._send_content(lane)
+        else:
+            self.waiting_content.append(lane)
 
     def _send_content(self, lane: Lane) -> None:
         lane.state = CONTENT

@@ -19,7 +19,7 @@ from digest.store.subscribers import mark_bounced
 
 d = deliveries
 # What a delivery leaving the in-flight state drops.
-_NOT_IN_FLIGHT = {"owner": None, "claim": None, "lease_until": None}
+_NOT_IN_FLIGHT = {"owner": None, "claim": None, "lease_until": None, "handed": False}
 _LEFT = "subscriber left before delivery"
 
 
@@ -42,6 +42,35 @@ _RECORD = (
         **_NOT_IN_FLIGHT,
     )
 )
+# A claimed delivery's message is about to go out: marked (and committed) before its content is
+# sent, so a crash leaves exactly the messages that may have arrived marked.
+_HAND_OVER = (
+    d.update()
+    .where(
+        d.c.issue_key == sa.bindparam("b_key"),
+        d.c.email == sa.bindparam("b_email"),
+        d.c.claim == sa.bindparam("b_claim"),
+    )
+    .values(handed=True)
+)
+
+
+class _DriverStatement:
+    """A statement compiled once for the engine's driver, executed with plain parameter rows."""
+
+    def __init__(self, statement: sa.Update, engine: Engine) -> None:
+        compiled = statement.compile(dialect=engine.dialect)
+        self.sql = compiled.string
+        # Positional drivers (SQLite's "?") take tuples in this order; named ones take dicts.
+        self.order = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
+        # The statement's own literals (the 1 of attempts + 1, the true of handed = true).
+        self.fixed = {k: v for k, v in compiled.params.items() if not k.startswith("b_")}
+
+    def rows(self, params: list[dict[str, Any]]) -> list[Any]:
+        if self.order is None:
+            return [{**p, **self.fixed} for p in params]
+        order = self.order
+        return [tuple({**p, **self.fixed}[k] for k in order) for p in params]
 
 
 class OutcomeWriter:
@@ -55,43 +84,53 @@ class OutcomeWriter:
     def __init__(self, engine: Engine, key: str) -> None:
         self.engine = engine
         self.key = key
-        compiled = _RECORD.compile(dialect=engine.dialect)
-        self._sql = compiled.string
-        # Positional drivers (SQLite's "?") take tuples in this order; named ones take dicts.
-        self._order = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-        # The statement's own literals (the 1 of attempts + 1) with the caller's values left out.
-        self._fixed = {k: v for k, v in compiled.params.items() if not k.startswith("b_")}
+        self._record = _DriverStatement(_RECORD, engine)
+        self._hand_over = _DriverStatement(_HAND_OVER, engine)
         self._moment = UTCDateTime().bind_processor(engine.dialect) or (lambda v: v)
         self._conn: Any = None
 
-    def write(self, claim: str, outcomes: Sequence[tuple[DeliveryResult, datetime | None]], *, now: datetime) -> None:
+    def write(
+        self,
+        claim: str,
+        outcomes: Sequence[tuple[DeliveryResult, datetime | None]],
+        *,
+        now: datetime,
+        handed: Sequence[str] = (),
+    ) -> None:
         """Record outcomes (result, next attempt for a retry) of deliveries still held under
-        ``claim``, in one transaction. A database error is a StateError naming no value."""
-        if not outcomes:
+        ``claim``, and mark the ``handed`` ones as on their way, in one transaction. A database
+        error is a StateError naming no value."""
+        if not outcomes and not handed:
             return
         moment = self._moment
         at = moment(now)
-        rows = []
-        for r, nxt in outcomes:
-            row = {
-                "b_key": self.key,
-                "b_claim": claim,
-                "b_now": at,
-                "b_email": r.recipient,
-                "b_status": r.status,
-                "b_message_id": r.message_id,
-                "b_detail": r.detail,
-                "b_next": None if nxt is None else moment(nxt),
-                **self._fixed,
-            }
-            rows.append(row if self._order is None else tuple(row[k] for k in self._order))
+        key = self.key
+        results = self._record.rows(
+            [
+                {
+                    "b_key": key,
+                    "b_claim": claim,
+                    "b_now": at,
+                    "b_email": r.recipient,
+                    "b_status": r.status,
+                    "b_message_id": r.message_id,
+                    "b_detail": r.detail,
+                    "b_next": None if nxt is None else moment(nxt),
+                }
+                for r, nxt in outcomes
+            ]
+        )
+        marks = self._hand_over.rows([{"b_key": key, "b_claim": claim, "b_email": e} for e in handed])
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
         try:
             if self._conn is None:
                 self._conn = self.engine.raw_connection()
             cursor = self._conn.cursor()
             try:
-                cursor.executemany(self._sql, rows)
+                if results:
+                    cursor.executemany(self._record.sql, results)
+                if marks:
+                    cursor.executemany(self._hand_over.sql, marks)
             finally:
                 cursor.close()
             self._conn.commit()
@@ -120,14 +159,24 @@ class OutcomeWriter:
 
 class DeliveriesRepository(Repository):
     def claim(
-        self, key: str, *, owner: str, claim: str, limit: int, now: datetime, lease_until: datetime
+        self,
+        key: str,
+        *,
+        owner: str,
+        claim: str,
+        limit: int,
+        now: datetime,
+        lease_until: datetime,
+        handed: bool = True,
     ) -> list[tuple[str, str | None, int]]:
         """Move up to ``limit`` deliveries that are due (pending, or retry whose time has come) to
         ``inflight`` under ``claim``, in one transaction, and return them as (email, name,
         attempts). Each UPDATE re-checks the status, so two senders never claim the same row; on
         PostgreSQL the rows are picked ``FOR UPDATE SKIP LOCKED``, so any number of senders claim
         disjoint batches at once.
-        Deliveries whose subscriber has left since the issue began are marked ``skipped``."""
+        Deliveries whose subscriber has left since the issue began are marked ``skipped``.
+        ``handed``: whether the claimed deliveries count as on their way from the start (a sender
+        that marks each message before its content goes out claims them with False)."""
         with self.engine.begin() as conn:
             left = limit
             for status, order, extra in (
@@ -156,7 +205,14 @@ class DeliveriesRepository(Repository):
                 got = conn.execute(
                     d.update()
                     .where(*cond, d.c.email.in_(sa.select(pick.c.email)))
-                    .values(status="inflight", owner=owner, claim=claim, lease_until=lease_until, updated_at=now)
+                    .values(
+                        status="inflight",
+                        owner=owner,
+                        claim=claim,
+                        lease_until=lease_until,
+                        updated_at=now,
+                        handed=handed,
+                    )
                 ).rowcount
                 left -= max(got or 0, 0)
             rows = conn.execute(
@@ -182,10 +238,12 @@ class DeliveriesRepository(Repository):
         *,
         now: datetime,
         bounced: Sequence[str] = (),
+        handed: Sequence[str] = (),
     ) -> None:
-        """Record a batch's outcomes (result, next attempt for a retry) and the subscribers whose
-        address bounced, in one transaction. Only rows still held under ``claim`` are written."""
-        if not outcomes and not bounced:
+        """Record a batch's outcomes (result, next attempt for a retry), the subscribers whose
+        address bounced and the deliveries now on their way (``handed``), in one transaction.
+        Only rows still held under ``claim`` are written."""
+        if not outcomes and not bounced and not handed:
             return
         params = [
             {
@@ -203,11 +261,13 @@ class DeliveriesRepository(Repository):
         with self.engine.begin() as conn:
             if params:
                 conn.execute(_RECORD, params)
+            if handed:
+                conn.execute(_HAND_OVER, [{"b_key": key, "b_claim": claim, "b_email": e} for e in handed])
             if bounced:
                 mark_bounced(conn, bounced, reason="the receiving server refused the address", now=now)
 
     def outcome_writer(self, key: str) -> OutcomeWriter:
-        """A fast writer of issue ``key``'s outcomes, for the send's recorder thread."""
+        """A fast writer of issue ``key``'s outcomes, for the send's group commit."""
         return OutcomeWriter(self.engine, key)
 
     def release_claim(self, key: str, claim: str, *, now: datetime) -> int:
@@ -239,16 +299,20 @@ class DeliveriesRepository(Repository):
             ).rowcount
 
     def reclaim_interrupted(self, key: str, owner: str, *, now: datetime) -> int:
-        """Give the in-flight deliveries of a sender that stopped back as pending, counting each
-        as interrupted: it may already have been delivered once."""
+        """Give the in-flight deliveries of a sender that stopped back as pending, counting those
+        whose message was on its way (``handed``) as interrupted: each may have been delivered
+        once. Returns how many were given back."""
         with self.engine.begin() as conn:
             return conn.execute(
                 d.update()
                 .where(d.c.issue_key == key, d.c.status == "inflight", d.c.owner == owner)
                 .values(
                     status="pending",
-                    interrupted=d.c.interrupted + 1,
-                    detail="was in flight when its sender stopped; sent again (possibly a duplicate)",
+                    interrupted=d.c.interrupted + sa.case((d.c.handed, 1), else_=0),
+                    detail=sa.case(
+                        (d.c.handed, "was on its way when its sender stopped; sent again (possibly a duplicate)"),
+                        else_="was claimed by a sender that stopped before sending it",
+                    ),
                     updated_at=now,
                     **_NOT_IN_FLIGHT,
                 )

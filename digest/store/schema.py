@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from digest.errors import StateError
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -180,6 +180,9 @@ deliveries = sa.Table(
     sa.Column("owner", sa.String(160)),
     sa.Column("claim", sa.String(40)),
     sa.Column("lease_until", UTCDateTime),
+    # Whether the message may be on its way: set (durably) before its content goes out, cleared
+    # with its outcome (version 7). Only such deliveries can be duplicated by a sender's crash.
+    sa.Column("handed", sa.Boolean, nullable=False, default=False, server_default=sa.false()),
     # How often this delivery was in flight when its sender stopped (each may be one duplicate).
     sa.Column("interrupted", sa.Integer, nullable=False, default=0),
     sa.Index("ix_deliveries_issue_status", "issue_key", "status", "email"),
@@ -314,6 +317,15 @@ def _one_subscriber_per_address(conn: Connection) -> None:
         index.create(conn)
 
 
+def _add_delivery_handed(conn: Connection) -> None:
+    """Version 7: deliveries record whether their message may be on its way. What an older
+    sender left in flight may have gone out: it keeps counting as such."""
+    kind = sa.Boolean().compile(dialect=conn.dialect)
+    false = sa.false().compile(dialect=conn.dialect)
+    conn.execute(sa.text(f"ALTER TABLE deliveries ADD COLUMN handed {kind} NOT NULL DEFAULT {false}"))
+    conn.execute(deliveries.update().where(deliveries.c.status == "inflight").values(handed=True))
+
+
 #: The step that brings a database to each version from the one before it.
 MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     2: _add_summary_by_editor,
@@ -321,6 +333,7 @@ MIGRATIONS: dict[int, Callable[[Connection], None]] = {
     4: _add_image_width,
     5: _add_feedback_tables,
     6: _one_subscriber_per_address,
+    7: _add_delivery_handed,
 }
 
 
