@@ -3,6 +3,7 @@ digest.delivery.ledger), and what `digest status` and the send loop read of them
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -61,16 +62,17 @@ class _DriverStatement:
     def __init__(self, statement: sa.Update, engine: Engine) -> None:
         compiled = statement.compile(dialect=engine.dialect)
         self.sql = compiled.string
-        # Positional drivers (SQLite's "?") take tuples in this order; named ones take dicts.
-        self.order = list(compiled.positiontup) if compiled.positional and compiled.positiontup else None
         # The statement's own literals (the 1 of attempts + 1, the true of handed = true).
         self.fixed = {k: v for k, v in compiled.params.items() if not k.startswith("b_")}
+        # Positional drivers (SQLite's "?") take tuples in the statement's order; named ones dicts.
+        order = list(compiled.positiontup or ()) if compiled.positional else []
+        self._pick = operator.itemgetter(*order) if len(order) > 1 else None
 
     def rows(self, params: list[dict[str, Any]]) -> list[Any]:
-        if self.order is None:
-            return [{**p, **self.fixed} for p in params]
-        order = self.order
-        return [tuple({**p, **self.fixed}[k] for k in order) for p in params]
+        fixed, pick = self.fixed, self._pick
+        if pick is None:
+            return [{**p, **fixed} for p in params]
+        return [pick({**p, **fixed}) for p in params]
 
 
 class OutcomeWriter:
