@@ -4,6 +4,7 @@ content before its last outcome is durable (digest.delivery.ledger.GroupCommit).
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
@@ -222,3 +223,23 @@ def test_a_message_is_marked_as_on_its_way_durably_before_its_content_goes_out(
         assert len(server.received) == 2
     assert marked == [[subs[0]], [subs[1]]]
     assert store.deliveries.counts(slot.key) == {"sent": 2}
+
+
+def test_a_verbose_send_says_what_its_commits_cost(
+    write_config, tmp_path: Path, fixed_now, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`digest -v send` tells the operator how many commits the outcomes took and the time spent
+    in them: where a slow disk shows first."""
+    subs = addresses(40)
+    with SMTPServer(RecordingHandler(pipelining=True)) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=4), subscribers=subs, now=fixed_now
+        )
+        with caplog.at_level("INFO", logger="digest"):
+            send_issue(settings, store, slot, now=fixed_now)
+    (line,) = [r.getMessage() for r in caplog.records if "made durable" in r.getMessage()]
+    m = re.fullmatch(r"issue 2025-W33: (\d+) outcomes and marks made durable in (\d+) commits, [\d.]+ s in them", line)
+    assert m is not None, line
+    items, commits = int(m.group(1)), int(m.group(2))
+    assert items == 80  # an outcome and a mark for each message
+    assert 1 <= commits < items

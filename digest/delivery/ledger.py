@@ -45,6 +45,7 @@ import random
 import secrets
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -135,6 +136,10 @@ class GroupCommit:
         self._failed_from = 0  # outcomes from this sequence number on failed (0: none)
         self._error: BaseException | None = None
         self._closed = False
+        # What the commits cost: how many, covering how many items, and their seconds.
+        self.commits = 0
+        self.items = 0
+        self.seconds = 0.0
 
     def close(self) -> None:
         """Commit what is queued; later outcomes are refused."""
@@ -174,6 +179,7 @@ class GroupCommit:
             last = self._queued
         if not batch:
             return 0
+        started = time.perf_counter()
         try:
             self._commit(batch)
         except BaseException as exc:
@@ -187,6 +193,9 @@ class GroupCommit:
             return len(batch)
         with self._lock:
             self._durable = last
+            self.commits += 1
+            self.items += len(batch)
+            self.seconds += time.perf_counter() - started
         return len(batch)
 
 
@@ -209,6 +218,8 @@ class Ledger:
         self._lock = threading.Lock()
         self._renewed_at: datetime | None = None
         self._recorder: GroupCommit | None = None
+        #: Of the last recording: commits, outcomes and marks they covered, seconds in them.
+        self.commit_stats = (0, 0, 0.0)
 
     @contextmanager
     def recording(self) -> Iterator[None]:
@@ -223,6 +234,7 @@ class Ledger:
             self._recorder = None
             recorder.close()
             writer.close()
+            self.commit_stats = (recorder.commits, recorder.items, recorder.seconds)
 
     def _commit_group(self, items: list[Pending], writer: OutcomeWriter | None = None) -> None:
         """Write queued outcomes: one transaction for each claim among them (one, in practice:

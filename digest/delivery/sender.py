@@ -336,6 +336,15 @@ class Sender:
                         progress(SendProgress(key, total, sent, failed, tally.retry, done))
             finally:
                 backend.close()
+        commits, items, seconds = ledger.commit_stats
+        if commits:
+            log.info(
+                "issue %s: %d outcomes and marks made durable in %d commits, %.2f s in them",
+                key,
+                items,
+                commits,
+                seconds,
+            )
         return closing_report(self.store, key, ledger, resumed=resumed, now=self.clock())
 
     def _record(self, ledger: Ledger, claim: Claim, results: Sequence[DeliveryResult]) -> Recorded:

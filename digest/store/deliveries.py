@@ -382,9 +382,10 @@ class DeliveriesRepository(Repository):
             )
 
     def pending(self, key: str) -> Iterator[tuple[str, str | None]]:
-        """(email, name) of the deliveries still to make (pending or retry), by address."""
+        """(email, name) of the deliveries still to make (pending or retry), by address, streamed
+        a chunk at a time (on PostgreSQL through a server-side cursor)."""
         with self.engine.connect() as conn:
-            for row in conn.execute(
+            for row in conn.execution_options(yield_per=2000).execute(
                 sa.select(d.c.email, d.c.name)
                 .where(d.c.issue_key == key, d.c.status.in_(("pending", "retry")))
                 .order_by(d.c.email)
