@@ -94,3 +94,12 @@ def test_the_listing_sees_what_a_command_loads(newsletter: Path, tmp_path: Path)
     # Reading the sources does load their readers: the listing above is not empty by mistake.
     modules, _ = loaded_by(newsletter, "ingest", tmp_path=tmp_path)
     assert {"trafilatura", "requests", "digest.sources.registry"} <= set(loaded(modules, NOT_FOR_A_DRY_RUN))
+
+
+def test_an_smtp_send_without_dkim_loads_no_dkim_library() -> None:
+    # The backends, as a real send loads them; dkimpy and dnspython come with the first signature.
+    code = (
+        "import sys, digest.delivery.registry; print(sorted({m.split('.')[0] for m in sys.modules} & {'dkim', 'dns'}))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip() == "[]"
