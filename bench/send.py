@@ -13,7 +13,8 @@
 
 smtp-sink and smtp-source come from Debian's postfix package, fetched by
 scripts/postfix-tools.sh into bench/.postfix (apt-get download + dpkg -x; no daemon started).
-Set BENCH_RECIPIENTS / BENCH_DRY_RUN to other counts for a quicker look.
+Set BENCH_RECIPIENTS / BENCH_DRY_RUN to other counts for a quicker look, and BENCH_PARTS=send or
+BENCH_PARTS=dry-run to run only one of the two parts (default: both).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ RECIPIENTS = int(os.environ.get("BENCH_RECIPIENTS", "20000"))
 DRY_RUN = int(os.environ.get("BENCH_DRY_RUN", "1000000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "4"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
+PARTS = os.environ.get("BENCH_PARTS", "send,dry-run").split(",")
 AS_OF = "2025-08-11T09:00"
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
 
@@ -50,21 +52,40 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Starts the measured command and reports its own rusage. Linux carries the peak RSS of the
+# memory a process had before exec() into its ru_maxrss, and a child started by a process
+# (fork or vfork) begins with that process's memory: measured straight from this bench, which
+# holds a million rows after filling the database, `python -c pass` reports this bench's peak.
+# Started from this small launcher, the command's ru_maxrss is its own.
+LAUNCHER = """
+import os, subprocess, sys, time
+t0 = time.perf_counter()
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(f"{time.perf_counter() - t0} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime}")
+sys.exit(os.waitstatus_to_exitcode(status) % 256)
+"""
+
+
 def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, str, str, float]:
     """(seconds, peak RSS in MB, stdout, stderr, CPU seconds) of one child process (its own
-    rusage, from wait4)."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(args, stdout=out, stderr=err, env=env, text=True)
-        _, status, usage = os.wait4(proc.pid, 0)
-        elapsed = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
+    rusage, from wait4 in LAUNCHER)."""
+    with (
+        tempfile.TemporaryFile("w+") as out,
+        tempfile.TemporaryFile("w+") as err,
+        tempfile.NamedTemporaryFile("r") as measured,
+    ):
+        code = subprocess.call(
+            [sys.executable, "-c", LAUNCHER, measured.name, *args], stdout=out, stderr=err, env=env, text=True
+        )
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(), err.read()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:6])}… failed ({proc.returncode}): {stderr.strip()[-500:]}")
-    return elapsed, usage.ru_maxrss / 1024, stdout, stderr, usage.ru_utime + usage.ru_stime
+        if code != 0:
+            raise SystemExit(f"{' '.join(args[:6])}… failed ({code}): {stderr.strip()[-500:]}")
+        elapsed, maxrss_kb, cpu = (float(v) for v in measured.read().split())
+    return elapsed, maxrss_kb / 1024, stdout, stderr, cpu
 
 
 def write_newsletter(folder: Path, port: int, articles: int) -> Path:
@@ -135,74 +156,77 @@ def main() -> None:
         work = Path(tmp)
         port = free_port()
         cfg = write_newsletter(work / "send", port, articles=10)
-        settings = load_config(cfg)
-        store = Store(settings.state_url)
-        ingest(settings, store, now=NOW)
-        add_subscribers(store, RECIPIENTS)
-        built = build_issue(settings, store, due_slot(settings, NOW))
-        template = MessageTemplate(built.rendered, settings.newsletter)
-        size = len(
-            template.render(
-                to="reader0000001@example.org", token="x" * 60, date=NOW, message_id=template.new_message_id()
-            )
-        )
-        store.close()
-
-        user = ["-u", "nobody"] if os.geteuid() == 0 else []
-        sink = subprocess.Popen([str(sink_bin), *user, f"127.0.0.1:{port}", "256"], env=env)
-        try:
-            time.sleep(0.3)
-            ours_s, ours_mb, out, _, ours_cpu = run_measured(
-                [*digest, "--config", str(cfg), "send", "--as-of", AS_OF], env
-            )
-            if f"sent: {RECIPIENTS} delivered" not in out:
-                raise SystemExit(f"digest send did not deliver everything: {out.strip()}")
-            src_s, _, _, _, src_cpu = run_measured(
-                [
-                    str(source_bin),
-                    "-d",
-                    "-s",
-                    str(CONNECTIONS),
-                    "-l",
-                    str(size),
-                    "-m",
-                    str(RECIPIENTS),
-                    "-f",
-                    "digest@news.example.org",
-                    "-t",
-                    "reader@example.org",
-                    f"127.0.0.1:{port}",
-                ],
-                env,
-            )
-        finally:
-            sink.terminate()
-            sink.wait()
-        ours_rate, src_rate = RECIPIENTS / ours_s, RECIPIENTS / src_s
-        workers_rate = send_with_workers(work, cfg, port, sink_bin, user, env)
-        print(
-            f"send: {RECIPIENTS} recipients, {size / 1000:.1f} KB messages, {CONNECTIONS} connections to smtp-sink on 127.0.0.1"
-        )
-        print(
-            f"  digest send (whole command: start, ledger, fast path, SMTP): {ours_s:.1f} s, {ours_rate:.0f} messages/s"
-        )
-        print(f"  smtp-source (same size, count, connections):                {src_s:.1f} s, {src_rate:.0f} messages/s")
-        print(f"  ratio digest / smtp-source: {ours_rate / src_rate:.2f}")
-        print(
-            f"  CPU time: digest send {ours_cpu:.1f} s ({ours_cpu / RECIPIENTS * 1e6:.0f} us per message), smtp-source {src_cpu:.1f} s"
-        )
-        print(f"  digest send peak memory: {ours_mb:.0f} MB")
-        print(
-            f"  digest send --workers {WORKERS} (same recipients, a fresh issue): {RECIPIENTS / workers_rate:.1f} s, "
-            f"{workers_rate:.0f} messages/s, {workers_rate / ours_rate:.2f}x one process"
-        )
+        if "send" in PARTS:
+            send_part(work, cfg, port, sink_bin, source_bin, env, digest)
 
         # --- dry run over a million subscribers, streamed, on each database ---------------------
         databases = [("SQLite", f"sqlite:///{work / 'million.sqlite3'}")]
         if os.environ.get("DIGEST_TEST_DATABASE_URL"):  # scripts/postgres.sh sets it
             databases.append(("PostgreSQL", os.environ["DIGEST_TEST_DATABASE_URL"]))
-        for label, url in databases:
-            dry_run_on(work, cfg, label, url, env, digest)
+        if "dry-run" in PARTS:
+            for label, url in databases:
+                dry_run_on(work, cfg, label, url, env, digest)
+
+
+def send_part(
+    work: Path, cfg: Path, port: int, sink_bin: Path, source_bin: Path, env: dict[str, str], digest: list[str]
+) -> None:
+    """Part 1: digest send against smtp-source, one process and --workers, to smtp-sink."""
+    settings = load_config(cfg)
+    store = Store(settings.state_url)
+    ingest(settings, store, now=NOW)
+    add_subscribers(store, RECIPIENTS)
+    built = build_issue(settings, store, due_slot(settings, NOW))
+    template = MessageTemplate(built.rendered, settings.newsletter)
+    size = len(
+        template.render(to="reader0000001@example.org", token="x" * 60, date=NOW, message_id=template.new_message_id())
+    )
+    store.close()
+
+    user = ["-u", "nobody"] if os.geteuid() == 0 else []
+    sink = subprocess.Popen([str(sink_bin), *user, f"127.0.0.1:{port}", "256"], env=env)
+    try:
+        time.sleep(0.3)
+        ours_s, ours_mb, out, _, ours_cpu = run_measured([*digest, "--config", str(cfg), "send", "--as-of", AS_OF], env)
+        if f"sent: {RECIPIENTS} delivered" not in out:
+            raise SystemExit(f"digest send did not deliver everything: {out.strip()}")
+        src_s, _, _, _, src_cpu = run_measured(
+            [
+                str(source_bin),
+                "-d",
+                "-s",
+                str(CONNECTIONS),
+                "-l",
+                str(size),
+                "-m",
+                str(RECIPIENTS),
+                "-f",
+                "digest@news.example.org",
+                "-t",
+                "reader@example.org",
+                f"127.0.0.1:{port}",
+            ],
+            env,
+        )
+    finally:
+        sink.terminate()
+        sink.wait()
+    ours_rate, src_rate = RECIPIENTS / ours_s, RECIPIENTS / src_s
+    workers_rate = send_with_workers(work, cfg, port, sink_bin, user, env)
+    print(
+        f"send: {RECIPIENTS} recipients, {size / 1000:.1f} KB messages, {CONNECTIONS} connections to smtp-sink on 127.0.0.1"
+    )
+    print(f"  digest send (whole command: start, ledger, fast path, SMTP): {ours_s:.1f} s, {ours_rate:.0f} messages/s")
+    print(f"  smtp-source (same size, count, connections):                {src_s:.1f} s, {src_rate:.0f} messages/s")
+    print(f"  ratio digest / smtp-source: {ours_rate / src_rate:.2f}")
+    print(
+        f"  CPU time: digest send {ours_cpu:.1f} s ({ours_cpu / RECIPIENTS * 1e6:.0f} us per message), smtp-source {src_cpu:.1f} s"
+    )
+    print(f"  digest send peak memory: {ours_mb:.0f} MB")
+    print(
+        f"  digest send --workers {WORKERS} (same recipients, a fresh issue): {RECIPIENTS / workers_rate:.1f} s, "
+        f"{workers_rate:.0f} messages/s, {workers_rate / ours_rate:.2f}x one process"
+    )
 
 
 def send_with_workers(work: Path, cfg: Path, port: int, sink_bin: Path, user: list[str], env: dict[str, str]) -> float:

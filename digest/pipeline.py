@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import TYPE_CHECKING
 
 from digest.config import Settings
 from digest.delivery.base import Backend
@@ -31,14 +32,15 @@ from digest.models import Article, DeliveryResult, Issue, IssueEntry, RenderedIs
 from digest.render.issue import fit_issue
 from digest.select import select_articles, too_few_articles
 from digest.slots import Slot, issue_key, next_slot, slot_at_or_before, trigger_for
-from digest.sources import source_from_settings
-from digest.sources.base import Source, SourceResult, SourceState
-from digest.sources.http import Fetcher, FetchPolicy, default_user_agent
 from digest.sources.identity import plan_upsert, recognition_keys
 from digest.sources.report import IngestReport, SourceOutcome
 from digest.store import Store
 from digest.subscribers import normalise_address, read_subscriber_csv
 from digest.teaser import make_teaser
+
+if TYPE_CHECKING:
+    from digest.sources.base import Source, SourceResult, SourceState
+    from digest.sources.http import Fetcher
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,10 @@ log = logging.getLogger(__name__)
 
 
 def fetcher_from_settings(settings: Settings) -> Fetcher:
+    # The sources' modules (an HTTP client, trafilatura, feedparser) are imported by the ingest
+    # that uses them: `digest send` loads the pipeline and never reads a source.
+    from digest.sources.http import Fetcher, FetchPolicy, default_user_agent
+
     f = settings.fetch
     policy = FetchPolicy(
         user_agent=f.user_agent or default_user_agent(settings.newsletter.site_url),
@@ -87,6 +93,9 @@ def ingest(settings: Settings, store: Store, *, now: datetime, fetcher: Fetcher 
     keeps requests to any one host serial and spaced. Results are stored in config order, so
     which source an article is first credited to does not depend on network timing.
     """
+    from digest.sources.base import SourceState
+    from digest.sources.registry import source_from_settings
+
     tz = settings.newsletter.tz
     fetcher = fetcher or fetcher_from_settings(settings)
     jobs: list[tuple[Source, SourceState]] = []

@@ -1,7 +1,5 @@
 """Delivery backends. See :mod:`digest.delivery.base` for the contract and
-:mod:`digest.delivery.registry` for the backends by name."""
+:mod:`digest.delivery.registry` for the backends by name.
 
-from digest.delivery.base import Backend, OutgoingMessage
-from digest.delivery.registry import BACKENDS, backend_from_settings
-
-__all__ = ["BACKENDS", "Backend", "OutgoingMessage", "backend_from_settings"]
+This package imports none of its modules: a dry run, which connects to nothing, loads no
+backend (nor their HTTP and DKIM libraries); the backend is imported when it is made."""

@@ -14,8 +14,6 @@ from __future__ import annotations
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 
-import dkim
-
 from digest.config import DeliverySettings, DKIMSettings, NewsletterSettings
 from digest.errors import DeliveryConfigError
 
@@ -53,6 +51,10 @@ class DKIMSigner:
         if missing:
             raise DeliveryConfigError(f"DKIM: the message has no {', '.join(missing)} header to sign")
         headers = [h.encode("ascii") for h in SIGNED_HEADERS if h.lower() in present]
+        # dkimpy (and the DNS library it imports) is loaded by the first signature, not by every
+        # SMTP send: most relays sign for us and leave [delivery.dkim] unset.
+        import dkim
+
         try:
             # dkimpy ships no type hints; its sign() returns the DKIM-Signature header line as bytes.
             signature: bytes = dkim.sign(

@@ -23,7 +23,6 @@ from digest.delivery.base import Backend, OutgoingMessage, SendStopped
 from digest.delivery.ledger import Claim, Ledger, Recorded
 from digest.delivery.mime import MessageTemplate
 from digest.delivery.ratelimit import Pace
-from digest.delivery.registry import backend_from_settings
 from digest.errors import DeliveryConfigError, DeliveryError, DeliveryUnavailable
 from digest.models import OUR_FAILURE, DeliveryResult, Issue, RenderedIssue, failed_on_our_side
 from digest.redact import mask
@@ -197,6 +196,8 @@ class Sender:
     def backend_for(self, folder: str) -> Backend:
         if self._backend is not None:
             return self._backend
+        from digest.delivery.registry import backend_from_settings  # not loaded by a dry run
+
         return backend_from_settings(self.settings.delivery, issue_key=folder, newsletter=self.settings.newsletter)
 
     # --- an issue through the ledger ------------------------------------------------------------
