@@ -5,7 +5,9 @@
    same number of connections to the same sink. Printed: both rates, their ratio, and the peak
    memory of our sending process.
    Then `digest send --workers 2` sends the same number to the same sink (a fresh issue), and
-   its rate is printed against the one process's.
+   its rate is printed against the one process's. Where the time goes is printed too: each
+   command's CPU time against its wall time, the sink's CPU, the commits `digest -v send`
+   reports and the seconds in them, and what one fdatasync costs on the disk the state is on.
 2. A `digest send --dry-run` over 1,000,000 subscribers (every message rendered, none kept),
    whose peak memory is printed next to that of merely loading all subscriber rows into a list;
    on SQLite, and on PostgreSQL too when run under scripts/postgres.sh
@@ -20,6 +22,7 @@ BENCH_PARTS=dry-run to run only one of the two parts (default: both).
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -86,6 +89,42 @@ def run_measured(args: list[str], env: dict[str, str]) -> tuple[float, float, st
             raise SystemExit(f"{' '.join(args[:6])}… failed ({code}): {stderr.strip()[-500:]}")
         elapsed, maxrss_kb, cpu = (float(v) for v in measured.read().split())
     return elapsed, maxrss_kb / 1024, stdout, stderr, cpu
+
+
+def fdatasync_latency(folder: Path, n: int = 300) -> float:
+    """Seconds one small overwrite + fdatasync takes on the disk under ``folder`` (the median)."""
+    path = folder / "fdatasync.probe"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    times = []
+    try:
+        for i in range(n):
+            t0 = time.perf_counter()
+            os.pwrite(fd, b"x" * 512, (i % 64) * 4096)
+            os.fdatasync(fd)
+            times.append(time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+    return sorted(times)[n // 2]
+
+
+def stop_sink(sink: subprocess.Popen[bytes]) -> float:
+    """Stop smtp-sink; returns the CPU seconds it used."""
+    sink.terminate()
+    _, status, usage = os.wait4(sink.pid, 0)
+    sink.returncode = os.waitstatus_to_exitcode(status)
+    return usage.ru_utime + usage.ru_stime
+
+
+COMMITS = re.compile(r"(\d+) outcomes and marks made durable in (\d+) commits, ([\d.]+) s in them")
+
+
+def commit_figures(stderr: str) -> str:
+    m = COMMITS.search(stderr)
+    if m is None:
+        return "commits not reported"
+    items, commits, secs = int(m.group(1)), int(m.group(2)), float(m.group(3))
+    return f"{commits} commits ({items / commits:.1f} outcomes and marks each), {secs:.1f} s in them"
 
 
 def write_newsletter(folder: Path, port: int, articles: int) -> Path:
@@ -183,11 +222,14 @@ def send_part(
     )
     store.close()
 
+    sync = fdatasync_latency(work)
     user = ["-u", "nobody"] if os.geteuid() == 0 else []
     sink = subprocess.Popen([str(sink_bin), *user, f"127.0.0.1:{port}", "256"], env=env)
     try:
         time.sleep(0.3)
-        ours_s, ours_mb, out, _, ours_cpu = run_measured([*digest, "--config", str(cfg), "send", "--as-of", AS_OF], env)
+        ours_s, ours_mb, out, ours_err, ours_cpu = run_measured(
+            [*digest, "--config", str(cfg), "-v", "send", "--as-of", AS_OF], env
+        )
         if f"sent: {RECIPIENTS} delivered" not in out:
             raise SystemExit(f"digest send did not deliver everything: {out.strip()}")
         src_s, _, _, _, src_cpu = run_measured(
@@ -209,10 +251,9 @@ def send_part(
             env,
         )
     finally:
-        sink.terminate()
-        sink.wait()
+        sink_cpu = stop_sink(sink)
     ours_rate, src_rate = RECIPIENTS / ours_s, RECIPIENTS / src_s
-    workers_rate = send_with_workers(work, cfg, port, sink_bin, user, env)
+    workers_rate, workers_cpu, workers_sink_cpu = send_with_workers(work, cfg, port, sink_bin, user, env)
     print(
         f"send: {RECIPIENTS} recipients, {size / 1000:.1f} KB messages, {CONNECTIONS} connections to smtp-sink on 127.0.0.1"
     )
@@ -227,10 +268,24 @@ def send_part(
         f"  digest send --workers {WORKERS} (same recipients, a fresh issue): {RECIPIENTS / workers_rate:.1f} s, "
         f"{workers_rate:.0f} messages/s, {workers_rate / ours_rate:.2f}x one process"
     )
+    workers_s = RECIPIENTS / workers_rate
+    print(f"  where the time goes ({os.cpu_count()} cores; smtp-sink shares them):")
+    print(
+        f"    digest send: {ours_s:.1f} s wall, {ours_cpu:.1f} s CPU ({ours_cpu / ours_s:.0%} of one core); "
+        f"{commit_figures(ours_err)}; one fdatasync on this disk: {sync * 1e6:.0f} us"
+    )
+    print(
+        f"    digest send --workers {WORKERS}: {workers_s:.1f} s wall, {workers_cpu:.1f} s CPU in all "
+        f"({workers_cpu / workers_s:.0%} of one core); smtp-sink meanwhile {workers_sink_cpu:.1f} s CPU "
+        f"(with one process: {sink_cpu:.1f} s, with smtp-source included)"
+    )
 
 
-def send_with_workers(work: Path, cfg: Path, port: int, sink_bin: Path, user: list[str], env: dict[str, str]) -> float:
-    """Messages per second of `digest send --workers WORKERS` to the same sink, on its own state."""
+def send_with_workers(
+    work: Path, cfg: Path, port: int, sink_bin: Path, user: list[str], env: dict[str, str]
+) -> tuple[float, float, float]:
+    """Messages per second of `digest send --workers WORKERS` to the same sink, on its own state;
+    the CPU seconds of all its processes; the sink's CPU seconds meanwhile."""
     wcfg = work / "send" / "workers.toml"
     wcfg.write_text(cfg.read_text() + f'\n[state]\nurl = "sqlite:///{work / "workers.sqlite3"}"\n')
     wsettings = load_config(wcfg)
@@ -240,7 +295,7 @@ def send_with_workers(work: Path, cfg: Path, port: int, sink_bin: Path, user: li
     sink = subprocess.Popen([str(sink_bin), *user, f"127.0.0.1:{port}", "256"], env=env)
     try:
         time.sleep(0.3)
-        secs, _, out, err, _ = run_measured(
+        secs, _, out, err, cpu = run_measured(
             [
                 sys.executable,
                 "-m",
@@ -256,11 +311,10 @@ def send_with_workers(work: Path, cfg: Path, port: int, sink_bin: Path, user: li
             env,
         )
     finally:
-        sink.terminate()
-        sink.wait()
+        sink_cpu = stop_sink(sink)
     if f"{RECIPIENTS} delivered" not in out:
         raise SystemExit(f"digest send --workers did not deliver everything: {out.strip()} {err.strip()}")
-    return RECIPIENTS / secs
+    return RECIPIENTS / secs, cpu, sink_cpu
 
 
 def dry_run_on(work: Path, cfg: Path, label: str, url: str, env: dict[str, str], digest: list[str]) -> None:

@@ -103,3 +103,15 @@ def test_an_smtp_send_without_dkim_loads_no_dkim_library() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_an_smtp_send_loads_the_smtp_backend_only() -> None:
+    # The registry imports a backend when it is looked up: an SMTP send does not load the HTTP
+    # client of the e-mail services (nor the services' backends).
+    code = (
+        "import sys; from digest.delivery.registry import BACKENDS; BACKENDS['smtp']; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('requests', 'urllib3') "
+        "or m in ('digest.delivery.api', 'digest.delivery.sendgrid', 'digest.delivery.smtp')))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert proc.stdout.strip() == "['digest.delivery.smtp']"

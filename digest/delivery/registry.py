@@ -10,19 +10,40 @@ imports it.
 
 from __future__ import annotations
 
+import importlib
+from collections.abc import Iterator, Mapping
+
 from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.base import Backend
-from digest.delivery.console import ConsoleBackend
-from digest.delivery.mailgun import MailgunBackend
-from digest.delivery.outbox import OutboxBackend
-from digest.delivery.postmark import PostmarkBackend
-from digest.delivery.sendgrid import SendGridBackend
-from digest.delivery.smtp import SMTPBackend
 
-BACKENDS: dict[str, type[Backend]] = {
-    backend.name: backend
-    for backend in (OutboxBackend, SMTPBackend, SendGridBackend, MailgunBackend, PostmarkBackend, ConsoleBackend)
+# Where each backend lives. A send imports only the one it uses: an SMTP send need not load the
+# HTTP client the services use (time and memory at every start).
+_WHERE: dict[str, tuple[str, str]] = {
+    "outbox": ("digest.delivery.outbox", "OutboxBackend"),
+    "smtp": ("digest.delivery.smtp", "SMTPBackend"),
+    "sendgrid": ("digest.delivery.sendgrid", "SendGridBackend"),
+    "mailgun": ("digest.delivery.mailgun", "MailgunBackend"),
+    "postmark": ("digest.delivery.postmark", "PostmarkBackend"),
+    "console": ("digest.delivery.console", "ConsoleBackend"),
 }
+
+
+class _Backends(Mapping[str, type[Backend]]):
+    """The backend classes by name, each imported when first looked up."""
+
+    def __getitem__(self, name: str) -> type[Backend]:
+        module, attr = _WHERE[name]
+        cls: type[Backend] = getattr(importlib.import_module(module), attr)
+        return cls
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_WHERE)
+
+    def __len__(self) -> int:
+        return len(_WHERE)
+
+
+BACKENDS: Mapping[str, type[Backend]] = _Backends()
 
 
 def backend_from_settings(
