@@ -269,6 +269,13 @@ def send_part(
         f"{workers_rate:.0f} messages/s, {workers_rate / ours_rate:.2f}x one process"
     )
     workers_s = RECIPIENTS / workers_rate
+    if os.environ.get("DIGEST_TEST_DATABASE_URL"):  # scripts/postgres.sh sets it
+        one_pg, _, _ = send_with_workers(work, cfg, port, sink_bin, user, env, state_url=pg_schema("one"), workers=1)
+        many_pg, many_cpu, _ = send_with_workers(work, cfg, port, sink_bin, user, env, state_url=pg_schema("many"))
+        print(
+            f"  on PostgreSQL: one process {one_pg:.0f} messages/s, --workers {WORKERS} {many_pg:.0f} messages/s, "
+            f"{many_pg / one_pg:.2f}x ({many_cpu:.1f} s CPU in all)"
+        )
     print(f"  where the time goes ({os.cpu_count()} cores; smtp-sink shares them):")
     print(
         f"    digest send: {ours_s:.1f} s wall, {ours_cpu:.1f} s CPU ({ours_cpu / ours_s:.0%} of one core); "
@@ -282,12 +289,22 @@ def send_part(
 
 
 def send_with_workers(
-    work: Path, cfg: Path, port: int, sink_bin: Path, user: list[str], env: dict[str, str]
+    work: Path,
+    cfg: Path,
+    port: int,
+    sink_bin: Path,
+    user: list[str],
+    env: dict[str, str],
+    *,
+    state_url: str | None = None,
+    workers: int = WORKERS,
 ) -> tuple[float, float, float]:
-    """Messages per second of `digest send --workers WORKERS` to the same sink, on its own state;
-    the CPU seconds of all its processes; the sink's CPU seconds meanwhile."""
-    wcfg = work / "send" / "workers.toml"
-    wcfg.write_text(cfg.read_text() + f'\n[state]\nurl = "sqlite:///{work / "workers.sqlite3"}"\n')
+    """Messages per second of `digest send --workers N` to the same sink, on its own state (a
+    SQLite file unless ``state_url``); the CPU seconds of all its processes; the sink's CPU
+    seconds meanwhile."""
+    wcfg = work / "send" / f"workers-{workers}.toml"
+    url = state_url or f"sqlite:///{work / f'workers-{workers}.sqlite3'}"
+    wcfg.write_text(cfg.read_text() + f'\n[state]\nurl = "{url}"\n')
     wsettings = load_config(wcfg)
     with Store(wsettings.state_url) as wstore:
         ingest(wsettings, wstore, now=NOW)
@@ -306,7 +323,7 @@ def send_with_workers(
                 "--as-of",
                 AS_OF,
                 "--workers",
-                str(WORKERS),
+                str(workers),
             ],
             env,
         )
@@ -315,6 +332,21 @@ def send_with_workers(
     if f"{RECIPIENTS} delivered" not in out:
         raise SystemExit(f"digest send --workers did not deliver everything: {out.strip()} {err.strip()}")
     return RECIPIENTS / secs, cpu, sink_cpu
+
+
+def pg_schema(name: str) -> str:
+    """A fresh schema of the PostgreSQL database scripts/postgres.sh started, as a state URL."""
+    import sqlalchemy as sa
+
+    server = os.environ["DIGEST_TEST_DATABASE_URL"]
+    schema = f"bench_{name}"
+    engine = sa.create_engine(server)
+    with engine.begin() as conn:
+        conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        conn.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    engine.dispose()
+    sep = "&" if "?" in server else "?"
+    return f"{server}{sep}options=-csearch_path%3D{schema}"
 
 
 def dry_run_on(work: Path, cfg: Path, label: str, url: str, env: dict[str, str], digest: list[str]) -> None:
