@@ -311,3 +311,61 @@ def test_envelope_addresses_are_written_as_smtplib_writes_them(address: str) -> 
     import smtplib
 
     assert angle_address(address) == smtplib.quoteaddr(address)
+
+
+class _SilentAfterHello:
+    """A TCP server on 127.0.0.1 that greets, answers EHLO, and then never answers again (a relay
+    that hung); it keeps the connection open until the test ends."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            conn.sendall(b"220 hung.example ESMTP\r\n")
+            conn.recv(1024)  # EHLO
+            conn.sendall(b"250-hung.example\r\n250 PIPELINING\r\n")
+
+    def __enter__(self) -> _SilentAfterHello:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()
+
+
+def test_a_server_that_stops_answering_times_out_and_the_messages_wait_for_a_retry(
+    write_config, tmp_path: Path, fixed_now
+) -> None:
+    """Each connection waits at most delivery.smtp.timeout for a reply; then the message is a
+    retry (nothing was handed over) and the send ends instead of hanging."""
+    with _SilentAfterHello() as server:
+        settings, store, slot, _ = newsletter(
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port, connections=2, more="timeout = 0.5"),
+            subscribers=addresses(2),
+            now=fixed_now,
+        )
+        clock = FakeClock(fixed_now)
+        retry = Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        report = send_issue(settings, store, slot, now=fixed_now, sender=retry, stop=lambda: bool(clock.sleeps))
+    counts = store.deliveries.counts(slot.key)
+    assert counts == {"retry": 2}, report.message
+    details = {r.detail for r in store.deliveries.with_status(slot.key, ("retry",))}
+    assert all(d is not None and "timed out" in d for d in details), details
