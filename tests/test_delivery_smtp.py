@@ -369,3 +369,46 @@ def test_a_server_that_stops_answering_times_out_and_the_messages_wait_for_a_ret
     assert counts == {"retry": 2}, report.message
     details = {r.detail for r in store.deliveries.with_status(slot.key, ("retry",))}
     assert all(d is not None and "timed out" in d for d in details), details
+
+
+def test_content_larger_than_the_socket_takes_goes_out_in_pieces_when_it_is_writable() -> None:
+    """A non-blocking socket takes a big content in pieces: flush() writes what it can, asks the
+    selector to watch for the socket to be writable, and finishes on later calls — the bytes the
+    peer gets are exactly the content."""
+    import selectors
+    import socket
+    import threading
+
+    from digest.delivery.smtp_wire import READ, WRITE, Lane
+
+    ours, peer = socket.socketpair()
+    selector = selectors.DefaultSelector()
+    try:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ours.setblocking(False)
+        lane = Lane(0)
+        lane.sock, lane.events = ours, READ
+        selector.register(ours, READ, lane)
+        content = bytes(range(256)) * 4096  # 1 MB
+        lane.out = memoryview(content)
+        assert lane.flush(selector) is False  # the socket took only part of it
+        assert lane.events == READ | WRITE and lane.out is not None and 0 < len(lane.out) < len(content)
+        got = bytearray()
+
+        def read_all() -> None:
+            while len(got) < len(content):
+                got.extend(peer.recv(65536))
+
+        reader = threading.Thread(target=read_all)
+        reader.start()
+        rounds = 1
+        while not lane.flush(selector):
+            rounds += 1
+            assert selector.select(timeout=10), "the socket became writable"
+        reader.join(timeout=10)
+        assert bytes(got) == content and rounds > 1
+        assert lane.out is None and lane.events == READ  # back to waiting for the reply
+    finally:
+        ours.close()
+        peer.close()
+        selector.close()
