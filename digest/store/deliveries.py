@@ -4,7 +4,7 @@ digest.delivery.ledger), and what `digest status` and the send loop read of them
 from __future__ import annotations
 
 import operator
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,15 +24,17 @@ _NOT_IN_FLIGHT = {"owner": None, "claim": None, "lease_until": None, "handed": F
 _LEFT = "subscriber left before delivery"
 
 
+# The rows a sender's claim still holds (each statement below writes only those).
+_HELD = (
+    d.c.issue_key == sa.bindparam("b_key"),
+    d.c.email == sa.bindparam("b_email"),
+    d.c.claim == sa.bindparam("b_claim"),
+)
 # Recording an outcome runs once per message (each is committed as the server answers it), so the
 # statement is built once: building it per call cost more CPU than executing it.
 _RECORD = (
     d.update()
-    .where(
-        d.c.issue_key == sa.bindparam("b_key"),
-        d.c.email == sa.bindparam("b_email"),
-        d.c.claim == sa.bindparam("b_claim"),
-    )
+    .where(*_HELD)
     .values(
         status=sa.bindparam("b_status"),
         message_id=sa.bindparam("b_message_id"),
@@ -45,15 +47,35 @@ _RECORD = (
 )
 # A claimed delivery's message is about to go out: marked (and committed) before its content is
 # sent, so a crash leaves exactly the messages that may have arrived marked.
-_HAND_OVER = (
-    d.update()
-    .where(
-        d.c.issue_key == sa.bindparam("b_key"),
-        d.c.email == sa.bindparam("b_email"),
-        d.c.claim == sa.bindparam("b_claim"),
-    )
-    .values(handed=True)
-)
+_HAND_OVER = d.update().where(*_HELD).values(handed=True)
+
+
+def _outcome_params(
+    key: str,
+    claim: str,
+    outcomes: Sequence[tuple[DeliveryResult, datetime | None]],
+    now: Any,
+    moment: Callable[[datetime], Any],
+) -> list[dict[str, Any]]:
+    """_RECORD's parameters for each outcome; ``moment`` turns a next attempt into what the
+    statement takes (as ``now`` already was)."""
+    return [
+        {
+            "b_key": key,
+            "b_claim": claim,
+            "b_now": now,
+            "b_email": r.recipient,
+            "b_status": r.status,
+            "b_message_id": r.message_id,
+            "b_detail": r.detail,
+            "b_next": None if nxt is None else moment(nxt),
+        }
+        for r, nxt in outcomes
+    ]
+
+
+def _hand_over_params(key: str, claim: str, emails: Sequence[str]) -> list[dict[str, Any]]:
+    return [{"b_key": key, "b_claim": claim, "b_email": e} for e in emails]
 
 
 class _DriverStatement:
@@ -105,24 +127,8 @@ class OutcomeWriter:
         if not outcomes and not handed:
             return
         moment = self._moment
-        at = moment(now)
-        key = self.key
-        results = self._record.rows(
-            [
-                {
-                    "b_key": key,
-                    "b_claim": claim,
-                    "b_now": at,
-                    "b_email": r.recipient,
-                    "b_status": r.status,
-                    "b_message_id": r.message_id,
-                    "b_detail": r.detail,
-                    "b_next": None if nxt is None else moment(nxt),
-                }
-                for r, nxt in outcomes
-            ]
-        )
-        marks = self._hand_over.rows([{"b_key": key, "b_claim": claim, "b_email": e} for e in handed])
+        results = self._record.rows(_outcome_params(self.key, claim, outcomes, moment(now), moment))
+        marks = self._hand_over.rows(_hand_over_params(self.key, claim, handed))
         dbapi_error = self.engine.dialect.loaded_dbapi.Error
         try:
             if self._conn is None:
@@ -247,24 +253,12 @@ class DeliveriesRepository(Repository):
         Only rows still held under ``claim`` are written."""
         if not outcomes and not bounced and not handed:
             return
-        params = [
-            {
-                "b_key": key,
-                "b_claim": claim,
-                "b_now": now,
-                "b_email": r.recipient,
-                "b_status": r.status,
-                "b_message_id": r.message_id,
-                "b_detail": r.detail,
-                "b_next": nxt,
-            }
-            for r, nxt in outcomes
-        ]
+        params = _outcome_params(key, claim, outcomes, now, lambda nxt: nxt)
         with self.engine.begin() as conn:
             if params:
                 conn.execute(_RECORD, params)
             if handed:
-                conn.execute(_HAND_OVER, [{"b_key": key, "b_claim": claim, "b_email": e} for e in handed])
+                conn.execute(_HAND_OVER, _hand_over_params(key, claim, handed))
             if bounced:
                 mark_bounced(conn, bounced, reason="the receiving server refused the address", now=now)
 
