@@ -148,9 +148,6 @@ class GroupCommit:
             with self._lock:
                 self._closed = True
 
-    def submit(self, item: Pending) -> None:
-        self.wait(self.enqueue(item))
-
     def enqueue(self, item: Pending) -> _Ticket:
         with self._lock:
             if self._error is not None:
@@ -259,8 +256,9 @@ class Ledger:
     def take_over_stopped(self, now: datetime) -> int:
         """Give back as pending the in-flight deliveries of senders that stopped: whose heartbeat
         (the claim's lease, renewed while the sender lives) has expired. Returns how many; those
-        that were on their way are counted as interrupted (each may be one duplicate). A sender is never judged gone from its process id: one in another
-        PID namespace on the same host (a second container) would look dead and be robbed."""
+        that were on their way are counted as interrupted (each may be one duplicate). A sender is
+        never judged gone from its process id: one in another PID namespace on the same host (a
+        second container) would look dead and be robbed."""
         n = 0
         for owner, lease_until, _count in self.store.deliveries.inflight_owners(self.key):
             if owner == self.owner:
@@ -334,39 +332,33 @@ class Ledger:
             tally.sent += 1
         return r, None
 
+    def _queue(self, item: Pending) -> Callable[[], None]:
+        """Queue ``item`` for the group commit and return the wait for it to be durable; outside
+        :meth:`recording` it is written at once (and the wait returns at once)."""
+        recorder = self._recorder
+        if recorder is None:
+            self._commit_group([item])
+            return lambda: None
+        ticket = recorder.enqueue(item)
+        return lambda: recorder.wait(ticket)  # raises RecordingFailed when it could not be kept
+
     def hand_over(self, claim: Claim, recipient: str, now: datetime) -> Callable[[], None]:
         """Queue the mark that ``recipient``'s message is about to go out and return the wait for
         it to be durable (the content must not go out before): after a crash, exactly the marked
         deliveries without an outcome may have arrived, which is what ``digest status`` counts."""
-        recorder = self._recorder
-        if recorder is None:
-            self._commit_group([(claim.id, HandOver(recipient), False, now)])
-            return lambda: None
-        ticket = recorder.enqueue((claim.id, HandOver(recipient), False, now))
-        return lambda: recorder.wait(ticket)
-
-    def record_one(self, claim: Claim, result: DeliveryResult, now: datetime) -> None:
-        """Make one message's outcome durable at once (called from the thread that sent it, before
-        its connection sends the next message): a crash then repeats only what was in flight."""
-        self.note(claim, result, now)()
+        return self._queue((claim.id, HandOver(recipient), False, now))
 
     def note(self, claim: Claim, result: DeliveryResult, now: datetime) -> Callable[[], None]:
-        """Queue one message's outcome for the recorder's next group commit (inside
-        :meth:`recording`; otherwise it is written at once) and return the wait for it to be
-        durable: its connection calls that before it sends the next message's content."""
+        """Queue one message's outcome for the next group commit and return the wait for it to be
+        durable: its connection calls that before it sends the next message's content (a crash
+        then repeats only what was in flight)."""
         attempts = claim.attempts.get(result.recipient, 0)
         outcome = self._outcome(claim, result, attempts, now, Recorded())
         bounced = outcome[0].status == "failed" and bool((result.extra or {}).get("bounce"))
-        recorder = self._recorder
-        if recorder is None:
-            self._commit_group([(claim.id, outcome, bounced, now)])
-            ticket = None
-        else:
-            ticket = recorder.enqueue((claim.id, outcome, bounced, now))
+        wait = self._queue((claim.id, outcome, bounced, now))
 
         def durable() -> None:
-            if recorder is not None and ticket is not None:
-                recorder.wait(ticket)  # raises RecordingFailed when it could not be kept
+            wait()
             with self._lock:
                 claim.recorded.add(result.recipient)
             self.beat(now)
