@@ -181,9 +181,7 @@ class SMTPBackend(Backend):
             assert sock is not None
             sock.setblocking(False)
             self.selector.register(sock, selectors.EVENT_READ, lane)
-            lane.conn, lane.sock, lane.events = conn, sock, selectors.EVENT_READ
-            lane.inbuf.clear()
-            lane.lines = []
+            lane.conn, lane.sock, lane.events = conn, sock, selectors.EVENT_READ  # (buffers: see _forget)
             self._counts[lane.index] = 0
 
     def _quit(self, lane: Lane) -> None:

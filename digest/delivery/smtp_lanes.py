@@ -45,6 +45,12 @@ from digest.errors import DeliveryConfigError
 from digest.models import DeliveryResult
 
 
+def ends_connection(code: int) -> bool:
+    """A reply after which the connection is not used again: 421 (the server is closing, RFC 5321
+    §3.8) or one that is not SMTP (smtplib's -1)."""
+    return code == 421 or not 200 <= code <= 599
+
+
 class Connections(Protocol):
     """What the loop needs of the backend (digest.delivery.smtp.SMTPBackend)."""
 
@@ -150,7 +156,7 @@ class _Steps(ABC):
         stage, ok = lane.expect.pop(0)
         state = lane.state
         if state == ENVELOPE:
-            if code == 421 or not 200 <= code <= 599:
+            if ends_connection(code):
                 # The server is closing, or said something that is not SMTP: the replies still
                 # owed will not come (or cannot be trusted).
                 lane.expect.clear()
@@ -222,7 +228,7 @@ class _Steps(ABC):
         m = lane.msg
         assert m is not None
         result = self.b.refusal(m, code, text, stage)  # a DeliveryConfigError stops the send
-        if not 200 <= code <= 599 or code == 421:
+        if ends_connection(code):
             # An unreadable reply or a server that is closing: the connection is not trusted again.
             self.b.drop(lane)
             self._finish(lane, result)
@@ -281,9 +287,7 @@ class _Steps(ABC):
             lane.state = FINAL
 
     def _read(self, lane: Lane) -> None:
-        if lane.state in (CONTENT, IDLE):
-            lane.receive()  # raises: nothing is due from the server now
-        for code, text in lane.replies():
+        for code, text in lane.replies():  # (raises if the server speaks while nothing is due)
             lane.deadline = time.monotonic() + self.timeout
             if lane.state == IDLE or not lane.expect:
                 raise Lost(f"unexpected reply {code}", unreadable=True)
