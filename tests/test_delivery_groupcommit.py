@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -13,9 +15,12 @@ import pytest
 from deliverykit import addresses, newsletter, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
+from digest.config import Settings
 from digest.delivery.ledger import GroupCommit, Pending, RecordingFailed
 from digest.models import DeliveryResult
 from digest.pipeline import send_issue
+from digest.slots import Slot
+from digest.store import Store
 from digest.store.deliveries import OutcomeWriter
 
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
@@ -148,6 +153,40 @@ class _Watching(RecordingHandler):
             self.second_message.set()
 
 
+class _HeldCommit:
+    """Holds the first commit for which ``holds(outcomes, handed)`` is true until the test lets
+    it go, and records the hand-over marks every commit writes."""
+
+    def __init__(
+        self, monkeypatch: pytest.MonkeyPatch, holds: Callable[[Sequence[object], Sequence[str]], bool]
+    ) -> None:
+        self.held, self.release = threading.Event(), threading.Event()
+        self.marked: list[list[str]] = []
+        real = OutcomeWriter.write
+
+        def write(writer, claim, outcomes, *, handed=(), **kw):  # type: ignore[no-untyped-def]
+            if handed:
+                self.marked.append(list(handed))
+            if holds(outcomes, handed) and not self.held.is_set():
+                self.held.set()
+                self.release.wait(timeout=10)
+            return real(writer, claim, outcomes, handed=handed, **kw)
+
+        monkeypatch.setattr(OutcomeWriter, "write", write)
+
+    @contextmanager
+    def sending(self, settings: Settings, store: Store, slot: Slot, now: datetime) -> Iterator[None]:
+        """Send the issue on a thread; the block runs while the commit is held, then lets it go."""
+        sending = threading.Thread(target=lambda: send_issue(settings, store, slot, now=now))
+        sending.start()
+        try:
+            assert self.held.wait(timeout=10)
+            yield
+        finally:
+            self.release.set()
+            sending.join(timeout=30)
+
+
 def test_a_connection_sends_no_content_before_its_last_outcome_is_durable(
     write_config, tmp_path: Path, fixed_now, monkeypatch
 ) -> None:
@@ -156,33 +195,17 @@ def test_a_connection_sends_no_content_before_its_last_outcome_is_durable(
     outcome's commit is held, the connection gives the second envelope and then waits; the server
     gets no second message."""
     subs = addresses(3)
-    real = OutcomeWriter.write
-    held = threading.Event()
-    release = threading.Event()
-
-    def slow_first(self, claim, outcomes, **kw):  # type: ignore[no-untyped-def]
-        if outcomes and not held.is_set():  # (the first commit with an outcome, not a mark)
-            held.set()
-            release.wait(timeout=10)
-        return real(self, claim, outcomes, **kw)
-
-    monkeypatch.setattr(OutcomeWriter, "write", slow_first)
+    commit = _HeldCommit(monkeypatch, lambda outcomes, handed: bool(outcomes))  # (an outcome, not a mark)
     handler = _Watching(subs[1])
     with SMTPServer(handler) as server:
         settings, store, slot, _ = newsletter(
             write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
         )
-        sending = threading.Thread(target=lambda: send_issue(settings, store, slot, now=fixed_now))
-        sending.start()
-        try:
-            assert held.wait(timeout=10)
+        with commit.sending(settings, store, slot, fixed_now):
             assert handler.rcpt_seen.wait(timeout=10)  # the next envelope went out meanwhile
             # ... but its content waits for the commit: no second message in a second's time.
             assert not handler.second_message.wait(timeout=1.0)
             assert len(server.received) == 1
-        finally:
-            release.set()
-            sending.join(timeout=30)
         assert len(server.received) == 3
     assert store.deliveries.counts(slot.key) == {"sent": 3}
 
@@ -193,35 +216,18 @@ def test_a_message_is_marked_as_on_its_way_durably_before_its_content_goes_out(
     """What `digest status` counts after a crash is exactly the messages marked as on their way
     and not answered: so no content may go out before its mark is durable."""
     subs = addresses(2)
-    real = OutcomeWriter.write
-    held, release = threading.Event(), threading.Event()
-    marked: list[list[str]] = []
-
-    def slow_mark(self, claim, outcomes, *, handed=(), **kw):  # type: ignore[no-untyped-def]
-        if handed:
-            marked.append(list(handed))
-            if not held.is_set():
-                held.set()
-                release.wait(timeout=10)
-        return real(self, claim, outcomes, handed=handed, **kw)
-
-    monkeypatch.setattr(OutcomeWriter, "write", slow_mark)
+    commit = _HeldCommit(monkeypatch, lambda outcomes, handed: bool(handed))
     handler = _Watching(subs[1])
     with SMTPServer(handler) as server:
         settings, store, slot, _ = newsletter(
             write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
         )
-        sending = threading.Thread(target=lambda: send_issue(settings, store, slot, now=fixed_now))
-        sending.start()
-        try:
-            assert held.wait(timeout=10)  # the first message's envelope was accepted; its mark is held
+        # The first message's envelope was accepted; its mark is held.
+        with commit.sending(settings, store, slot, fixed_now):
             assert not handler.first_message.wait(timeout=1.0)
             assert server.received == []
-        finally:
-            release.set()
-            sending.join(timeout=30)
         assert len(server.received) == 2
-    assert marked == [[subs[0]], [subs[1]]]
+    assert commit.marked == [[subs[0]], [subs[1]]]
     assert store.deliveries.counts(slot.key) == {"sent": 2}
 
 
