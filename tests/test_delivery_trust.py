@@ -576,3 +576,63 @@ def test_a_dry_run_reports_an_address_that_cannot_be_written_instead_of_crashing
     code, out, err = run_cli(capsys, "--config", str(cfg), "send", "--dry-run", "--as-of", "2025-08-11T09:00")
     assert "would go to 5 subscribers; 4 messages rendered" in out and "1 addresses cannot be written" in out, out + err
     assert f"failed: {unwritable}: not sent: no message can be made" in out and "Traceback" not in err
+
+
+# --- the state database failing mid-send: one line, nothing sent without its record ----------------
+
+
+def _failing_writes(monkeypatch: pytest.MonkeyPatch, error: Exception, after: int) -> None:
+    """The outcome writer's commits fail from the ``after``-th on (a full disk, a lost server)."""
+    from digest.store.deliveries import OutcomeWriter
+
+    real = OutcomeWriter.write
+    calls = {"n": 0}
+
+    def write(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] >= after:
+            raise error
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(OutcomeWriter, "write", write)
+
+
+@pytest.mark.parametrize(
+    "error",
+    ["state", "driver"],
+    ids=["the writer's own error", "a database error with SQL in it"],
+)
+def test_a_state_database_failing_mid_send_is_one_line_and_stops_the_send(
+    write_config,
+    tmp_path: Path,
+    fixed_now,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    error: str,
+) -> None:
+    import sqlalchemy as sa
+
+    from digest.errors import StateError
+
+    subs = addresses(20)
+    failure: Exception = (
+        StateError("state database error while recording delivery outcomes (OperationalError); the send stops")
+        if error == "state"
+        else sa.exc.OperationalError(
+            "UPDATE deliveries SET status=? WHERE email=?", {"e": subs[0]}, Exception("disk I/O error")
+        )
+    )
+    _failing_writes(monkeypatch, failure, after=3)
+    handler = RecordingHandler(pipelining=True)
+    with SMTPServer(handler) as server:
+        _, store, slot, cfg = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        code, out, err = run_cli(capsys, "--config", str(cfg), "send", "--as-of", "2025-08-11T09:00")
+    lines = err.strip().splitlines()
+    assert code == 1 and len(lines) == 1, err
+    assert lines[0].startswith("digest: error: a delivery outcome could not be recorded: state database"), err
+    assert "unexpected" not in err and "Traceback" not in err and "UPDATE" not in err and subs[0] not in err
+    # Nothing went out whose outcome or mark could not be kept: the messages sent are those the
+    # two commits that worked covered (a mark, then an outcome and the next mark).
+    assert len(handler.received) <= 2

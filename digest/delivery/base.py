@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from digest.config import DeliverySettings, NewsletterSettings
 from digest.delivery.mime import MessageTemplate, needs_smtputf8, wire_address
-from digest.errors import DeliveryConfigError
+from digest.errors import DeliveryConfigError, StateError
 from digest.models import DeliveryResult
 
 if TYPE_CHECKING:
@@ -78,9 +78,10 @@ class OutgoingMessage:
         )
 
 
-class NotDurable(Exception):
+class NotDurable(StateError):
     """An answered message's outcome could not be made durable: its connection sends nothing more
-    (what it would send could not be accounted for either)."""
+    (what it would send could not be accounted for either). A state database error, reported in
+    one line like any other."""
 
 
 class SendStopped(DeliveryConfigError):

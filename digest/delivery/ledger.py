@@ -56,8 +56,9 @@ from typing import NamedTuple
 
 from digest.config import RetrySettings
 from digest.delivery.base import NotDurable
+from digest.errors import StateError
 from digest.models import DeliveryResult
-from digest.store import Store
+from digest.store import Store, state_error_line
 from digest.store.deliveries import OutcomeWriter
 
 HOST = socket.gethostname()
@@ -247,11 +248,19 @@ class Ledger:
             if bounced:
                 bounces.append(item[0].recipient)
         now = max(when for *_, when in items)
-        for claim_id, (outcomes, bounces, handed) in groups.items():
-            if writer is not None and not bounces:
-                writer.write(claim_id, outcomes, now=now, handed=handed)
-            else:
-                self.store.deliveries.record(self.key, claim_id, outcomes, now=now, bounced=bounces, handed=handed)
+        try:
+            for claim_id, (outcomes, bounces, handed) in groups.items():
+                if writer is not None and not bounces:
+                    writer.write(claim_id, outcomes, now=now, handed=handed)
+                else:
+                    self.store.deliveries.record(self.key, claim_id, outcomes, now=now, bounced=bounces, handed=handed)
+        except Exception as exc:
+            # What reaches the connections (and the operator) is the store's one line: never the
+            # statement, never a subscriber's address.
+            line = state_error_line(exc)
+            if line is None:
+                raise
+            raise StateError(line) from None
 
     def take_over_stopped(self, now: datetime) -> int:
         """Give back as pending the in-flight deliveries of senders that stopped: whose heartbeat
