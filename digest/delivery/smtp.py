@@ -215,6 +215,9 @@ class SMTPBackend(Backend):
     def count_message(self, lane: Lane) -> None:
         self._counts[lane.index] += 1
 
+    def room_for_another(self, lane: Lane) -> bool:
+        return not self.stopping and self._counts[lane.index] + 1 < self.per_connection
+
     # --- messages ------------------------------------------------------------------------------
 
     def smtp_data(self, m: OutgoingMessage) -> bytes:

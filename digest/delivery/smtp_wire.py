@@ -12,6 +12,7 @@ import smtplib
 import socket
 import ssl
 from collections.abc import Callable, Iterator
+from typing import NamedTuple, Protocol
 
 from digest.delivery.base import OutgoingMessage
 from digest.models import DeliveryResult
@@ -41,6 +42,74 @@ class Lost(Exception):
         self.unreadable = unreadable
 
 
+Command = tuple[bytes, str, tuple[int, ...]]  # what is sent, the stage it is, the codes that accept it
+
+
+def envelope_commands(envelope: tuple[str, str], utf8: bool) -> list[Command]:
+    """MAIL FROM, RCPT TO and DATA for one message (``utf8``: the address needs SMTPUTF8)."""
+    mail_from, rcpt_to = envelope
+    encoding = "utf-8" if utf8 else "ascii"
+    return [
+        (f"MAIL FROM:{mail_from}{' SMTPUTF8' if utf8 else ''}\r\n".encode(encoding), "MAIL", (250,)),
+        (f"RCPT TO:{rcpt_to}\r\n".encode(encoding), "RCPT", (250, 251)),
+        (b"DATA\r\n", "DATA", (354,)),
+    ]
+
+
+class Ahead(NamedTuple):
+    """A message taken for a lane before its current one ended: the envelope is sent in the same
+    write as the current content (RFC 2920 allows content first in a group and DATA last)."""
+
+    job: int
+    msg: OutgoingMessage
+    data: bytes
+    envelope: tuple[str, str]
+    utf8: bool
+    commands: list[Command]
+
+
+def ends_connection(code: int) -> bool:
+    """A reply after which the connection is not used again: 421 (the server is closing, RFC 5321
+    §3.8) or one that is not SMTP (smtplib's -1)."""
+    return code == 421 or not 200 <= code <= 599
+
+
+class Connections(Protocol):
+    """What the loop needs of the backend (digest.delivery.smtp.SMTPBackend)."""
+
+    where: str
+    stopping: bool
+    selector: selectors.BaseSelector
+
+    def lanes_for(self, n: int) -> list[Lane]: ...
+
+    def ready(self, lane: Lane) -> None:
+        """Give ``lane`` a live connection (registered with the selector); raises CannotConnect
+        or DeliveryConfigError."""
+
+    def drop(self, lane: Lane) -> None: ...
+
+    def count_message(self, lane: Lane) -> None: ...
+
+    def smtp_data(self, m: OutgoingMessage) -> bytes: ...
+
+    def envelope(self, m: OutgoingMessage) -> tuple[str, str]:
+        """MAIL FROM's and RCPT TO's <address>."""
+
+    def pace_one(self) -> None: ...
+
+    def refusal(self, m: OutgoingMessage, code: int, text: bytes, stage: str) -> DeliveryResult: ...
+
+    def report(self, result: DeliveryResult) -> Callable[[], None] | None: ...
+
+    def hand_over(self, m: OutgoingMessage) -> Callable[[], None] | None:
+        """Mark ``m`` as going out; returns the wait for the mark to be durable."""
+
+    def room_for_another(self, lane: Lane) -> bool:
+        """Whether ``lane``'s connection carries another message after the current one (else it
+        is closed after it)."""
+
+
 class Lane:
     """One connection and the transaction on it."""
 
@@ -55,7 +124,7 @@ class Lane:
         self.msg: OutgoingMessage | None = None
         self.data = b""
         self.utf8 = False
-        self.commands: list[tuple[bytes, str, tuple[int, ...]]] = []  # not sent yet (no PIPELINING)
+        self.commands: list[Command] = []  # not sent yet (no PIPELINING)
         self.expect: list[tuple[str, tuple[int, ...]]] = []  # replies awaited: (stage, good codes)
         self.refusal: tuple[int, bytes, str] | None = None
         self.attempt = 1
@@ -66,6 +135,8 @@ class Lane:
         self.result: DeliveryResult | None = None  # decided, waiting for RSET's reply
         self.events = 0  # what the selector watches
         self.envelope = ("", "")  # MAIL FROM's and RCPT TO's <address>
+        # The next message, whose envelope went out right behind this one's content.
+        self.ahead: Ahead | None = None
 
     def flush(self, selector: selectors.BaseSelector) -> bool:
         """Write what is pending; True once all of it is written (else the selector watches for

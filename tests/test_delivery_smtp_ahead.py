@@ -1,0 +1,146 @@
+"""With PIPELINING, a lane sends the next message's envelope in the same write as the current
+content (digest.delivery.smtp_lanes): one write per message, and nothing lost, doubled or
+disturbed when the current message is refused or its connection drops."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deliverykit import FakeClock, addresses, newsletter, smtp_toml
+from smtpserver import RecordingHandler, SMTPServer
+
+from digest.delivery.sender import Sender
+from digest.delivery.smtp_lanes import LaneLoop
+from digest.pipeline import send_issue
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    writes: list[bytes] = []
+    original = LaneLoop._send
+
+    def send(self: LaneLoop, lane: Any, data: bytes) -> None:
+        writes.append(bytes(data))
+        original(self, lane, data)
+
+    monkeypatch.setattr(LaneLoop, "_send", send)
+    return writes
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_each_message_takes_one_write_when_its_content_carries_the_next_envelope(
+    write_config, tmp_path: Path, fixed_now, monkeypatch, pipelining: bool
+) -> None:
+    writes = count_writes(monkeypatch)
+    subs = addresses(20)
+    with SMTPServer(RecordingHandler(pipelining=pipelining)) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        report = send_issue(settings, store, slot, now=fixed_now)
+    assert report.counts == {"sent": 20}
+    assert sorted(server.handler.per_recipient()) == subs and max(server.handler.per_recipient().values()) == 1
+    for r in server.received:  # each message whole: its own To:, no command inside it
+        assert r.message["To"] == r.rcpt_tos[0]
+        assert b"MAIL FROM:" not in r.raw and b"RSET" not in r.raw
+    if pipelining:
+        # The first envelope alone, then each content with the next envelope behind it (the last alone).
+        assert len(writes) == 21
+        assert all(w.endswith(b"\r\n.\r\nMAIL FROM:" + w.split(b"\r\n.\r\nMAIL FROM:")[-1]) for w in writes[1:-1])
+        assert writes[-1].endswith(b"\r\n.\r\n")
+    else:
+        assert len(writes) == 20 + 20 * 3  # the content, and MAIL, RCPT and DATA one by one
+
+
+class RefuseAtEndOfData(RecordingHandler):
+    """Answers the end of DATA with a permanent refusal for chosen recipients."""
+
+    def __init__(self, refuse_data: dict[str, str]) -> None:
+        super().__init__(pipelining=True)
+        self.refuse_data = refuse_data
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = self.refuse_data.get(envelope.rcpt_tos[0])
+        if reply is not None:
+            return reply
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_refusal_at_the_end_of_data_leaves_the_envelope_behind_it_alone(
+    write_config, tmp_path: Path, fixed_now, monkeypatch
+) -> None:
+    """No RSET follows a refused content: the server is already in the next envelope, where an
+    RSET would end that transaction or, after its DATA, become part of the next message."""
+    writes = count_writes(monkeypatch)
+    subs = addresses(12)
+    refused = {subs[2]: "554 5.7.1 Message refused by policy", subs[7]: "552 5.3.4 Message too big"}
+    with SMTPServer(RefuseAtEndOfData(refused)) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        report = send_issue(settings, store, slot, now=fixed_now)
+    assert report.counts == {"sent": 10, "failed": 2}
+    assert [email for email, _ in report.failures] == sorted(refused)
+    assert sorted(r.rcpt_tos[0] for r in server.received) == [s for s in subs if s not in refused]
+    for r in server.received:
+        assert r.message["To"] == r.rcpt_tos[0] and b"RSET" not in r.raw
+    assert not any(b"RSET" in w for w in writes)
+    assert len(writes) == 13  # one connection all along: nothing was reopened
+
+
+def test_connections_are_capped_and_reopened_when_pipelining(write_config, tmp_path: Path, fixed_now) -> None:
+    """No envelope goes out behind the last content a connection may carry: that connection is
+    closed after it, and the next message starts on a new one."""
+    subs = addresses(50)
+    extra = smtp_toml(0, connections=1).replace("port = 0", "port = {port}")
+    extra += "[delivery.pace]\nmessages_per_connection = 10\n"
+    with SMTPServer(RecordingHandler(pipelining=True)) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=extra.format(port=server.port), subscribers=subs, now=fixed_now
+        )
+        report = send_issue(settings, store, slot, now=fixed_now)
+    assert report.counts == {"sent": 50}
+    assert server.handler.connections == 5
+    assert max(server.handler.per_recipient().values()) == 1
+
+
+class DropAtEndOfData(RecordingHandler):
+    """Drops the connection, without keeping the message, when the content for ``victim`` ends —
+    the first time only. The next message's envelope was already on its way."""
+
+    def __init__(self, victim: str) -> None:
+        super().__init__(pipelining=True)
+        self.victim = victim
+        self.dropped = 0
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        if envelope.rcpt_tos[0] == self.victim and not self.dropped:
+            self.dropped += 1
+            server.transport.abort()
+            return "250 OK"  # never reaches the client
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_a_connection_lost_after_the_content_sends_the_envelope_behind_it_again_elsewhere(
+    write_config, tmp_path: Path, fixed_now
+) -> None:
+    subs = addresses(10)
+    handler = DropAtEndOfData(victim=subs[3])
+    clock = FakeClock(fixed_now)
+    retry = "[delivery.retry]\nmax_attempts = 5\nbase_delay = 2\nmax_delay = 60\n"
+    with SMTPServer(handler) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1) + retry, subscribers=subs, now=fixed_now
+        )
+        report = send_issue(
+            settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        )
+    assert handler.dropped == 1
+    assert report.counts == {"sent": 10}
+    per = handler.per_recipient()
+    assert sorted(per) == subs and max(per.values()) == 1
+    # The message whose envelope followed the lost content went out on the next connection at
+    # once; only the lost one waited for a retry (it might have arrived: counted as interrupted).
+    assert handler.connections == 2
+    assert clock.sleeps
