@@ -226,14 +226,16 @@ class DeliveriesRepository(Repository):
             rows = conn.execute(
                 sa.select(d.c.email, d.c.name, d.c.attempts, subscribers.c.status.label("sub"))
                 .select_from(d.outerjoin(subscribers, subscribers.c.email == d.c.email))
-                .where(d.c.issue_key == key, d.c.claim == claim)
+                # (the status first: its index finds the batch; by the claim alone, every
+                # delivery of the issue would be read for each claim)
+                .where(d.c.issue_key == key, d.c.status == "inflight", d.c.claim == claim)
                 .order_by(d.c.email)
             ).all()
             gone = [r.email for r in rows if r.sub is not None and r.sub != "active"]
             if gone:
                 conn.execute(
                     d.update()
-                    .where(d.c.issue_key == key, d.c.claim == claim, d.c.email.in_(gone))
+                    .where(d.c.issue_key == key, d.c.status == "inflight", d.c.claim == claim, d.c.email.in_(gone))
                     .values(status="skipped", detail=_LEFT, updated_at=now, **_NOT_IN_FLIGHT)
                 )
         return [(r.email, r.name, r.attempts) for r in rows if r.sub is None or r.sub == "active"]
