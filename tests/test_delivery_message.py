@@ -12,7 +12,7 @@ import pytest
 from renderdata import golden_issue, make_settings
 
 import digest.render.issue as issue_module
-from digest.delivery.mime import build_message
+from digest.delivery.mime import MessageTemplate, build_message
 from digest.render.issue import EMAIL_MARK, TOKEN_MARK, render_issue
 from digest.tokens import TokenSigner
 
@@ -76,6 +76,19 @@ def test_message_ids_are_unique(rendered, settings) -> None:
         for _ in range(50)
     }
     assert len(ids) == 50
+
+
+def test_a_templates_message_ids_are_unique_and_well_formed_across_senders(rendered, settings) -> None:
+    """Each sender (a worker, another machine) makes its own template for the issue: the ids of
+    all of them never meet, and each is a msg-id (RFC 5322 §3.6.4) on the sender's domain."""
+    ids = [MessageTemplate(rendered, settings.newsletter).new_message_id() for _ in range(200)]
+    one = MessageTemplate(rendered, settings.newsletter)
+    ids += [one.new_message_id() for _ in range(5000)]
+    assert len(set(ids)) == len(ids)
+    atext = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
+    for mid in ids[::97]:
+        assert re.fullmatch(rf"<{atext}(\.{atext})*@news\.example\.org>", mid), mid
+        assert rendered.key.replace(" ", "") in mid
 
 
 def test_unsubscribe_base_with_a_query_keeps_it(tmp_path: Path) -> None:

@@ -25,13 +25,14 @@ from __future__ import annotations
 
 import binascii
 import html as htmllib
+import itertools
 import re
 import secrets
 from datetime import datetime
 from email.headerregistry import Address
 from email.message import EmailMessage, MIMEPart
 from email.policy import EmailPolicy
-from email.utils import format_datetime, formataddr, make_msgid, parseaddr
+from email.utils import format_datetime, formataddr, parseaddr
 from urllib.parse import quote, urlsplit, urlunsplit
 
 from digest.config import NewsletterSettings
@@ -337,7 +338,10 @@ class MessageTemplate:
         self.envelope_from = wire_address(nl.sender_address)
         self._msgid_domain = ascii_domain(nl.sender_domain)
         self._date: tuple[datetime, bytes] | None = None
-        self.msgid_idstring = rendered.key.replace(" ", "")
+        # Message-IDs: the issue key and 64 random bits once per template, then a count (make_msgid
+        # reads the clock, the process id and the random generator again for every message).
+        self._msgid_prefix = f"<{rendered.key.replace(' ', '')}.{secrets.token_hex(8)}."
+        self._msgid_count = itertools.count(1)
         # The reference message, built once with placeholder values, gives the constant header
         # fields exactly as the email package encodes them (RFC 2047 words, folding).
         ref = build_message(
@@ -416,7 +420,7 @@ class MessageTemplate:
         return self._date[1]
 
     def new_message_id(self) -> str:
-        return make_msgid(idstring=self.msgid_idstring, domain=self._msgid_domain)
+        return f"{self._msgid_prefix}{next(self._msgid_count)}@{self._msgid_domain}>"
 
     def render(self, *, to: str, token: str, date: datetime, message_id: str, name: str | None = None) -> bytes:
         """The whole message for one recipient (``name``: the subscriber's, if any), CRLF line
