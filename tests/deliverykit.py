@@ -1,5 +1,5 @@
-"""Helpers for the delivery tests: a controllable clock, and a newsletter with articles and
-subscribers ready to send."""
+"""Helpers for the delivery tests: a controllable clock, a newsletter with articles and
+subscribers ready to send, and a send that retries on that clock."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from conftest import write_article
+from smtpserver import RecordingHandler, SMTPServer
 
 from digest.config import Settings, load_config
-from digest.pipeline import Slot, due_slot, ingest, sync_subscribers
+from digest.delivery.sender import Sender, SendReport
+from digest.pipeline import Slot, due_slot, ingest, send_issue, sync_subscribers
 from digest.store import Store
 
 
@@ -63,3 +65,29 @@ def newsletter(
 
 def smtp_toml(port: int, *, connections: int = 2, security: str = "none", more: str = "") -> str:
     return f'[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{security}"\nconnections = {connections}\n{more}\n'
+
+
+def send_with_retries(
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    now: datetime,
+    handler: RecordingHandler,
+    *,
+    subscribers: list[str],
+    connections: int,
+    max_attempts: int,
+) -> tuple[SendReport, FakeClock]:
+    """Send the issue to an SMTP server run by ``handler``; the retries wait on a FakeClock (the
+    returned one) until every delivery is decided."""
+    clock = FakeClock(now)
+    retry = f"[delivery.retry]\nmax_attempts = {max_attempts}\nbase_delay = 2\nmax_delay = 60\n"
+    with SMTPServer(handler) as server:
+        settings, store, slot, _ = newsletter(
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port, connections=connections) + retry,
+            subscribers=subscribers,
+            now=now,
+        )
+        sender = Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        return send_issue(settings, store, slot, now=now, sender=sender), clock

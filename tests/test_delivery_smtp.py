@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from deliverykit import FakeClock, addresses, newsletter, smtp_toml
+from deliverykit import FakeClock, addresses, newsletter, send_with_retries, smtp_toml
 from smtpserver import FaultyHandler, RecordingHandler, SMTPServer
 
 from digest.delivery.base import OutgoingMessage
@@ -124,15 +124,9 @@ def test_flaky_server_gets_everything_once(
     monkeypatch.setattr(LaneLoop, "_send", send)
     subs = addresses(400)
     handler = FaultyHandler(temporary=0.20, drops=0.05, seed=11, pipelining=pipelining)
-    clock = FakeClock(fixed_now)
-    retry = "[delivery.retry]\nmax_attempts = 40\nbase_delay = 2\nmax_delay = 60\n"
-    with SMTPServer(handler) as server:
-        settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, connections=3) + retry, subscribers=subs, now=fixed_now
-        )
-        report = send_issue(
-            settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
-        )
+    report, clock = send_with_retries(
+        write_config, tmp_path, fixed_now, handler, subscribers=subs, connections=3, max_attempts=40
+    )
     assert report.outcome == "sent", report.message
     assert report.counts == {"sent": 400}
     per = handler.per_recipient()

@@ -8,10 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deliverykit import FakeClock, addresses, newsletter, smtp_toml
+from deliverykit import addresses, newsletter, send_with_retries, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
-from digest.delivery.sender import Sender
 from digest.delivery.smtp_lanes import LaneLoop
 from digest.pipeline import send_issue
 
@@ -127,15 +126,9 @@ def test_a_connection_lost_after_the_content_sends_the_envelope_behind_it_again_
 ) -> None:
     subs = addresses(10)
     handler = DropAtEndOfData(victim=subs[3])
-    clock = FakeClock(fixed_now)
-    retry = "[delivery.retry]\nmax_attempts = 5\nbase_delay = 2\nmax_delay = 60\n"
-    with SMTPServer(handler) as server:
-        settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, connections=1) + retry, subscribers=subs, now=fixed_now
-        )
-        report = send_issue(
-            settings, store, slot, now=fixed_now, sender=Sender(settings, store, clock=clock.now, sleep=clock.sleep)
-        )
+    report, clock = send_with_retries(
+        write_config, tmp_path, fixed_now, handler, subscribers=subs, connections=1, max_attempts=5
+    )
     assert handler.dropped == 1
     assert report.counts == {"sent": 10}
     per = handler.per_recipient()
