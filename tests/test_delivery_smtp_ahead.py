@@ -4,6 +4,7 @@ disturbed when the current message is refused or its connection drops."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ from deliverykit import addresses, newsletter, send_with_retries, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
 from digest.delivery.smtp_lanes import LaneLoop
+from digest.errors import DeliveryConfigError
 from digest.pipeline import send_issue
 
 
@@ -137,3 +139,81 @@ def test_a_connection_lost_after_the_content_sends_the_envelope_behind_it_again_
     # once; only the lost one waited for a retry (it might have arrived: counted as interrupted).
     assert handler.connections == 2
     assert clock.sleeps
+
+
+class RefuseSenderOnce(RecordingHandler):
+    """Refuses the sender (a settings problem: the send stops) at the ``n``-th MAIL only: the other
+    connections' envelopes are accepted, and their servers wait for the content."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__(pipelining=True)
+        self.n = n
+        self.mails = 0
+
+    async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: Any) -> str:
+        with self.lock:
+            self.mails += 1
+            refuse = self.mails == self.n
+        if refuse:
+            return "553 5.7.1 Sender address rejected: not owned by user"
+        envelope.mail_from = address
+        return "250 OK"
+
+
+def test_a_send_stopped_by_the_settings_closes_connections_left_in_an_envelope(
+    write_config, tmp_path: Path, fixed_now
+) -> None:
+    """When one connection learns the sender is refused, another may have an envelope out behind
+    its content: that connection's server waits for the content (after its 354 a QUIT would be
+    read as part of a message, and smtplib would wait out delivery.smtp.timeout for a reply). It is
+    closed, not told QUIT; the message behind it stays pending, and the send stops at once."""
+    subs = addresses(40)
+    handler = RefuseSenderOnce(12)
+    with SMTPServer(handler) as server:
+        settings, store, slot, _ = newsletter(
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port, connections=3, more="timeout = 20"),
+            subscribers=subs,
+            now=fixed_now,
+        )
+        started = time.monotonic()
+        with pytest.raises(DeliveryConfigError, match="refused the sender"):
+            send_issue(settings, store, slot, now=fixed_now)
+        took = time.monotonic() - started
+    assert took < 10, f"the send waited {took:.0f} s for a server in the middle of an envelope"
+    counts = store.deliveries.counts(slot.key)
+    assert counts.get("sent", 0) == len(server.received) and sum(counts.values()) == 40
+    assert set(counts) <= {"sent", "pending"}
+
+
+class ExtraLineAfterData(RecordingHandler):
+    """Answers one end of DATA with its 250 and then a second reply nobody asked for."""
+
+    def __init__(self, victim: str, pipelining: bool) -> None:
+        super().__init__(pipelining=pipelining)
+        self.victim = victim
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        reply = await super().handle_DATA(server, session, envelope)
+        if envelope.rcpt_tos[0] == self.victim:
+            return reply + "\r\n250 and one more thing"
+        return reply
+
+
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_a_reply_nobody_asked_for_ends_only_that_connection(
+    write_config, tmp_path: Path, fixed_now, pipelining: bool
+) -> None:
+    """A server that sends one reply too many after a message: the message stands; the extra
+    reply is taken for the next command's (or arrives between messages), so the replies no longer
+    match the commands, and that connection is closed. The message whose envelope it was goes out
+    on a new connection (nothing of it was handed over), never marked failed for the server's slip."""
+    subs = addresses(12)
+    handler = ExtraLineAfterData(subs[4], pipelining)
+    report, _clock = send_with_retries(
+        write_config, tmp_path, fixed_now, handler, subscribers=subs, connections=1, max_attempts=5
+    )
+    assert report.counts == {"sent": 12}, report.message
+    assert sorted(handler.per_recipient()) == subs and max(handler.per_recipient().values()) == 1
+    assert handler.connections == 2

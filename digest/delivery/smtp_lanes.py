@@ -123,6 +123,10 @@ class _Steps(ABC):
 
     def _reply(self, lane: Lane, code: int, text: bytes) -> None:
         stage, ok = lane.expect.pop(0)
+        if code not in ok and 200 <= code < 400:
+            # Neither a refusal nor the answer this command waits for: the replies are out of step
+            # with the commands (a server that answered one twice), and none can be matched now.
+            raise Lost(f"reply {code} to {stage} is out of step with the commands")
         state = lane.state
         if state == ENVELOPE:
             if ends_connection(code):
@@ -213,7 +217,11 @@ class _Steps(ABC):
         if ahead is None:
             return
         if self.error is not None or self.b.stopping or lane.conn is None:
+            # The message waits for another send. A server left in its envelope waits for the
+            # content (after its 354, a QUIT would be read as part of a message): close, no QUIT.
             self.returned.append(ahead.job)
+            if lane.conn is not None:
+                self.b.drop(lane)
             return
         lane.job, lane.msg, lane.attempt = ahead.job, ahead.msg, 1
         lane.utf8, lane.data, lane.envelope = ahead.utf8, ahead.data, ahead.envelope
@@ -250,9 +258,13 @@ class _Steps(ABC):
     def _lost(self, lane: Lane, exc: Lost) -> None:
         """The connection failed mid-transaction (see the module's notes for what it means)."""
         m = lane.msg
-        assert m is not None
         state = lane.state
         self._drop(lane)
+        if m is None:
+            # Between messages (a reply nobody asked for after the last one): the message stands,
+            # and only the connection, whose replies can no longer be matched, is done.
+            lane.state = IDLE
+            return
         if lane in self.waiting_content:
             self.waiting_content.remove(lane)
         where = self.b.where
