@@ -283,17 +283,6 @@ class _Steps(ABC):
         else:
             self._finish(lane, DeliveryResult(m.recipient, "retry", None, f"connection to {where} lost: {exc}"))
 
-    def _unexpected(self, lane: Lane, exc: Exception) -> None:
-        m = lane.msg
-        self._drop(lane)
-        if m is None:  # between messages: only the connection is lost
-            lane.state = IDLE
-            return
-        self._finish(
-            lane,
-            DeliveryResult(m.recipient, "failed", None, f"not sent: {exc.__class__.__name__}: {exc}", {"ours": "1"}),
-        )
-
     def _send(self, lane: Lane, data: bytes) -> None:
         lane.out = memoryview(data)
         lane.deadline = time.monotonic() + self.timeout
@@ -395,6 +384,17 @@ class LaneLoop(_Steps):
             raise
         except Exception as exc:  # noqa: BLE001 - one recipient's problem never stops a batch
             self._unexpected(lane, exc)
+
+    def _unexpected(self, lane: Lane, exc: Exception) -> None:
+        m = lane.msg
+        self._drop(lane)
+        if m is None:  # between messages: only the connection is lost
+            lane.state = IDLE
+            return
+        self._finish(
+            lane,
+            DeliveryResult(m.recipient, "failed", None, f"not sent: {exc.__class__.__name__}: {exc}", {"ours": "1"}),
+        )
 
     def _release_content(self) -> None:
         """Wait until the outcomes the collected lanes reported last are durable (the first wait
