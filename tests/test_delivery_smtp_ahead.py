@@ -160,13 +160,13 @@ class RefuseSenderOnce(RecordingHandler):
         return "250 OK"
 
 
-def test_a_send_stopped_by_the_settings_closes_connections_left_in_an_envelope(
+def test_a_send_stopped_by_the_settings_leaves_the_messages_behind_contents_pending(
     write_config, tmp_path: Path, fixed_now
 ) -> None:
-    """When one connection learns the sender is refused, another may have an envelope out behind
-    its content: that connection's server waits for the content (after its 354 a QUIT would be
-    read as part of a message, and smtplib would wait out delivery.smtp.timeout for a reply). It is
-    closed, not told QUIT; the message behind it stays pending, and the send stops at once."""
+    """When one connection learns the sender is refused, others may have an envelope out behind
+    their content. The send stops at once, with no error of its own; what was accepted is sent,
+    and the messages whose envelopes were out stay pending for the next send. (Their connections
+    are closed without QUIT, which a server that has answered DATA would read as content.)"""
     subs = addresses(40)
     handler = RefuseSenderOnce(12)
     with SMTPServer(handler) as server:
@@ -181,7 +181,7 @@ def test_a_send_stopped_by_the_settings_closes_connections_left_in_an_envelope(
         with pytest.raises(DeliveryConfigError, match="refused the sender"):
             send_issue(settings, store, slot, now=fixed_now)
         took = time.monotonic() - started
-    assert took < 10, f"the send waited {took:.0f} s for a server in the middle of an envelope"
+    assert took < 10, f"the send took {took:.0f} s to stop"
     counts = store.deliveries.counts(slot.key)
     assert counts.get("sent", 0) == len(server.received) and sum(counts.values()) == 40
     assert set(counts) <= {"sent", "pending"}
