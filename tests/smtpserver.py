@@ -1,4 +1,5 @@
-"""A real SMTP server on 127.0.0.1 for tests (aiosmtpd), keeping what it receives.
+"""A real SMTP server on 127.0.0.1 for tests (aiosmtpd), keeping what it receives, and a bare TCP
+server for what aiosmtpd will not say (:class:`RawServer`).
 
 :class:`RecordingHandler` records every accepted message and can refuse chosen recipients.
 :class:`FaultyHandler` adds a misbehaving server: temporary refusals (421/451) and dropped
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import email
 import random
+import socket
 import ssl
 import threading
 from collections import Counter
@@ -185,3 +187,36 @@ class _Authenticator:
             if self.logins.get(user) == password:
                 return AuthResult(success=True)
         return AuthResult(success=False, handled=False)
+
+
+class RawServer:
+    """A bare TCP server on 127.0.0.1 for replies no SMTP server library gives (a greeting that is
+    not SMTP, a relay that hangs): each accepted connection is handed to ``talk``, on the server's
+    thread, and every connection is closed when the server stops."""
+
+    def __init__(self, talk: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen()
+        self.port = self.sock.getsockname()[1]
+        self.talk = talk
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            self.talk(conn)
+
+    def __enter__(self) -> RawServer:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sock.close()
+        for conn in self.conns:
+            conn.close()

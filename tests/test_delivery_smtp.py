@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 import trustme
 from deliverykit import FakeClock, addresses, newsletter, send_with_retries, smtp_toml
-from smtpserver import FaultyHandler, RecordingHandler, SMTPServer
+from smtpserver import FaultyHandler, RawServer, RecordingHandler, SMTPServer
 
 from digest.delivery.base import OutgoingMessage
 from digest.delivery.mime import smtp_data
@@ -307,40 +308,12 @@ def test_envelope_addresses_are_written_as_smtplib_writes_them(address: str) -> 
     assert angle_address(address) == smtplib.quoteaddr(address)
 
 
-class _SilentAfterHello:
-    """A TCP server on 127.0.0.1 that greets, answers EHLO, and then never answers again (a relay
-    that hung); it keeps the connection open until the test ends."""
-
-    def __init__(self) -> None:
-        import socket
-        import threading
-
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.conns: list[socket.socket] = []
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.conns.append(conn)
-            conn.sendall(b"220 hung.example ESMTP\r\n")
-            conn.recv(1024)  # EHLO
-            conn.sendall(b"250-hung.example\r\n250 PIPELINING\r\n")
-
-    def __enter__(self) -> _SilentAfterHello:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
-        for conn in self.conns:
-            conn.close()
+def _silent_after_hello(conn: socket.socket) -> None:
+    """Greet, answer EHLO, then never answer again (a relay that hung); the connection stays open
+    until the test ends."""
+    conn.sendall(b"220 hung.example ESMTP\r\n")
+    conn.recv(1024)  # EHLO
+    conn.sendall(b"250-hung.example\r\n250 PIPELINING\r\n")
 
 
 def test_a_server_that_stops_answering_times_out_and_the_messages_wait_for_a_retry(
@@ -348,7 +321,7 @@ def test_a_server_that_stops_answering_times_out_and_the_messages_wait_for_a_ret
 ) -> None:
     """Each connection waits at most delivery.smtp.timeout for a reply; then the message is a
     retry (nothing was handed over) and the send ends instead of hanging."""
-    with _SilentAfterHello() as server:
+    with RawServer(_silent_after_hello) as server:
         settings, store, slot, _ = newsletter(
             write_config,
             tmp_path,
@@ -370,7 +343,6 @@ def test_content_larger_than_the_socket_takes_goes_out_in_pieces_when_it_is_writ
     selector to watch for the socket to be writable, and finishes on later calls — the bytes the
     peer gets are exactly the content."""
     import selectors
-    import socket
     import threading
 
     from digest.delivery.smtp_wire import READ, WRITE, Lane

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import email
 import os
+import socket
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from email import policy
@@ -16,7 +18,7 @@ from typing import Any
 import pytest
 from conftest import free_port
 from deliverykit import FakeClock, addresses, newsletter, smtp_toml
-from smtpserver import RecordingHandler, SMTPServer
+from smtpserver import RawServer, RecordingHandler, SMTPServer
 
 from digest.cli import main
 from digest.config import NewsletterSettings
@@ -135,42 +137,21 @@ def test_the_sample_eml_of_digest_build_has_parseable_to_and_list_unsubscribe() 
 # --- 5: an unreadable reply, a 421 greeting and a refused connection are transient ------------------
 
 
-class _OneLineServer:
-    """A TCP server on 127.0.0.1 that greets every connection with ``greeting`` and hangs up."""
+def _greet_and_hang_up(greeting: bytes) -> Callable[[socket.socket], None]:
+    """A server that greets every connection with ``greeting`` and hangs up."""
 
-    def __init__(self, greeting: bytes) -> None:
-        import socket
-        import threading
+    def talk(conn: socket.socket) -> None:
+        with conn:
+            conn.sendall(greeting)
 
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen()
-        self.port = self.sock.getsockname()[1]
-        self.greeting = greeting
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(self.greeting)
-
-    def __enter__(self) -> _OneLineServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.sock.close()
+    return talk
 
 
 @pytest.mark.parametrize("greeting", [b"421 4.3.2 Service not available, closing\r\n", b"what is this\r\n"])
 def test_a_busy_or_unreadable_server_at_connect_is_exit_3_with_when_to_retry(
     write_config, tmp_path: Path, fixed_now, capsys: pytest.CaptureFixture[str], greeting: bytes
 ) -> None:
-    with _OneLineServer(greeting) as server:
+    with RawServer(_greet_and_hang_up(greeting)) as server:
         _, store, slot, cfg = newsletter(
             write_config, tmp_path, extra=smtp_toml(server.port), subscribers=addresses(3), now=fixed_now
         )
