@@ -217,3 +217,35 @@ def test_a_reply_nobody_asked_for_ends_only_that_connection(
     assert report.counts == {"sent": 12}, report.message
     assert sorted(handler.per_recipient()) == subs and max(handler.per_recipient().values()) == 1
     assert handler.connections == 2
+
+
+@pytest.mark.parametrize("smtputf8", [False, True], ids=["without-smtputf8", "with-smtputf8"])
+def test_an_address_that_needs_smtputf8_goes_behind_a_content_only_when_the_server_offers_it(
+    write_config, tmp_path: Path, fixed_now, monkeypatch, smtputf8: bool
+) -> None:
+    """The UTF-8 address comes late in the batch, so its envelope would go out behind a content:
+    with SMTPUTF8 offered it does (MAIL … SMTPUTF8) and arrives; without, the message is decided
+    on its own, as failed with the reason, and nobody else's message is touched."""
+    writes = count_writes(monkeypatch)
+    subs = addresses(6)
+    late = "zoë@example.org"
+    with SMTPServer(RecordingHandler(pipelining=True), smtputf8=smtputf8) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        store.subscribers.add([(late, "Zoë"), ("zz@example.org", None)], now=fixed_now)
+        report = send_issue(settings, store, slot, now=fixed_now)
+    per = server.handler.per_recipient()
+    assert max(per.values()) == 1
+    if smtputf8:
+        assert report.counts == {"sent": 8}
+        assert any(
+            w.endswith(f"MAIL FROM:<digest@news.example.org> SMTPUTF8\r\nRCPT TO:<{late}>\r\nDATA\r\n".encode())
+            and b"\r\n.\r\n" in w
+            for w in writes
+        )
+    else:
+        assert report.counts == {"sent": 7, "failed": 1}
+        assert [e for e, d in report.failures] == [late] and "needs SMTPUTF8" in report.failures[0][1]
+        assert not any(late.encode() in w for w in writes)
+    assert set(per) == {*subs, "zz@example.org", *([late] if smtputf8 else [])}
