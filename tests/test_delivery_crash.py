@@ -15,6 +15,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from deliverykit import addresses, newsletter, smtp_toml
 from smtpserver import FaultyHandler, SMTPServer
 
@@ -34,7 +35,10 @@ def let_heartbeats_expire(store: Store) -> None:
         conn.execute(deliveries.update().where(deliveries.c.status == "inflight").values(lease_until=LONG_AGO))
 
 
-def test_sigkill_at_random_moments_then_resume(write_config, tmp_path: Path, fixed_now) -> None:
+# Pipelined, each content also carries the next message's envelope: a kill then also leaves
+# envelopes whose messages never went out, which must be neither lost nor counted.
+@pytest.mark.parametrize("pipelining", [False, True], ids=["one-by-one", "pipelined"])
+def test_sigkill_at_random_moments_then_resume(write_config, tmp_path: Path, fixed_now, pipelining: bool) -> None:
     subs = addresses(2000)
     seed = random.randrange(1 << 30)
     # Messages kept by the server at which the sender is killed: each before the server answers
@@ -48,7 +52,7 @@ def test_sigkill_at_random_moments_then_resume(write_config, tmp_path: Path, fix
             pending_kills.pop(0)
             os.kill(victim["pid"], signal.SIGKILL)
 
-    handler = FaultyHandler(on_message=on_message)
+    handler = FaultyHandler(on_message=on_message, pipelining=pipelining)
     with SMTPServer(handler) as server:
         toml = smtp_toml(server.port, connections=CONNECTIONS)
         _, store, slot, cfg = newsletter(write_config, tmp_path, extra=toml, subscribers=subs, now=fixed_now)
