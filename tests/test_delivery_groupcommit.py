@@ -187,13 +187,13 @@ class _HeldCommit:
             sending.join(timeout=30)
 
 
-def test_a_connection_sends_no_content_before_its_last_outcome_is_durable(
+def test_a_connection_ends_no_content_before_its_last_outcome_is_durable(
     write_config, tmp_path: Path, fixed_now, monkeypatch
 ) -> None:
-    """The wait for durability is put off until the server is ready for the next message's
-    content (the commit overlaps the next envelope's round trip), but no later: while the first
-    outcome's commit is held, the connection gives the second envelope and then waits; the server
-    gets no second message."""
+    """The wait for durability is put off until the next message's content has gone out but for
+    its end-of-data line (the commit overlaps the next envelope's round trip and the content's
+    transfer), but no later: while the first outcome's commit is held, the connection gives the
+    second envelope and content and then waits; the server gets no second message."""
     subs = addresses(3)
     commit = _HeldCommit(monkeypatch, lambda outcomes, handed: bool(outcomes))  # (an outcome, not a mark)
     handler = _Watching(subs[1])
@@ -210,11 +210,12 @@ def test_a_connection_sends_no_content_before_its_last_outcome_is_durable(
     assert store.deliveries.counts(slot.key) == {"sent": 3}
 
 
-def test_a_message_is_marked_as_on_its_way_durably_before_its_content_goes_out(
+def test_a_message_is_marked_as_on_its_way_durably_before_its_content_ends(
     write_config, tmp_path: Path, fixed_now, monkeypatch
 ) -> None:
     """What `digest status` counts after a crash is exactly the messages marked as on their way
-    and not answered: so no content may go out before its mark is durable."""
+    and not answered: so no content may end (and the server take the message) before its mark is
+    durable."""
     subs = addresses(2)
     commit = _HeldCommit(monkeypatch, lambda outcomes, handed: bool(handed))
     handler = _Watching(subs[1])

@@ -118,6 +118,7 @@ def test_flaky_server_gets_everything_once(
     original = LaneLoop._send
 
     def send(self, lane, data):  # type: ignore[no-untyped-def]
+        data = bytes(data)  # (a held content's body is a memoryview)
         if data.startswith(b"MAIL FROM:") and b"\r\nRCPT TO:" in data and data.endswith(b"\r\nDATA\r\n"):
             pipelined.append(1)
         return original(self, lane, data)

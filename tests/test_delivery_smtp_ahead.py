@@ -1,9 +1,11 @@
-"""With PIPELINING, a lane sends the next message's envelope in the same write as the current
-content (digest.delivery.smtp_lanes): one write per message, and nothing lost, doubled or
-disturbed when the current message is refused or its connection drops."""
+"""With PIPELINING, a lane sends the next message's envelope in the same write as the end of
+the current content (digest.delivery.smtp_lanes), and nothing is lost, doubled or disturbed when
+the current message is refused or its connection drops. The content itself goes out while the
+commit before it runs; only its end waits for that commit."""
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -13,8 +15,10 @@ from deliverykit import addresses, newsletter, send_with_retries, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
 from digest.delivery.smtp_lanes import LaneLoop
+from digest.delivery.smtp_wire import HELD, Lane
 from digest.errors import DeliveryConfigError
 from digest.pipeline import send_issue
+from digest.store.deliveries import OutcomeWriter
 
 
 def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
@@ -30,7 +34,7 @@ def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
-def test_each_message_takes_one_write_when_its_content_carries_the_next_envelope(
+def test_each_content_ends_in_a_write_that_carries_the_next_envelope(
     write_config, tmp_path: Path, fixed_now, monkeypatch, pipelining: bool
 ) -> None:
     writes = count_writes(monkeypatch)
@@ -45,13 +49,112 @@ def test_each_message_takes_one_write_when_its_content_carries_the_next_envelope
     for r in server.received:  # each message whole: its own To:, no command inside it
         assert r.message["To"] == r.rcpt_tos[0]
         assert b"MAIL FROM:" not in r.raw and b"RSET" not in r.raw
+    bodies = [w for w in writes if b"\r\nSubject: " in w]
+    assert len(bodies) == 20
+    # Each content goes out but for its end-of-data line, which follows in a write of its own ...
+    assert not any(w.endswith(b"\r\n.\r\n") or b"MAIL FROM:" in w for w in bodies)
     if pipelining:
-        # The first envelope alone, then each content with the next envelope behind it (the last alone).
-        assert len(writes) == 21
-        assert all(w.endswith(b"\r\n.\r\nMAIL FROM:" + w.split(b"\r\n.\r\nMAIL FROM:")[-1]) for w in writes[1:-1])
-        assert writes[-1].endswith(b"\r\n.\r\n")
+        # ... with the next envelope behind it: the first envelope alone, then for each message
+        # its content and the end of it with the next envelope (the last end alone).
+        assert len(writes) == 1 + 20 * 2
+        assert writes[2:-1:2] == [b".\r\nMAIL FROM:" + w.split(b"MAIL FROM:")[-1] for w in writes[2:-1:2]]
+        assert all(b"\r\nRCPT TO:<" in w and w.endswith(b"\r\nDATA\r\n") for w in writes[2:-1:2])
+        assert writes[-1] == b".\r\n"
     else:
-        assert len(writes) == 20 + 20 * 3  # the content, and MAIL, RCPT and DATA one by one
+        # ... alone: MAIL, RCPT and DATA one by one, the content, its end.
+        assert len(writes) == 20 * 5
+        assert writes[4::5] == [b".\r\n"] * 20
+
+
+class _Events:
+    """The writes of a send and its commits, in the order they happened."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[tuple[str, bytes | tuple[int, tuple[str, ...]]]] = []
+        send, write = LaneLoop._send, OutcomeWriter.write
+
+        def sending(loop: LaneLoop, lane: Any, data: bytes) -> None:
+            self.events.append(("write", bytes(data)))
+            send(loop, lane, data)
+
+        def committing(writer: OutcomeWriter, claim: str, outcomes: Any, **kw: Any) -> None:
+            self.events.append(("commit", (len(outcomes), tuple(kw.get("handed", ())))))
+            write(writer, claim, outcomes, **kw)
+
+        monkeypatch.setattr(LaneLoop, "_send", sending)
+        monkeypatch.setattr(OutcomeWriter, "write", committing)
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
+def test_a_content_goes_out_while_the_commit_before_it_runs_and_ends_after_it(
+    write_config, tmp_path: Path, fixed_now, monkeypatch, pipelining: bool
+) -> None:
+    """The server takes in the next content while the last outcome is committed, so the commit
+    costs the connection no time of its own; only the end-of-data line, which makes the server
+    accept the message, waits for it. So each message's content goes out before the commit that
+    marks it as on its way (with the connection's previous outcome), and ends after it."""
+    log = _Events(monkeypatch)
+    subs = addresses(6)
+    with SMTPServer(RecordingHandler(pipelining=pipelining)) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        report = send_issue(settings, store, slot, now=fixed_now)
+        assert len(server.received) == 6
+    assert report.counts == {"sent": 6}
+    shown = []
+    for kind, what in log.events:
+        if kind == "commit":
+            assert isinstance(what, tuple)
+            shown.append(("commit", what[0], what[1]))
+        elif isinstance(what, bytes) and b"\r\nSubject: " in what:
+            to = re.search(rb"\r\nTo: (\S+)\r\n", what)
+            assert to is not None
+            shown.append(("content", to.group(1).decode()))
+        elif isinstance(what, bytes) and what.startswith(b".\r\n"):
+            shown.append(("end",))
+    expected: list[tuple[Any, ...]] = []
+    for i, who in enumerate(subs):
+        # (The first message's mark goes alone; each later one with the previous outcome.)
+        expected += [("content", who), ("commit", 0 if i == 0 else 1, (who,)), ("end",)]
+    expected.append(("commit", 1, ()))  # the last outcome
+    assert shown == expected
+
+
+def test_a_content_the_socket_took_only_part_of_before_the_commit_arrives_whole(
+    write_config, tmp_path: Path, fixed_now, monkeypatch
+) -> None:
+    """A server that reads slowly: its socket took only half of each content before the commit
+    (and nothing more). The rest goes out after the commit, right before the end-of-data line, and
+    every message arrives whole."""
+    real = Lane.flush
+    cut: list[int] = []
+
+    def flush(lane: Lane, selector: Any) -> bool:
+        if lane.state == HELD and lane.out is not None and len(lane.out) > 100:
+            taken = len(lane.out) // 2
+            lane.out, rest = lane.out[:taken], lane.out[taken:]
+            real(lane, selector)
+            lane.out = rest  # (and the selector is not told to wait for room: a full buffer)
+            cut.append(len(rest))
+            return False
+        return real(lane, selector)
+
+    monkeypatch.setattr(Lane, "flush", flush)
+    subs = addresses(8)
+    with SMTPServer(RecordingHandler(pipelining=True)) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=2), subscribers=subs, now=fixed_now
+        )
+        report = send_issue(settings, store, slot, now=fixed_now)
+    assert report.counts == {"sent": 8}
+    assert len(cut) == 8
+    assert sorted(r.rcpt_tos[0] for r in server.received) == subs
+    sizes = {len(r.raw) - len(r.rcpt_tos[0]) * r.raw.count(r.rcpt_tos[0].encode()) for r in server.received}
+    assert len(sizes) == 1  # the same message but for the address
+    for r in server.received:
+        assert r.message["To"] == r.rcpt_tos[0]
+        assert r.message.get_body(("html",)).get_content().rstrip().endswith("</html>")
 
 
 class RefuseAtEndOfData(RecordingHandler):
@@ -87,7 +190,9 @@ def test_a_refusal_at_the_end_of_data_leaves_the_envelope_behind_it_alone(
     for r in server.received:
         assert r.message["To"] == r.rcpt_tos[0] and b"RSET" not in r.raw
     assert not any(b"RSET" in w for w in writes)
-    assert len(writes) == 13  # one connection all along: nothing was reopened
+    # One connection all along (nothing was reopened): the first envelope, then a content and its
+    # end (with the next envelope) for each message.
+    assert len(writes) == 1 + 12 * 2
 
 
 def test_connections_are_capped_and_reopened_when_pipelining(write_config, tmp_path: Path, fixed_now) -> None:
@@ -241,7 +346,7 @@ def test_an_address_that_needs_smtputf8_goes_behind_a_content_only_when_the_serv
         assert report.counts == {"sent": 8}
         assert any(
             w.endswith(f"MAIL FROM:<digest@news.example.org> SMTPUTF8\r\nRCPT TO:<{late}>\r\nDATA\r\n".encode())
-            and b"\r\n.\r\n" in w
+            and w.startswith(b".\r\n")  # (the end of a content)
             for w in writes
         )
     else:

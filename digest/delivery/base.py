@@ -103,8 +103,8 @@ class Backend(ABC):
     #: Set by the send engine: called with each message's result as soon as the server answered
     #: it, from the thread that sent it. It queues the outcome to be made durable and returns a
     #: function that waits until it is (or None when there is nothing to wait for). That
-    #: connection must not send its next message's content before the wait returned: a crash
-    #: then repeats only what was in flight. Backends that send a batch in one request need not
+    #: connection must not end its next message's content (send the line that makes the server
+    #: accept it) before the wait returned: a crash then repeats only what was in flight. Backends that send a batch in one request need not
     #: call it: their batch is recorded when it returns.
     on_result: Callable[[DeliveryResult], Callable[[], None] | None] | None = None
     #: Whether the backend calls ``on_hand_over`` for each message right before its content goes
@@ -112,7 +112,8 @@ class Backend(ABC):
     #: every claimed one does.
     reports_hand_over = False
     #: Set by the send engine: called with a message's recipient right before its content goes
-    #: out; returns the wait for that mark to be durable, which the content must not precede.
+    #: out; returns the wait for that mark to be durable, which the end of the content must not
+    #: precede.
     on_hand_over: Callable[[str], Callable[[], None]] | None = None
 
     def open(self) -> None:  # noqa: B027 - optional hook

@@ -8,12 +8,13 @@ A sender then works in batches:
    (host:pid:nonce), a claim id and a lease. The UPDATE re-checks each row's status, so two
    senders resuming the same issue at once never hold the same delivery.
 2. **send** the batch through the backend; each message's outcome is **made durable as soon as
-   the server answered it**, before that connection sends its next message's content (backends
-   that hand over a whole batch in one request — the e-mail services — record the batch when the
-   request returns). The connections queue their outcomes (a :class:`GroupCommit`) and go on
-   with the next envelope; before the next content they wait until their outcome is durable,
-   and the first such wait writes everything queued by then in one transaction. So N
-   connections cost one commit, not N, and the commit overlaps a round trip.
+   the server answered it**, before that connection ends its next message's content (the
+   end-of-data line, without which no server accepts the message; backends that hand over a
+   whole batch in one request — the e-mail services — record the batch when the request
+   returns). The connections queue their outcomes (a :class:`GroupCommit`) and go on with the
+   next envelope and content; before they end that content they wait until their outcome is
+   durable, and the first such wait writes everything queued by then in one transaction. So N
+   connections cost one commit, not N, and the commit overlaps the next content's transfer.
 3. **record** — what was not recorded one by one becomes ``sent``, ``failed`` (permanent, with
    the server's words) or ``retry`` (transient, with its next attempt time; after
    ``max_attempts`` it becomes ``failed`` too).
@@ -115,7 +116,7 @@ class _Ticket:
 
 class GroupCommit:
     """The group commit of a send's connections, with no thread of its own. A connection queues
-    its outcome (:meth:`enqueue`) and goes on with the next envelope; before it sends that
+    its outcome (:meth:`enqueue`) and goes on with the next envelope; before it ends that
     message's content it waits (:meth:`wait`) until the outcome is durable. The first waiter whose
     outcome is not durable yet becomes the leader: it commits everything queued by then — its own
     and the other connections' outcomes — in one transaction (``commit``). Waiters that leader
@@ -353,13 +354,13 @@ class Ledger:
 
     def hand_over(self, claim: Claim, recipient: str, now: datetime) -> Callable[[], None]:
         """Queue the mark that ``recipient``'s message is about to go out and return the wait for
-        it to be durable (the content must not go out before): after a crash, exactly the marked
+        it to be durable (the content must not end before): after a crash, exactly the marked
         deliveries without an outcome may have arrived, which is what ``digest status`` counts."""
         return self._queue((claim.id, HandOver(recipient), False, now))
 
     def note(self, claim: Claim, result: DeliveryResult, now: datetime) -> Callable[[], None]:
         """Queue one message's outcome for the next group commit and return the wait for it to be
-        durable: its connection calls that before it sends the next message's content (a crash
+        durable: its connection calls that before it ends the next message's content (a crash
         then repeats only what was in flight)."""
         attempts = claim.attempts.get(result.recipient, 0)
         outcome = self._outcome(claim, result, attempts, now, Recorded())

@@ -3,18 +3,21 @@
 Each connection (a *lane*) runs one transaction at a time — the envelope (MAIL, RCPT, DATA; in
 one write when the server offers PIPELINING, RFC 2920), then the content — and takes the batch's
 next message when it is done. With PIPELINING, the next message's envelope goes out in the same
-write as the content (RFC 2920 §3.1 lets the content start a group), so a message costs one write
-and one read instead of two of each, and no round trip of its own; the transaction before it
-ended with its end-of-data reply, whatever that says, so no RSET is ever sent between them.
-While one lane waits for its server, the thread serves the others, so N connections overlap
-without N threads handing the interpreter to each other several times per message (with
-threads, that hand-over cost more CPU than the sending).
+write as the end of the content (RFC 2920 §3.1 lets the content start a group), so its replies
+come with the content's and it costs no round trip of its own; the transaction before it ended
+with its end-of-data reply, whatever that says, so no RSET is ever sent between them. While one
+lane waits for its server, the thread serves the others, so N connections overlap without N
+threads handing the interpreter to each other several times per message (with threads, that
+hand-over cost more CPU than the sending).
 
 **Durability.** As a lane's message is answered, its outcome is reported (queued for the
-ledger's group commit) and the lane goes on with the next envelope. Its next content waits until
-that outcome is durable: lanes that reach that point are collected, and once the thread has
-served every socket that was ready, one wait commits everything queued — usually several lanes'
-outcomes in one transaction — and their content goes out.
+ledger's group commit) and the lane goes on with the next envelope. When the server is ready for
+that message's content, the content goes out but for its end-of-data line: the server cannot
+accept a message before that line (a connection that ends first delivers nothing), so only the
+line waits until the outcome (and the new message's mark) is durable. Lanes that reach that
+point are collected, and once the thread has served every socket that was ready, one wait
+commits everything queued — usually every lane's outcome in one transaction, since the servers
+take the contents in meanwhile and answer together — and the lanes end their contents.
 
 Connecting, TLS and login stay with smtplib (blocking, once per connection); only the
 transactions run here. What a failure means is the same as in digest.delivery.smtp:
@@ -34,8 +37,10 @@ from digest.delivery.base import NotDurable, OutgoingMessage
 from digest.delivery.smtp_wire import (
     CLOSING_DATA,
     CONTENT,
+    END_OF_DATA,
     ENVELOPE,
     FINAL,
+    HELD,
     IDLE,
     READ,
     RSET,
@@ -177,8 +182,11 @@ class _Steps(ABC):
             self._finish(lane, lane.result)
 
     def _ready_for_content(self, lane: Lane) -> None:
-        """The server waits for the content: mark the message as going out, and send it once
-        that mark (and the lane's previous outcome, queued before it) is durable."""
+        """The server waits for the content: mark the message as going out, and send it. When
+        that mark (or the lane's previous outcome, queued before it) is not durable yet, all but
+        the end-of-data line goes out now, so the server takes the content in while the outcomes
+        are committed; that line, which makes the server accept the message, waits until they
+        are (a connection that ends before it delivers nothing)."""
         m = lane.msg
         assert m is not None
         mark = self.b.hand_over(m)
@@ -194,21 +202,29 @@ class _Steps(ABC):
             lane.durable = mark
         if lane.durable is None:
             self._send_content(lane)
-        else:
-            self.waiting_content.append(lane)
+            return
+        lane.state = HELD
+        self._send(lane, memoryview(lane.data)[: -len(END_OF_DATA)])
+        self.waiting_content.append(lane)
 
     def _send_content(self, lane: Lane) -> None:
-        """Send the content (dot-stuffed, with the end-of-data line: RFC 5321 §4.5.2) and, when
-        the server offers PIPELINING, the next message's envelope in the same write: its replies
-        then come with this one's, and the lane does not wait for a round trip of its own."""
+        """Send the content (dot-stuffed, with the end-of-data line: RFC 5321 §4.5.2), or only
+        what is left of it after a held one, and, when the server offers PIPELINING, the next
+        message's envelope in the same write: its replies then come with this one's, and the lane
+        does not wait for a round trip of its own."""
+        if lane.state == HELD:
+            # (What the socket did not take of the content yet goes first.)
+            data = END_OF_DATA if lane.out is None else bytes(lane.out) + END_OF_DATA
+        else:
+            data = lane.data
         lane.state = CONTENT
         lane.expect = [("end of DATA", (250,))]
         ahead = self._take_ahead(lane)
         if ahead is None:
-            self._send(lane, lane.data)
+            self._send(lane, data)
         else:
             lane.ahead = ahead
-            self._send(lane, b"".join([lane.data, *(c for c, _, _ in ahead.commands)]))
+            self._send(lane, b"".join([data, *(c for c, _, _ in ahead.commands)]))
 
     def _resume(self, lane: Lane) -> None:
         """Make the message whose envelope went out behind the last content the lane's own: its
@@ -283,7 +299,7 @@ class _Steps(ABC):
         else:
             self._finish(lane, DeliveryResult(m.recipient, "retry", None, f"connection to {where} lost: {exc}"))
 
-    def _send(self, lane: Lane, data: bytes) -> None:
+    def _send(self, lane: Lane, data: bytes | memoryview) -> None:
         lane.out = memoryview(data)
         lane.deadline = time.monotonic() + self.timeout
         self._write(lane)
@@ -398,12 +414,12 @@ class LaneLoop(_Steps):
 
     def _release_content(self) -> None:
         """Wait until the outcomes the collected lanes reported last are durable (the first wait
-        commits them all), then let each send its content."""
+        commits them all), then let each end its held content."""
         ready, self.waiting_content = self.waiting_content, []
         for lane in ready:
             self._settle(lane)
         for lane in ready:
-            if lane.state == ENVELOPE:  # (not lost meanwhile)
+            if lane.state == HELD:  # (not lost meanwhile)
                 self._guarded(lane, self._send_content, lane)
 
     def _next(self, lane: Lane) -> None:

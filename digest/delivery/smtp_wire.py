@@ -21,8 +21,11 @@ MAXLINE = 8192  # as smtplib: a longer reply line is not SMTP
 READ = selectors.EVENT_READ
 WRITE = selectors.EVENT_WRITE
 
-# What a lane is waiting for.
-IDLE, ENVELOPE, CONTENT, FINAL, CLOSING_DATA, RSET = range(6)
+# What a lane is waiting for. HELD: its content went out but for the end-of-data line, which
+# waits until the lane's last outcome and this message's mark are durable.
+IDLE, ENVELOPE, HELD, CONTENT, FINAL, CLOSING_DATA, RSET = range(7)
+
+END_OF_DATA = b".\r\n"  # the line that ends SMTP DATA (after the content's last CRLF)
 
 
 class CannotConnect(Exception):
@@ -181,7 +184,7 @@ class Lane:
             raise Lost(str(exc) or exc.__class__.__name__) from None
         if not chunk:
             raise Lost("Connection unexpectedly closed")
-        if self.state in (CONTENT, IDLE):
+        if self.state in (HELD, CONTENT, IDLE):
             raise Lost(f"unexpected reply before the message was sent: {chunk[:80]!r}", unreadable=True)
         return chunk
 
