@@ -274,7 +274,7 @@ class Sender:
         current: list[Claim] = []
 
         def answered(result: DeliveryResult) -> Callable[[], None]:
-            # Durable before this connection sends its next message's content (the backend calls
+            # Durable before this connection ends its next message's content (the backend calls
             # the returned wait): a crash repeats only what was in flight.
             (stored,) = _for_ledger([result])
             durable = ledger.note(current[0], stored, self.clock())

@@ -220,7 +220,7 @@ class LaneLoop(TransactionSteps):
 
     def _finish(self, lane: Lane, result: DeliveryResult) -> None:
         """Record the message's result, report it (its durability is waited for before this
-        lane's next content) and go on with the next message."""
+        lane's next content ends) and go on with the next message."""
         self.results[lane.job] = result
         lane.result, lane.msg, lane.state = None, None, IDLE
         # (A message that sent no content leaves the previous outcome's wait open: close it.)

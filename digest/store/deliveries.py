@@ -45,8 +45,8 @@ _RECORD = (
         **_NOT_IN_FLIGHT,
     )
 )
-# A claimed delivery's message is about to go out: marked (and committed) before its content is
-# sent, so a crash leaves exactly the messages that may have arrived marked.
+# A claimed delivery's message is about to go out: marked (and committed) before its content
+# ends, so a crash leaves exactly the messages that may have arrived marked.
 _HAND_OVER = d.update().where(*_HELD).values(handed=True)
 
 
