@@ -1,5 +1,6 @@
 """Helpers for the delivery tests: a controllable clock, a newsletter with articles and
-subscribers ready to send, and a send that retries on that clock."""
+subscribers ready to send, one send to a test SMTP server, and a send that retries on that
+clock."""
 
 from __future__ import annotations
 
@@ -65,6 +66,29 @@ def newsletter(
 
 def smtp_toml(port: int, *, connections: int = 2, security: str = "none", more: str = "") -> str:
     return f'[delivery.smtp]\nhost = "127.0.0.1"\nport = {port}\nsecurity = "{security}"\nconnections = {connections}\n{more}\n'
+
+
+def send_once(
+    write_config: Callable[..., Path],
+    tmp_path: Path,
+    now: datetime,
+    handler: RecordingHandler,
+    *,
+    subscribers: list[str],
+    connections: int = 1,
+) -> tuple[SendReport, SMTPServer, Store, Slot]:
+    """Send the issue once to an SMTP server run by ``handler``; the server is stopped on return
+    (what it received stays readable)."""
+    with SMTPServer(handler) as server:
+        settings, store, slot, _ = newsletter(
+            write_config,
+            tmp_path,
+            extra=smtp_toml(server.port, connections=connections),
+            subscribers=subscribers,
+            now=now,
+        )
+        report = send_issue(settings, store, slot, now=now)
+    return report, server, store, slot
 
 
 def send_with_retries(

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from deliverykit import addresses, newsletter, smtp_toml
+from deliverykit import addresses, newsletter, send_once, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
 from digest.config import Settings
@@ -120,13 +120,10 @@ def test_a_send_over_several_connections_commits_fewer_times_than_it_sends(
         return real(self, claim, outcomes, **kw)
 
     monkeypatch.setattr(OutcomeWriter, "write", counting)
-    with SMTPServer(RecordingHandler(pipelining=True)) as server:
-        settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, connections=4), subscribers=subs, now=fixed_now
-        )
-        report = send_issue(settings, store, slot, now=fixed_now)
-        assert len(server.received) == 300
-    assert report.counts == {"sent": 300}
+    report, server, _, _ = send_once(
+        write_config, tmp_path, fixed_now, RecordingHandler(pipelining=True), subscribers=subs, connections=4
+    )
+    assert report.counts == {"sent": 300} and len(server.received) == 300
     assert sum(calls) == 300  # each outcome written once, as it was answered
     assert max(calls) > 1 and len(calls) < 300
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deliverykit import addresses, newsletter, send_with_retries, smtp_toml
+from deliverykit import addresses, newsletter, send_once, send_with_retries, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
 from digest.delivery.smtp_lanes import LaneLoop
@@ -39,11 +39,9 @@ def test_each_content_ends_in_a_write_that_carries_the_next_envelope(
 ) -> None:
     writes = count_writes(monkeypatch)
     subs = addresses(20)
-    with SMTPServer(RecordingHandler(pipelining=pipelining)) as server:
-        settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
-        )
-        report = send_issue(settings, store, slot, now=fixed_now)
+    report, server, _, _ = send_once(
+        write_config, tmp_path, fixed_now, RecordingHandler(pipelining=pipelining), subscribers=subs
+    )
     assert report.counts == {"sent": 20}
     assert sorted(server.handler.per_recipient()) == subs and max(server.handler.per_recipient().values()) == 1
     for r in server.received:  # each message whole: its own To:, no command inside it
@@ -95,13 +93,10 @@ def test_a_content_goes_out_while_the_commit_before_it_runs_and_ends_after_it(
     marks it as on its way (with the connection's previous outcome), and ends after it."""
     log = _Events(monkeypatch)
     subs = addresses(6)
-    with SMTPServer(RecordingHandler(pipelining=pipelining)) as server:
-        settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
-        )
-        report = send_issue(settings, store, slot, now=fixed_now)
-        assert len(server.received) == 6
-    assert report.counts == {"sent": 6}
+    report, server, _, _ = send_once(
+        write_config, tmp_path, fixed_now, RecordingHandler(pipelining=pipelining), subscribers=subs
+    )
+    assert report.counts == {"sent": 6} and len(server.received) == 6
     shown = []
     for kind, what in log.events:
         if kind == "commit":
@@ -142,11 +137,9 @@ def test_a_content_the_socket_took_only_part_of_before_the_commit_arrives_whole(
 
     monkeypatch.setattr(Lane, "flush", flush)
     subs = addresses(8)
-    with SMTPServer(RecordingHandler(pipelining=True)) as server:
-        settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, connections=2), subscribers=subs, now=fixed_now
-        )
-        report = send_issue(settings, store, slot, now=fixed_now)
+    report, server, _, _ = send_once(
+        write_config, tmp_path, fixed_now, RecordingHandler(pipelining=True), subscribers=subs, connections=2
+    )
     assert report.counts == {"sent": 8}
     assert len(cut) == 8
     assert sorted(r.rcpt_tos[0] for r in server.received) == subs
