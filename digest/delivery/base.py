@@ -104,8 +104,9 @@ class Backend(ABC):
     #: it, from the thread that sent it. It queues the outcome to be made durable and returns a
     #: function that waits until it is (or None when there is nothing to wait for). That
     #: connection must not end its next message's content (send the line that makes the server
-    #: accept it) before the wait returned: a crash then repeats only what was in flight. Backends that send a batch in one request need not
-    #: call it: their batch is recorded when it returns.
+    #: accept it) before the wait returned: a crash then repeats only what was in flight.
+    #: Backends that send a batch in one request need not call it: their batch is recorded when
+    #: it returns.
     on_result: Callable[[DeliveryResult], Callable[[], None] | None] | None = None
     #: Whether the backend calls ``on_hand_over`` for each message right before its content goes
     #: out. Then only messages so marked count as possibly delivered after a crash; otherwise
