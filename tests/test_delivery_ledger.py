@@ -15,7 +15,7 @@ from deliverykit import FakeClock, addresses, newsletter
 from digest.config import Settings
 from digest.delivery.ledger import HOST
 from digest.delivery.memory import MemoryBackend
-from digest.delivery.ratelimit import Pace
+from digest.delivery.ratelimit import BUCKET, WINDOW, Pace
 from digest.delivery.sender import Sender, SendReport, real_time_from
 from digest.models import DeliveryResult
 from digest.pipeline import Slot, send_issue
@@ -197,6 +197,21 @@ def test_pace_limits_slows_and_recovers() -> None:
     assert len(slept) == before  # no limit, no waiting
     free.slow_down()
     assert 0 < free.rate < 200  # half the observed rate
+
+
+def test_the_observed_rate_of_a_fast_send_keeps_a_short_history() -> None:
+    """With no limit, a send of a thousand messages a second is observed as such (what a
+    slow-down halves), from a history of about a hundred entries, not of every message in the
+    last ten seconds."""
+    t = {"now": 0.0}
+    free = Pace(0.0, clock=lambda: t["now"], sleep=lambda s: None)
+    for _ in range(20_000):
+        free.acquire()
+        t["now"] += 0.001
+    assert free.observed() == pytest.approx(1000, rel=0.02)
+    assert len(free._seen) <= WINDOW / BUCKET + 2
+    free.slow_down()
+    assert free.rate == pytest.approx(500, rel=0.02)
 
 
 def test_dry_run_streams_recipients_and_renders_each(write_config, tmp_path: Path, fixed_now, monkeypatch) -> None:

@@ -18,6 +18,9 @@ from collections.abc import Callable
 
 MIN_RATE = 0.2  # never slower than one message every five seconds
 WINDOW = 10.0  # seconds of history for the observed rate
+# Messages within this many seconds of a bucket's first are counted in it: a send of thousands of
+# messages a second keeps a hundred entries of history, not tens of thousands.
+BUCKET = 0.1
 
 
 class Pace:
@@ -40,9 +43,13 @@ class Pace:
         """Wait until ``n`` more messages may go."""
         with self._lock:
             now = self._clock()
-            self._seen.append((now, n))
-            while self._seen and self._seen[0][0] < now - WINDOW:
-                self._seen.popleft()
+            seen = self._seen
+            if seen and now - seen[-1][0] < BUCKET:
+                seen[-1] = (seen[-1][0], seen[-1][1] + n)  # (counted in the last bucket)
+            else:
+                seen.append((now, n))
+                while seen[0][0] < now - WINDOW:
+                    seen.popleft()
             if not self.rate:
                 return
             start = max(self._next, now)
