@@ -272,10 +272,13 @@ def dot_stuffed(piece: bytes) -> bytes:
     return b"." + piece if piece.startswith(b".") else piece
 
 
+END_OF_DATA = b".\r\n"  # the line that ends SMTP DATA (after the content's last CRLF)
+
+
 def smtp_data(message: bytes) -> bytes:
     """A whole message (CRLF line ends, ending with CRLF) as SMTP DATA sends it: dot-stuffed and
     followed by the end-of-data line."""
-    return dot_stuffed(message) + b".\r\n"
+    return dot_stuffed(message) + END_OF_DATA
 
 
 def _pieces(text: str, marks: dict[str, int]) -> list[bytes | int]:
@@ -475,5 +478,5 @@ class MessageTemplate:
         out.extend(values[p] if isinstance(p, int) else p for p in (self._html_stuffed if smtp else self._html))
         out.append(self._close)
         if smtp:
-            out.append(b".\r\n")
+            out.append(END_OF_DATA)
         return b"".join(out)

@@ -216,7 +216,7 @@ class SMTPBackend(Backend):
         self._counts[lane.index] += 1
 
     def room_for_another(self, lane: Lane) -> bool:
-        return not self.stopping and self._counts[lane.index] + 1 < self.per_connection
+        return self._counts[lane.index] + 1 < self.per_connection
 
     # --- messages ------------------------------------------------------------------------------
 

@@ -161,7 +161,7 @@ class LaneLoop(TransactionSteps):
         while lane.state == IDLE:
             if self.error is not None or self.b.stopping:
                 return
-            j = self.returned.pop() if self.returned else next(self.work, None)
+            j = self._take_job()
             if j is None:
                 return
             m = self.messages[j]
@@ -177,6 +177,11 @@ class LaneLoop(TransactionSteps):
             self.b.pace_one()
             self._guarded(lane, self._begin, lane)
 
+    def _take_job(self) -> int | None:
+        """The batch's next message to send (one given back by a connection that ended first),
+        or None when none is left."""
+        return self.returned.pop() if self.returned else next(self.work, None)
+
     def _take_ahead(self, lane: Lane) -> Ahead | None:
         """The batch's next message for ``lane``'s envelope to follow its content, if the
         connection pipelines and will carry another message; else None (the lane takes its next
@@ -190,7 +195,7 @@ class LaneLoop(TransactionSteps):
             or not self.b.room_for_another(lane)
         ):
             return None
-        j = self.returned.pop() if self.returned else next(self.work, None)
+        j = self._take_job()
         if j is None:
             return None
         m = self.messages[j]

@@ -9,10 +9,10 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 
+from digest.delivery.mime import END_OF_DATA
 from digest.delivery.smtp_wire import (
     CLOSING_DATA,
     CONTENT,
-    END_OF_DATA,
     ENVELOPE,
     FINAL,
     HELD,
@@ -118,7 +118,7 @@ class TransactionSteps(ABC):
                 # A server that opened DATA after refusing the envelope: close it empty.
                 lane.state = CLOSING_DATA
                 lane.expect = [("end of DATA", (250,))]
-                self._send(lane, b".\r\n")
+                self._send(lane, END_OF_DATA)
                 return
             if code not in ok and lane.refusal is None:
                 lane.refusal = (code, text, stage)

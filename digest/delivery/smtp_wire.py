@@ -25,8 +25,6 @@ WRITE = selectors.EVENT_WRITE
 # waits until the lane's last outcome and this message's mark are durable.
 IDLE, ENVELOPE, HELD, CONTENT, FINAL, CLOSING_DATA, RSET = range(7)
 
-END_OF_DATA = b".\r\n"  # the line that ends SMTP DATA (after the content's last CRLF)
-
 
 class CannotConnect(Exception):
     """A connection could not be made (refused, unreachable, a 421 greeting): the message waits
