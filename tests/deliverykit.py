@@ -1,18 +1,21 @@
 """Helpers for the delivery tests: a controllable clock, a newsletter with articles and
-subscribers ready to send, one send to a test SMTP server, and a send that retries on that
-clock."""
+subscribers ready to send, one send to a test SMTP server, a send that retries on that clock,
+and a record of what the SMTP connections write."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from conftest import write_article
 from smtpserver import RecordingHandler, SMTPServer
 
 from digest.config import Settings, load_config
 from digest.delivery.sender import Sender, SendReport
+from digest.delivery.smtp_lanes import LaneLoop
 from digest.pipeline import Slot, due_slot, ingest, send_issue, sync_subscribers
 from digest.store import Store
 
@@ -76,18 +79,22 @@ def send_once(
     *,
     subscribers: list[str],
     connections: int = 1,
+    more: str = "",
+    clock: FakeClock | None = None,
 ) -> tuple[SendReport, SMTPServer, Store, Slot]:
-    """Send the issue once to an SMTP server run by ``handler``; the server is stopped on return
-    (what it received stays readable)."""
+    """Send the issue once to an SMTP server run by ``handler`` (``more``: further settings, after
+    the SMTP section; ``clock``: the sender's time, on which its waits pass); the server is
+    stopped on return (what it received stays readable)."""
     with SMTPServer(handler) as server:
         settings, store, slot, _ = newsletter(
             write_config,
             tmp_path,
-            extra=smtp_toml(server.port, connections=connections),
+            extra=smtp_toml(server.port, connections=connections) + more,
             subscribers=subscribers,
             now=now,
         )
-        report = send_issue(settings, store, slot, now=now)
+        sender = None if clock is None else Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        report = send_issue(settings, store, slot, now=now, sender=sender)
     return report, server, store, slot
 
 
@@ -105,13 +112,20 @@ def send_with_retries(
     returned one) until every delivery is decided."""
     clock = FakeClock(now)
     retry = f"[delivery.retry]\nmax_attempts = {max_attempts}\nbase_delay = 2\nmax_delay = 60\n"
-    with SMTPServer(handler) as server:
-        settings, store, slot, _ = newsletter(
-            write_config,
-            tmp_path,
-            extra=smtp_toml(server.port, connections=connections) + retry,
-            subscribers=subscribers,
-            now=now,
-        )
-        sender = Sender(settings, store, clock=clock.now, sleep=clock.sleep)
-        return send_issue(settings, store, slot, now=now, sender=sender), clock
+    report, *_ = send_once(
+        write_config, tmp_path, now, handler, subscribers=subscribers, connections=connections, more=retry, clock=clock
+    )
+    return report, clock
+
+
+def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
+    """Every write the SMTP connections make from now on, in order (filled as they happen)."""
+    writes: list[bytes] = []
+    original = LaneLoop._send
+
+    def send(self: LaneLoop, lane: Any, data: bytes) -> None:
+        writes.append(bytes(data))  # (a held content is a memoryview)
+        original(self, lane, data)
+
+    monkeypatch.setattr(LaneLoop, "_send", send)
+    return writes

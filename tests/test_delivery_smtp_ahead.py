@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from deliverykit import addresses, newsletter, send_once, send_with_retries, smtp_toml
+from deliverykit import addresses, count_writes, newsletter, send_once, send_with_retries, smtp_toml
 from smtpserver import RecordingHandler, SMTPServer
 
 from digest.delivery.smtp_lanes import LaneLoop
@@ -19,18 +19,6 @@ from digest.delivery.smtp_wire import HELD, Lane
 from digest.errors import DeliveryConfigError
 from digest.pipeline import send_issue
 from digest.store.deliveries import OutcomeWriter
-
-
-def count_writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    writes: list[bytes] = []
-    original = LaneLoop._send
-
-    def send(self: LaneLoop, lane: Any, data: bytes) -> None:
-        writes.append(bytes(data))
-        original(self, lane, data)
-
-    monkeypatch.setattr(LaneLoop, "_send", send)
-    return writes
 
 
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-by-one"])
@@ -172,11 +160,7 @@ def test_a_refusal_at_the_end_of_data_leaves_the_envelope_behind_it_alone(
     writes = count_writes(monkeypatch)
     subs = addresses(12)
     refused = {subs[2]: "554 5.7.1 Message refused by policy", subs[7]: "552 5.3.4 Message too big"}
-    with SMTPServer(RefuseAtEndOfData(refused)) as server:
-        settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
-        )
-        report = send_issue(settings, store, slot, now=fixed_now)
+    report, server, _, _ = send_once(write_config, tmp_path, fixed_now, RefuseAtEndOfData(refused), subscribers=subs)
     assert report.counts == {"sent": 10, "failed": 2}
     assert [email for email, _ in report.failures] == sorted(refused)
     assert sorted(r.rcpt_tos[0] for r in server.received) == [s for s in subs if s not in refused]
@@ -192,13 +176,14 @@ def test_connections_are_capped_and_reopened_when_pipelining(write_config, tmp_p
     """No envelope goes out behind the last content a connection may carry: that connection is
     closed after it, and the next message starts on a new one."""
     subs = addresses(50)
-    extra = smtp_toml(0, connections=1).replace("port = 0", "port = {port}")
-    extra += "[delivery.pace]\nmessages_per_connection = 10\n"
-    with SMTPServer(RecordingHandler(pipelining=True)) as server:
-        settings, store, slot, _ = newsletter(
-            write_config, tmp_path, extra=extra.format(port=server.port), subscribers=subs, now=fixed_now
-        )
-        report = send_issue(settings, store, slot, now=fixed_now)
+    report, server, _, _ = send_once(
+        write_config,
+        tmp_path,
+        fixed_now,
+        RecordingHandler(pipelining=True),
+        subscribers=subs,
+        more="[delivery.pace]\nmessages_per_connection = 10\n",
+    )
     assert report.counts == {"sent": 50}
     assert server.handler.connections == 5
     assert max(server.handler.per_recipient().values()) == 1
