@@ -6,14 +6,16 @@ commit before it runs; only its end waits for that commit."""
 from __future__ import annotations
 
 import re
+import socket
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-from deliverykit import addresses, count_writes, newsletter, send_once, send_with_retries, smtp_toml
-from smtpserver import RecordingHandler, SMTPServer
+from deliverykit import FakeClock, addresses, count_writes, newsletter, send_once, send_with_retries, smtp_toml
+from smtpserver import RawServer, RecordingHandler, SMTPServer
 
+from digest.delivery.sender import Sender
 from digest.delivery.smtp_lanes import LaneLoop
 from digest.delivery.smtp_wire import HELD, Lane
 from digest.errors import DeliveryConfigError
@@ -136,6 +138,38 @@ def test_a_content_the_socket_took_only_part_of_before_the_commit_arrives_whole(
     for r in server.received:
         assert r.message["To"] == r.rcpt_tos[0]
         assert r.message.get_body(("html",)).get_content().rstrip().endswith("</html>")
+
+
+def test_a_server_that_speaks_while_a_content_is_held_gets_no_message(write_config, tmp_path: Path, fixed_now) -> None:
+    """A server that says 421 right after its 354, while the content waits for its end-of-data
+    line: the content is never ended, so nothing is delivered; each message is a retry with the
+    server's words, and the send waits for that retry instead of going on."""
+    ended: list[bool] = []
+
+    def speaks_during_content(conn: socket.socket) -> None:
+        conn.settimeout(10)
+        lines = conn.makefile("rb")
+        conn.sendall(b"220 odd.example ESMTP\r\n")
+        lines.readline()  # EHLO
+        conn.sendall(b"250-odd.example\r\n250 PIPELINING\r\n")
+        for _ in range(3):  # MAIL, RCPT and DATA, in one write
+            lines.readline()
+        conn.sendall(b"250 OK\r\n250 OK\r\n354 go ahead\r\n421 4.3.2 closing in the middle of your message\r\n")
+        got = b"".join(iter(lambda: conn.recv(65536), b""))  # until the client closes
+        ended.append(b"\r\n.\r\n" in got)
+
+    subs = addresses(3)
+    with RawServer(speaks_during_content) as server:
+        settings, store, slot, _ = newsletter(
+            write_config, tmp_path, extra=smtp_toml(server.port, connections=1), subscribers=subs, now=fixed_now
+        )
+        clock = FakeClock(fixed_now)
+        retry = Sender(settings, store, clock=clock.now, sleep=clock.sleep)
+        report = send_issue(settings, store, slot, now=fixed_now, sender=retry, stop=lambda: bool(clock.sleeps))
+    assert store.deliveries.counts(slot.key) == {"retry": 3}, report.message
+    details = {r.detail for r in store.deliveries.with_status(slot.key, ("retry",))}
+    assert details == {f"SMTP server 127.0.0.1:{server.port}: unexpected reply 421"}, details
+    assert ended and not any(ended)  # no content was ever ended
 
 
 class RefuseAtEndOfData(RecordingHandler):
