@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import trustme
-from deliverykit import FakeClock, addresses, count_writes, newsletter, send_with_retries, smtp_toml
+from deliverykit import FakeClock, addresses, count_writes, newsletter, send_once, send_with_retries, smtp_toml
 from smtpserver import FaultyHandler, RawServer, RecordingHandler, SMTPServer
 
 from digest.delivery.base import OutgoingMessage
@@ -73,6 +73,20 @@ def test_smtp_round_trip(write_config, tmp_path: Path, fixed_now) -> None:
         # The unsubscribe URL is written as it is, where mail clients look for it (RFC 2369).
         assert b"List-Unsubscribe: <" + m.group(1).encode() + b">," in head
     assert len(tokens) == 3, "each recipient has an own unsubscribe URL"
+
+
+def test_a_relay_without_tls_loads_no_certificates(write_config, tmp_path: Path, fixed_now, monkeypatch) -> None:
+    # security = "none" (a relay on localhost) never uses a TLS context; loading the system's CA
+    # certificates for one cost a twentieth of a second at each send's start.
+    def no_context(*args: object, **kwargs: object) -> None:
+        raise AssertionError("a TLS context was made for a connection without TLS")
+
+    monkeypatch.setattr("ssl.create_default_context", no_context)
+    report, server, _, _ = send_once(
+        write_config, tmp_path, fixed_now, RecordingHandler(), subscribers=["ana@example.org", "bo@example.org"]
+    )
+    assert report.counts == {"sent": 2}, report.message
+    assert sorted(r.rcpt_tos[0] for r in server.received) == ["ana@example.org", "bo@example.org"]
 
 
 def _digest(*args: str) -> subprocess.CompletedProcess[str]:

@@ -43,11 +43,12 @@ def _words(code: int, message: bytes | str) -> str:
     return f"{code} {' '.join(text.split())}"
 
 
-def connect(s: SMTPSettings, ssl_context: ssl.SSLContext, local_hostname: str) -> smtplib.SMTP:
+def connect(s: SMTPSettings, ssl_context: ssl.SSLContext | None, local_hostname: str) -> smtplib.SMTP:
     """A ready connection (TLS and login done). Raises DeliveryConfigError when the settings
     are wrong (login, certificate, missing STARTTLS) and CannotConnect when the server
     cannot be reached."""
     where = f"{s.host}:{s.port}"
+    assert ssl_context is not None or s.security == "none", "TLS needs a context"
     conn: smtplib.SMTP | None = None
     try:
         if s.security == "tls":
@@ -121,8 +122,11 @@ class SMTPBackend(Backend):
         self.settings = settings
         self.per_connection = messages_per_connection
         cafile = str(settings.ca_file) if settings.ca_file else None
-        # Certificates and host names are always checked (create_default_context).
-        self.ssl_context = ssl_context or ssl.create_default_context(cafile=cafile)
+        # Certificates and host names are always checked (create_default_context). A relay without
+        # TLS needs no context: loading the system's CA certificates takes a twentieth of a second.
+        if ssl_context is None and settings.security != "none":
+            ssl_context = ssl.create_default_context(cafile=cafile)
+        self.ssl_context = ssl_context
         self.sign = sign
         self.where = f"{settings.host}:{settings.port}"
         self.lanes = [Lane(i) for i in range(settings.connections)]
