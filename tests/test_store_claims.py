@@ -114,6 +114,23 @@ def test_a_claim_on_postgresql_reads_its_batch_not_the_issue(tmp_path: Path) -> 
 
 
 @pytest.mark.skipif(server_url() is None, reason="on PostgreSQL: under scripts/postgres.sh (make test-postgres)")
+def test_opening_an_issue_on_postgresql_tells_the_planner_of_its_deliveries(tmp_path: Path) -> None:
+    # The statements of the send that follows are planned with statistics that count them (they
+    # would say the issue had no deliveries until autovacuum came by, a minute or so later).
+    store = Store(state_url(tmp_path, "opened"))
+    try:
+        store.subscribers.add_new(((f"r{i:05d}@example.org", None) for i in range(3_000)), now=NOW)
+        assert store.issues.claim(RENDERED.key, slot=NOW, rendered=RENDERED, article_ids=[], recipients=None, now=NOW)
+        with store.engine.connect() as conn:
+            counted = conn.execute(
+                sa.text("SELECT reltuples FROM pg_class WHERE oid = 'deliveries'::regclass")
+            ).scalar()
+        assert counted == 3_000
+    finally:
+        store.close()
+
+
+@pytest.mark.skipif(server_url() is None, reason="on PostgreSQL: under scripts/postgres.sh (make test-postgres)")
 def test_a_version_7_database_on_postgresql_gains_the_index_of_pending_deliveries(tmp_path: Path) -> None:
     url = state_url(tmp_path, "v7")
     with Store(url) as store:  # made at the current version, then taken back to version 7

@@ -81,6 +81,14 @@ class IssuesRepository(Repository):
                     )
         except IntegrityError:
             return False
+        if self.engine.dialect.name == "postgresql":
+            # The issue's deliveries were just written, many at once: until the statistics count
+            # them, PostgreSQL plans the send's statements as if the issue had none (and read the
+            # whole issue for each batch a sender claimed). Autovacuum would catch up a minute
+            # or so later; the send starts now.
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("ANALYZE deliveries")
+                conn.commit()
         return True
 
     def record_skipped(self, key: str, *, slot: datetime, note: str, now: datetime) -> bool:
