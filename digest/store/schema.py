@@ -188,16 +188,24 @@ deliveries = sa.Table(
     sa.Index("ix_deliveries_issue_status", "issue_key", "status", "email"),
 )
 
+
 # PostgreSQL: the pending deliveries alone, in the order a claim takes them (version 8). The
 # planner picks by its statistics, which right after an issue is opened say every delivery is
 # pending: it then took the batch from the primary key in address order, reading past every
 # delivery already sent. This index holds only what a claim looks for. (SQLite plans the claim
 # from the status index. Written as DDL, not as an Index with a PostgreSQL clause: that would load
 # SQLAlchemy's PostgreSQL dialect into every process.)
-PENDING_INDEX = sa.DDL(
-    "CREATE INDEX IF NOT EXISTS ix_deliveries_pending ON deliveries (issue_key, email) WHERE status = 'pending'"
-)
-sa.event.listen(deliveries, "after_create", PENDING_INDEX.execute_if(dialect="postgresql"))
+def _create_pending_index(_table: sa.Table, conn: Connection, **_kw: Any) -> None:
+    if conn.dialect.name == "postgresql":
+        conn.execute(
+            sa.text(
+                "CREATE INDEX IF NOT EXISTS ix_deliveries_pending ON deliveries (issue_key, email) "
+                "WHERE status = 'pending'"
+            )
+        )
+
+
+sa.event.listen(deliveries, "after_create", _create_pending_index)
 
 # A lease on a named piece of work (``issue:2025-W33``): whoever holds an unexpired lease is the
 # only process doing that work. Taking one is a single INSERT, or a single UPDATE of an expired
@@ -339,8 +347,7 @@ def _add_delivery_handed(conn: Connection) -> None:
 
 def _add_pending_index(conn: Connection) -> None:
     """Version 8: on PostgreSQL, the index of pending deliveries a claim reads."""
-    if conn.dialect.name == "postgresql":
-        conn.execute(PENDING_INDEX)
+    _create_pending_index(deliveries, conn)
 
 
 #: The step that brings a database to each version from the one before it.
