@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -133,15 +134,19 @@ class OutcomeWriter:
         try:
             if self._conn is None:
                 self._conn = self.engine.raw_connection()
-            cursor = self._conn.cursor()
-            try:
-                if results:
-                    cursor.executemany(self._record.sql, results)
-                if marks:
-                    cursor.executemany(self._hand_over.sql, marks)
-            finally:
-                cursor.close()
-            self._conn.commit()
+            # psycopg: the updates and the commit go to the server together, one round trip in
+            # all (each executemany and the commit took one of their own).
+            pipeline = getattr(self._conn.dbapi_connection, "pipeline", None)
+            with pipeline() if pipeline is not None else nullcontext():
+                cursor = self._conn.cursor()
+                try:
+                    if results:
+                        cursor.executemany(self._record.sql, results)
+                    if marks:
+                        cursor.executemany(self._hand_over.sql, marks)
+                finally:
+                    cursor.close()
+                self._conn.commit()
         except dbapi_error as exc:
             self._discard()
             raise StateError(
