@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from schemas import database_at_version
-from statedb import state_url
+from statedb import server_url, state_url
 
 from digest.errors import StateError
 from digest.models import (
@@ -621,6 +621,28 @@ def test_a_version_6_database_counts_what_an_older_sender_left_in_flight(tmp_pat
         assert store.meta.get("schema_version") == str(SCHEMA_VERSION)
         assert store.deliveries.reclaim_interrupted("2025-W33", "old:1:x", now=NOW) == 1
         assert store.deliveries.interrupted_total("2025-W33") == 1
+
+
+@pytest.mark.skipif(server_url() is None, reason="on PostgreSQL: under scripts/postgres.sh (make test-postgres)")
+def test_outcomes_are_written_one_by_one_where_libpq_cannot_pipeline(store: Store, monkeypatch) -> None:
+    """psycopg sends a group commit's statements and its commit together (pipeline mode) where its
+    libpq can (version 14 and later); with an older one they go one by one, and nothing fails."""
+    import psycopg
+
+    def no_pipeline(*args: object, **kwargs: object) -> None:
+        raise AssertionError("pipeline mode entered where libpq has none")
+
+    monkeypatch.setattr(psycopg.Pipeline, "is_supported", classmethod(lambda cls: False))
+    monkeypatch.setattr(psycopg.Connection, "pipeline", no_pipeline)
+    emails = ["a@example.org", "b@example.org"]
+    claim_issue(store, recipients=[(e, None) for e in emails])
+    store.deliveries.claim(RENDERED.key, owner="me", claim="c1", limit=2, now=NOW, lease_until=NOW + HOUR, handed=False)
+    writer = store.deliveries.outcome_writer(RENDERED.key)
+    try:
+        writer.write("c1", [(DeliveryResult(emails[0], "sent", "<m>"), None)], now=NOW, handed=[emails[1]])
+    finally:
+        writer.close()
+    assert store.deliveries.counts(RENDERED.key) == {"sent": 1, "inflight": 1}
 
 
 def test_only_deliveries_handed_over_count_as_interrupted_when_their_sender_stopped(store: Store) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
 from typing import Any
 
@@ -98,6 +98,18 @@ class _DriverStatement:
         return [pick({**p, **fixed}) for p in params]
 
 
+def _one_round_trip(dbapi_connection: Any) -> Callable[[], AbstractContextManager[Any]]:
+    """What sends a transaction's statements and its commit to the server together: psycopg's
+    pipeline mode, where the driver and its libpq (14 and later) have it; otherwise nothing (each
+    executemany and the commit took a round trip of their own; SQLite has none)."""
+    pipeline = getattr(dbapi_connection, "pipeline", None)
+    if pipeline is None:
+        return nullcontext
+    from psycopg import Pipeline  # (the driver of this connection)
+
+    return pipeline if Pipeline.is_supported() else nullcontext
+
+
 class OutcomeWriter:
     """Writes one message's (or a few messages') outcomes per transaction, as fast as the driver
     allows: the send records every message as its server answers it, so this runs thousands of
@@ -113,6 +125,7 @@ class OutcomeWriter:
         self._hand_over = _DriverStatement(_HAND_OVER, engine)
         self._moment = UTCDateTime().bind_processor(engine.dialect) or (lambda v: v)
         self._conn: Any = None
+        self._together: Callable[[], AbstractContextManager[Any]] = nullcontext
 
     def write(
         self,
@@ -134,10 +147,8 @@ class OutcomeWriter:
         try:
             if self._conn is None:
                 self._conn = self.engine.raw_connection()
-            # psycopg: the updates and the commit go to the server together, one round trip in
-            # all (each executemany and the commit took one of their own).
-            pipeline = getattr(self._conn.dbapi_connection, "pipeline", None)
-            with pipeline() if pipeline is not None else nullcontext():
+                self._together = _one_round_trip(self._conn.dbapi_connection)
+            with self._together():
                 cursor = self._conn.cursor()
                 try:
                     if results:

@@ -193,8 +193,8 @@ deliveries = sa.Table(
 # planner picks by its statistics, which right after an issue is opened say every delivery is
 # pending: it then took the batch from the primary key in address order, reading past every
 # delivery already sent. This index holds only what a claim looks for. (SQLite plans the claim
-# from the status index. Written as DDL, not as an Index with a PostgreSQL clause: that would load
-# SQLAlchemy's PostgreSQL dialect into every process.)
+# from the status index. Made by this hook rather than declared as an Index with a PostgreSQL
+# clause, which would load SQLAlchemy's PostgreSQL dialect into every process.)
 def _create_pending_index(_table: sa.Table, conn: Connection, **_kw: Any) -> None:
     if conn.dialect.name == "postgresql":
         conn.execute(
