@@ -4,6 +4,7 @@ digest.delivery.ledger), and what `digest status` and the send loop read of them
 from __future__ import annotations
 
 import operator
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from datetime import datetime
@@ -105,9 +106,9 @@ def _one_round_trip(dbapi_connection: Any) -> Callable[[], AbstractContextManage
     pipeline = getattr(dbapi_connection, "pipeline", None)
     if pipeline is None:
         return nullcontext
-    from psycopg import Pipeline  # (the driver of this connection)
-
-    return pipeline if Pipeline.is_supported() else nullcontext
+    # (psycopg, the driver of this connection, is loaded; an optional dependency, so not imported here)
+    driver = sys.modules[type(dbapi_connection).__module__.partition(".")[0]]
+    return pipeline if driver.Pipeline.is_supported() else nullcontext
 
 
 class OutcomeWriter:
