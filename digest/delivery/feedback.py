@@ -40,7 +40,9 @@ def apply_feedback(store: Store, item: Feedback, *, now: datetime, soft_bounce_l
     ``suppressed``, ``recorded`` (a soft bounce below the limit, or an address already off the
     list) or ``unmatched`` (a report that names no address and returns no message of ours)."""
     found = store.feedback.delivery_for_message_id(item.message_id) if item.message_id else None
-    email = found[1] if found else item.email
+    # (Recorded as the subscriber gave the address, whatever case or form the report used, so the
+    # soft bounces of one address are counted together.)
+    email = found[1] if found else (store.feedback.stored_address(item.email) if item.email else None)
     if not email:
         return "unmatched"
     issue_key = found[0] if found else store.feedback.latest_issue_for(email)

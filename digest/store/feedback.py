@@ -3,7 +3,9 @@ can be, and the one-time webhook tokens already seen."""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -13,30 +15,50 @@ from digest.store.schema import deliveries, feedback, issues, subscribers, webho
 from digest.store.subscribers import record_status
 from digest.subscribers import address_key
 
+# The Message-IDs digest writes (digest.delivery.mime.MessageTemplate.new_message_id): the issue's
+# key, a random part and a sequence number.
+_OUR_MESSAGE_ID = re.compile(r"^(?P<key>.+)\.[0-9a-f]{16}\.\d+@")
+
 
 class FeedbackRepository(Repository):
+    """Each lookup here runs once per bounce, complaint or unsubscribe, against every delivery ever
+    made (an issue's worth per subscriber and issue): none may read them all. The deliveries are
+    found through their primary key, issue by issue, or within the one issue a Message-ID names."""
+
     def delivery_for_message_id(self, message_id: str) -> tuple[str, str] | None:
         """(issue key, address) of the delivery sent with this Message-ID, or None."""
         bare = message_id.strip().strip("<>")
+        cond: list[sa.ColumnElement[bool]] = [deliveries.c.message_id.in_([bare, f"<{bare}>"])]
+        ours = _OUR_MESSAGE_ID.match(bare)
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(deliveries.c.issue_key, deliveries.c.email).where(
-                    deliveries.c.message_id.in_([bare, f"<{bare}>"])
-                )
-            ).first()
+            if ours and conn.execute(sa.select(issues.c.key).where(issues.c.key == ours["key"])).first():
+                cond.append(deliveries.c.issue_key == ours["key"])  # (a Message-ID of ours: one issue)
+            row = conn.execute(sa.select(deliveries.c.issue_key, deliveries.c.email).where(*cond)).first()
         return None if row is None else (row.issue_key, row.email)
+
+    def _addresses(self, conn: sa.Connection, email: str) -> list[str]:
+        """The forms ``email`` may be stored in: as the subscriber it matches gave it (the same
+        address key: letter case, the domain as Unicode or IDNA), and as given here."""
+        stored = conn.execute(sa.select(subscribers.c.email).where(subscribers.c.address_key == address_key(email)))
+        return list(dict.fromkeys([*stored.scalars(), email]))
+
+    def _sent_to(self, addresses: list[str]) -> sa.Select[Any]:
+        """The issues sent to any of ``addresses``, newest first: for each issue, its delivery is
+        looked up by primary key (written as EXISTS, so no planner starts from the deliveries)."""
+        d = deliveries.c
+        sent = sa.exists().where(d.issue_key == issues.c.key, d.email.in_(addresses), d.status == "sent")
+        return sa.select(issues.c.key).where(sent).order_by(issues.c.slot.desc())
+
+    def stored_address(self, email: str) -> str:
+        """``email`` as its subscriber gave it (the same address key), or as given when no
+        subscriber has it: feedback is recorded under one form of each address."""
+        with self.engine.connect() as conn:
+            return self._addresses(conn, email)[0]
 
     def latest_issue_for(self, email: str) -> str | None:
         """The last issue sent to ``email``, for feedback that names no issue."""
-        q = (
-            sa.select(deliveries.c.issue_key)
-            .join(issues, issues.c.key == deliveries.c.issue_key)
-            .where(sa.func.lower(deliveries.c.email) == email.lower(), deliveries.c.status == "sent")
-            .order_by(issues.c.slot.desc())
-            .limit(1)
-        )
         with self.engine.connect() as conn:
-            return conn.execute(q).scalar()
+            return conn.execute(self._sent_to(self._addresses(conn, email)).limit(1)).scalar()
 
     def record(
         self,
@@ -58,20 +80,15 @@ class FeedbackRepository(Repository):
     def soft_bounces_in_a_row(self, email: str) -> int:
         """How many of the last issues sent to ``email``, newest first, soft-bounced without a
         break (an issue that did not bounce ends the run)."""
-        sent = (
-            sa.select(deliveries.c.issue_key)
-            .join(issues, issues.c.key == deliveries.c.issue_key)
-            .where(sa.func.lower(deliveries.c.email) == email.lower(), deliveries.c.status == "sent")
-            .order_by(issues.c.slot.desc())
-        )
-        soft = sa.select(feedback.c.issue_key).where(
-            sa.func.lower(feedback.c.email) == email.lower(), feedback.c.kind == "soft-bounce"
-        )
         with self.engine.connect() as conn:
-            bounced = {r.issue_key for r in conn.execute(soft)}
+            addresses = self._addresses(conn, email)
+            soft = sa.select(feedback.c.issue_key).where(
+                feedback.c.email.in_(addresses), feedback.c.kind == "soft-bounce"
+            )
+            bounced = set(conn.execute(soft).scalars())
             run = 0
-            for row in conn.execute(sent):
-                if row.issue_key not in bounced:
+            for issue_key in conn.execute(self._sent_to(addresses)).scalars():
+                if issue_key not in bounced:
                     break
                 run += 1
         return run

@@ -1,0 +1,101 @@
+"""Feedback's lookups run once per bounce, complaint or unsubscribe click, against every delivery
+ever made: a year of weekly issues to a million subscribers is fifty million rows. Their cost must
+not grow with the deliveries of other issues. (The look-up by Message-ID reads the one issue the
+Message-ID names: an index of Message-IDs would cost the send, which writes one with each
+outcome.) Counted in SQLite virtual-machine steps (a progress handler), never in seconds."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from digest.models import RenderedIssue
+from digest.store import Store
+
+NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
+SUBSCRIBERS = 2_000
+ADDRESS = "r0001000@example.org"
+
+
+def store_with_issues(tmp_path: Path, issues: int) -> Store:
+    """``issues`` weekly issues, each sent to the same subscribers, with Message-IDs as digest
+    writes them; the last issue is 2025-W33."""
+    store = Store(f"sqlite:///{tmp_path / f'lookups-{issues}.sqlite3'}")
+    store.subscribers.add_new(((f"r{i:07d}@example.org", None) for i in range(SUBSCRIBERS)), now=NOW)
+    for week in range(33 - issues + 1, 34):
+        key = f"2025-W{week}"
+        rendered = RenderedIssue(key=key, subject=key, preheader="", html="<p>x</p>", text="x")
+        slot = NOW - timedelta(weeks=33 - week)
+        assert store.issues.claim(key, slot=slot, rendered=rendered, article_ids=[], recipients=None, now=slot)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE deliveries SET status = 'sent', "
+                "message_id = '<' || issue_key || '.0123456789abcdef.' || substr(email, 2, 7) || '@news.example.org>'"
+            )
+        )
+    return store
+
+
+def steps_of(store: Store, lookup: Callable[[], object]) -> int:
+    """VM steps (in hundreds) that ``lookup`` takes."""
+    counted = [0]
+
+    def count(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.set_progress_handler(lambda: counted.__setitem__(0, counted[0] + 1) or 0, 100)
+
+    store.engine.dispose()
+    sa.event.listen(store.engine, "connect", count)
+    try:
+        lookup()
+    finally:
+        sa.event.remove(store.engine, "connect", count)
+        store.engine.dispose()
+    return counted[0]
+
+
+def lookup_steps(tmp_path: Path, issues: int) -> dict[str, int]:
+    store = store_with_issues(tmp_path, issues)
+    try:
+        f = store.feedback
+        message_id = "<2025-W33.0123456789abcdef.0001000@news.example.org>"
+        assert f.delivery_for_message_id(message_id) == ("2025-W33", ADDRESS)
+        assert f.latest_issue_for(ADDRESS.upper()) == "2025-W33"
+        assert f.soft_bounces_in_a_row(ADDRESS) == 0
+        return {
+            "by Message-ID": steps_of(store, lambda: f.delivery_for_message_id(message_id)),
+            "last issue": steps_of(store, lambda: f.latest_issue_for(ADDRESS.upper())),
+            "soft bounces": steps_of(store, lambda: f.soft_bounces_in_a_row(ADDRESS)),
+        }
+    finally:
+        store.close()
+
+
+def test_feedback_lookups_cost_the_same_with_eight_times_the_issues(tmp_path: Path) -> None:
+    one, eight = lookup_steps(tmp_path, 1), lookup_steps(tmp_path, 8)
+    print(f"hundreds of VM steps, one issue of {SUBSCRIBERS:,}: {one}; eight: {eight}")
+    for name in one:
+        # (Eight issues are eight look-ups by primary key where one issue is one: a few steps.)
+        assert eight[name] <= 2 * one[name] + 10, f"{name}: {one[name]} with one issue, {eight[name]} with eight"
+
+
+def test_a_bounce_names_the_address_as_the_subscriber_gave_it_or_in_any_other_form(tmp_path: Path) -> None:
+    # The same address key: letter case, and the domain as Unicode or in its IDNA form.
+    store = Store(f"sqlite:///{tmp_path / 'forms.sqlite3'}")
+    try:
+        store.subscribers.add_new(iter([("Ana@Bücher.example", None)]), now=NOW)
+        rendered = RenderedIssue(key="2025-W33", subject="s", preheader="", html="<p>x</p>", text="x")
+        assert store.issues.claim("2025-W33", slot=NOW, rendered=rendered, article_ids=[], recipients=None, now=NOW)
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE deliveries SET status = 'sent'"))
+        for form in ("Ana@Bücher.example", "ana@bücher.example", "ANA@xn--bcher-kva.example"):
+            assert store.feedback.latest_issue_for(form) == "2025-W33", form
+            assert store.feedback.stored_address(form) == "Ana@Bücher.example"
+        assert store.feedback.latest_issue_for("someone.else@example.org") is None
+        assert store.feedback.stored_address("Someone.Else@example.org") == "Someone.Else@example.org"
+    finally:
+        store.close()
