@@ -39,7 +39,7 @@ lint: $(STAMP)
 # throwaway server on 127.0.0.1 (installing Debian's postgresql when missing) and stops it after.
 PG_TESTS := tests/test_store.py tests/test_leases.py tests/test_delivery_ledger.py \
 	tests/test_schedule.py tests/test_delivery_crash.py tests/test_delivery_parallel.py \
-	tests/test_delivery_groupcommit.py tests/test_store_claims.py
+	tests/test_delivery_groupcommit.py tests/test_store_claims.py tests/test_store_lookups.py
 
 test: lint system-deps
 	$(BIN)/python -m pytest -q

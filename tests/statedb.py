@@ -5,8 +5,11 @@ of its own in that database, so tests never see each other's rows."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import sqlalchemy as sa
@@ -51,3 +54,37 @@ def drop_schemas() -> None:
             conn.execute(sa.text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
     engine.dispose()
     _made.clear()
+
+
+def deliveries_rows_read(store: Any, action: Callable[[], object]) -> int:
+    """Rows of the deliveries table that the plans PostgreSQL ran for ``action`` (on ``store``)
+    went through: the rows each scan of the table returned or filtered out, and the pairs a join
+    tried and dropped. PostgreSQL reports the plans it ran itself (auto_explain, its notices caught
+    in each transaction the action's statements ran in)."""
+    plans: list[dict[str, Any]] = []
+
+    def explain_each_statement(conn: sa.Connection) -> None:
+        dbapi = conn.connection.dbapi_connection
+        assert dbapi is not None
+        dbapi.add_notice_handler(lambda notice: plans.append(json.loads(notice.message_primary.split("\n", 1)[1])))
+        cursor = dbapi.cursor()  # (beneath SQLAlchemy's events)
+        cursor.execute("LOAD 'auto_explain'")
+        for setting in ("log_min_duration = 0", "log_analyze = on", "log_format = json", "log_level = notice"):
+            cursor.execute(f"SET LOCAL auto_explain.{setting}")
+        cursor.close()
+
+    sa.event.listen(store.engine, "begin", explain_each_statement)
+    try:
+        action()
+    finally:
+        sa.event.remove(store.engine, "begin", explain_each_statement)
+    assert plans, "PostgreSQL reported the plans it ran"
+    return sum(_rows_through(p["Plan"]) for p in plans)
+
+
+def _rows_through(node: dict[str, Any]) -> int:
+    loops = node.get("Actual Loops", 1)
+    rows = node.get("Rows Removed by Join Filter", 0) * loops
+    if node.get("Relation Name") == "deliveries" and node["Node Type"] != "ModifyTable":
+        rows += (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
+    return rows + sum(_rows_through(child) for child in node.get("Plans", []))

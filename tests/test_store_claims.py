@@ -5,14 +5,13 @@ deliveries table, never in seconds."""
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from statedb import server_url, state_url
+from statedb import deliveries_rows_read, server_url, state_url
 
 from digest.models import RenderedIssue
 from digest.store import Store
@@ -65,38 +64,13 @@ def steps_of_a_claim(tmp_path: Path, deliveries: int) -> int:
 
 def rows_a_claim_reads(tmp_path: Path, deliveries: int) -> int:
     """Rows of the deliveries table the plans PostgreSQL ran to claim 50 of ``deliveries`` went
-    through (after half were sent): the rows each scan of the table returned or filtered out, and
-    the pairs a join tried and dropped. PostgreSQL reports the plans it ran itself
-    (auto_explain, its notices caught in the claim's transaction). The issue was opened just
+    through, after half were sent (statedb.deliveries_rows_read). The issue was opened just
     before, as a send opens it, so the planner's statistics say every delivery is pending."""
     store, first = half_sent_issue(state_url(tmp_path, f"claims-{deliveries}"), deliveries)
     try:
-        plans: list[dict[str, Any]] = []
-
-        def explain_each_statement(conn: sa.Connection) -> None:
-            dbapi = conn.connection.dbapi_connection
-            dbapi.add_notice_handler(lambda notice: plans.append(json.loads(notice.message_primary.split("\n", 1)[1])))
-            cursor = dbapi.cursor()  # (beneath SQLAlchemy's events)
-            cursor.execute("LOAD 'auto_explain'")
-            for setting in ("log_min_duration = 0", "log_analyze = on", "log_format = json", "log_level = notice"):
-                cursor.execute(f"SET LOCAL auto_explain.{setting}")
-            cursor.close()
-
-        sa.event.listen(store.engine, "begin", explain_each_statement)
-        claim_50(store, first)
-        assert plans, "PostgreSQL reported the plans it ran"
-        return sum(rows_through(p["Plan"]) for p in plans)
+        return deliveries_rows_read(store, lambda: claim_50(store, first))
     finally:
         store.close()
-
-
-def rows_through(node: dict[str, Any]) -> int:
-    """Rows of the deliveries table a plan node and those below it went through."""
-    loops = node.get("Actual Loops", 1)
-    rows = node.get("Rows Removed by Join Filter", 0) * loops
-    if node.get("Relation Name") == "deliveries" and node["Node Type"] != "ModifyTable":
-        rows += (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
-    return rows + sum(rows_through(child) for child in node.get("Plans", []))
 
 
 def test_a_claim_costs_the_same_in_an_issue_ten_times_larger(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -42,12 +41,23 @@ class FeedbackRepository(Repository):
         stored = conn.execute(sa.select(subscribers.c.email).where(subscribers.c.address_key == address_key(email)))
         return list(dict.fromkeys([*stored.scalars(), email]))
 
-    def _sent_to(self, addresses: list[str]) -> sa.Select[Any]:
-        """The issues sent to any of ``addresses``, newest first: for each issue, its delivery is
-        looked up by primary key (written as EXISTS, so no planner starts from the deliveries)."""
+    def _sent_to(self, conn: sa.Connection, addresses: list[str]) -> list[str]:
+        """The issues sent to any of ``addresses``, newest first. For each address and issue, its
+        delivery is looked up by primary key: one address at a time, and as a subquery with a
+        LIMIT, which no planner turns into a read of the deliveries, whatever its statistics say."""
         d = deliveries.c
-        sent = sa.exists().where(d.issue_key == issues.c.key, d.email.in_(addresses), d.status == "sent")
-        return sa.select(issues.c.key).where(sent).order_by(issues.c.slot.desc())
+        slots: dict[str, datetime] = {}
+        for address in addresses:
+            sent = (
+                sa.select(sa.literal(1))
+                .where(d.issue_key == issues.c.key, d.status == "sent", d.email == address)
+                .limit(1)
+                .correlate(issues)
+                .scalar_subquery()
+            )
+            for key, slot in conn.execute(sa.select(issues.c.key, issues.c.slot).where(sent.is_not(None))):
+                slots[key] = slot
+        return sorted(slots, key=lambda key: slots[key], reverse=True)
 
     def stored_address(self, email: str) -> str:
         """``email`` as its subscriber gave it (the same address key), or as given when no
@@ -58,7 +68,8 @@ class FeedbackRepository(Repository):
     def latest_issue_for(self, email: str) -> str | None:
         """The last issue sent to ``email``, for feedback that names no issue."""
         with self.engine.connect() as conn:
-            return conn.execute(self._sent_to(self._addresses(conn, email)).limit(1)).scalar()
+            sent = self._sent_to(conn, self._addresses(conn, email))
+        return sent[0] if sent else None
 
     def record(
         self,
@@ -87,7 +98,7 @@ class FeedbackRepository(Repository):
             )
             bounced = set(conn.execute(soft).scalars())
             run = 0
-            for issue_key in conn.execute(self._sent_to(addresses)).scalars():
+            for issue_key in self._sent_to(conn, addresses):
                 if issue_key not in bounced:
                     break
                 run += 1
