@@ -68,11 +68,8 @@ def process_mailbox(settings: Settings, store: Store, path: Path, *, now: dateti
             continue
         done = []
         for f in item.feedback:
-            outcome = apply_feedback(store, f, now=now, soft_bounce_limit=settings.webhooks.soft_bounce_limit)
-            found = store.feedback.delivery_for_message_id(f.message_id) if f.message_id else None
-            email = found[1] if found else f.email
-            issue = found[0] if found else (store.feedback.latest_issue_for(email) if email else None)
-            done.append((f.kind, email or "(no address)", issue, outcome))
+            applied = apply_feedback(store, f, now=now, soft_bounce_limit=settings.webhooks.soft_bounce_limit)
+            done.append((f.kind, applied.address or "(no address)", applied.issue_key, applied.outcome))
         out.append(MailboxOutcome(item.where, tuple(done)))
     return out
 

@@ -146,7 +146,7 @@ class Webhooks:
             raise BadRequest(404, "no such webhook")
         items = verify(request, body, now)
         limit = self.settings.webhooks.soft_bounce_limit
-        done = [apply_feedback(self.store, item, now=now, soft_bounce_limit=limit) for item in items]
+        done = [apply_feedback(self.store, item, now=now, soft_bounce_limit=limit).outcome for item in items]
         return as_json({"events": len(done), "suppressed": done.count("suppressed")})
 
     def mailgun(self, request: Request, body: bytes, now: datetime) -> list[Feedback]:
