@@ -240,6 +240,14 @@ class DeliveriesRepository(Repository):
         Deliveries whose subscriber has left since the issue began are marked ``skipped``.
         ``handed``: whether the claimed deliveries count as on their way from the start (a sender
         that marks each message before its content goes out claims them with False)."""
+        values = {
+            "status": "inflight",
+            "owner": owner,
+            "claim": claim,
+            "lease_until": lease_until,
+            "updated_at": now,
+            "handed": handed,
+        }
         with self.engine.begin() as conn:
             left = limit
             for status, order, extra in (
@@ -248,14 +256,6 @@ class DeliveriesRepository(Repository):
             ):
                 if left <= 0:
                     break
-                values = {
-                    "status": "inflight",
-                    "owner": owner,
-                    "claim": claim,
-                    "lease_until": lease_until,
-                    "updated_at": now,
-                    "handed": handed,
-                }
                 if conn.dialect.name == "postgresql":
                     got = _claim_on_postgresql(conn, key, status, order, extra, left, values)
                 else:
