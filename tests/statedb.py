@@ -88,3 +88,21 @@ def _rows_through(node: dict[str, Any]) -> int:
     if node.get("Relation Name") == "deliveries" and node["Node Type"] != "ModifyTable":
         rows += (node.get("Actual Rows", 0) + node.get("Rows Removed by Filter", 0)) * loops
     return rows + sum(_rows_through(child) for child in node.get("Plans", []))
+
+
+def sqlite_steps(store: Any, action: Callable[[], object], *, per: int) -> int:
+    """Virtual-machine steps SQLite takes for ``action`` (on ``store``), in units of ``per``
+    (a progress handler on each connection opened meanwhile)."""
+    counted = [0]
+
+    def count(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.set_progress_handler(lambda: counted.__setitem__(0, counted[0] + 1) or 0, per)
+
+    store.engine.dispose()
+    sa.event.listen(store.engine, "connect", count)
+    try:
+        action()
+    finally:
+        sa.event.remove(store.engine, "connect", count)
+        store.engine.dispose()
+    return counted[0]

@@ -7,11 +7,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from statedb import deliveries_rows_read, server_url, state_url
+from statedb import deliveries_rows_read, server_url, sqlite_steps, state_url
 
 from digest.models import RenderedIssue
 from digest.store import Store
@@ -49,15 +48,7 @@ def steps_of_a_claim(tmp_path: Path, deliveries: int) -> int:
     """VM steps (in thousands) that claiming 50 of ``deliveries`` takes, after half were sent."""
     store, first = half_sent_issue(f"sqlite:///{tmp_path / f'claims-{deliveries}.sqlite3'}", deliveries)
     try:
-        counted = [0]
-
-        def count(dbapi_conn: Any, _record: Any) -> None:
-            dbapi_conn.set_progress_handler(lambda: counted.__setitem__(0, counted[0] + 1) or 0, 1000)
-
-        store.engine.dispose()
-        sa.event.listen(store.engine, "connect", count)
-        claim_50(store, first)
-        return counted[0]
+        return sqlite_steps(store, lambda: claim_50(store, first), per=1000)
     finally:
         store.close()
 

@@ -9,11 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from statedb import deliveries_rows_read, server_url, state_url
+from statedb import deliveries_rows_read, server_url, sqlite_steps, state_url
 
 from digest.models import RenderedIssue
 from digest.store import Store
@@ -45,19 +44,7 @@ def store_with_issues(tmp_path: Path, issues: int, url: str | None = None) -> St
 
 def steps_of(store: Store, lookup: Callable[[], object]) -> int:
     """VM steps (in hundreds) that ``lookup`` takes."""
-    counted = [0]
-
-    def count(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.set_progress_handler(lambda: counted.__setitem__(0, counted[0] + 1) or 0, 100)
-
-    store.engine.dispose()
-    sa.event.listen(store.engine, "connect", count)
-    try:
-        lookup()
-    finally:
-        sa.event.remove(store.engine, "connect", count)
-        store.engine.dispose()
-    return counted[0]
+    return sqlite_steps(store, lookup, per=100)
 
 
 MESSAGE_ID = "<2025-W33.0123456789abcdef.0001000@news.example.org>"
