@@ -49,6 +49,8 @@ DRY_RUN = int(os.environ.get("BENCH_DRY_RUN", "1000000"))
 CONNECTIONS = int(os.environ.get("BENCH_CONNECTIONS", "4"))
 WORKERS = int(os.environ.get("BENCH_WORKERS", "2"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+if ROUNDS < 1:
+    raise SystemExit(f"BENCH_ROUNDS={ROUNDS}: give at least 1 (rounds of digest send and smtp-source)")
 PARTS = os.environ.get("BENCH_PARTS", "send,dry-run").split(",")
 AS_OF = "2025-08-11T09:00"
 NOW = datetime(2025, 8, 11, 9, 0, tzinfo=timezone.utc)
